@@ -1,1 +1,17 @@
-//! placeholder
+//! Shared helpers for Lanyard's whole-system tests: where the built binaries are,
+//! real CA and daemon fixtures, a `pkcs11-tool` runner, and child processes that
+//! never outlive the test binary (see `process`).
+
+pub mod ca;
+pub mod daemon;
+pub mod paths;
+pub mod pkcs11_tool;
+pub mod process;
+pub mod tools;
+
+pub use ca::{Ca, IssuedCard};
+pub use daemon::{Daemon, DaemonBuilder, KeyType};
+pub use paths::{bin_path, module_path, release_dir};
+pub use pkcs11_tool::{Pkcs11Tool, SlotInfo};
+pub use process::{run, CmdOutput};
+pub use tools::{require_tool, tool_available};

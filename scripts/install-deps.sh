@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building, testing and the demo need.
+# Idempotent: returns at once when every package is already installed. Run as root.
+set -euo pipefail
+
+PACKAGES=(
+    ca-certificates          # TLS roots for cargo
+    pkg-config libssl-dev    # the openssl crate (card keys)
+    gcc libc6-dev            # linker and C runtime for -sys crates
+    openssl                  # dgst -verify, verify, x509 in tests and the demo
+    opensc                   # pkcs11-tool
+    libengine-pkcs11-openssl # libp11: OpenSSL's pkcs11 engine
+    gnutls-bin               # p11tool, certtool, gnutls-cli
+    util-linux               # setpriv (peer-uid test, child reaping)
+    procps                   # pgrep/ps in tests
+    coreutils                # timeout, mktemp
+    passwd                   # user 'nobody' / group 'nogroup' exist
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-deps: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run this script as root (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+# Wait for a concurrent apt (another shell, unattended-upgrades) instead of failing.
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get -o DPkg::Lock::Timeout=600 update; then
+    echo "install-deps: apt-get update failed" >&2
+    exit 1
+fi
+if ! apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"; then
+    echo "install-deps: apt-get install failed for: ${missing[*]}" >&2
+    exit 1
+fi
+echo "install-deps: done"
