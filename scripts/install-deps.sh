@@ -15,6 +15,7 @@ PACKAGES=(
     procps                   # pgrep/ps in tests
     coreutils                # timeout, mktemp
     passwd                   # user 'nobody' / group 'nogroup' exist
+    jq                       # demo.sh reads the CA's and the CLI's JSON
 )
 
 missing=()

@@ -12,6 +12,6 @@ pub mod tools;
 pub use ca::{Ca, IssuedCard};
 pub use daemon::{Daemon, DaemonBuilder, KeyType};
 pub use paths::{bin_path, module_path, release_dir};
-pub use pkcs11_tool::{Pkcs11Tool, SlotInfo};
+pub use pkcs11_tool::{ObjectInfo, Pkcs11Tool, SlotInfo};
 pub use process::{run, CmdOutput};
 pub use tools::{require_tool, tool_available};

@@ -60,6 +60,19 @@ impl Pkcs11Tool {
         run(cmd, None, timeout)
     }
 
+    /// `-O` on `slot` (with `--login --pin` when `pin` is given), parsed; panics on failure.
+    pub fn objects(&self, slot: u64, pin: Option<&str>) -> Vec<ObjectInfo> {
+        let slot = slot.to_string();
+        let mut args = vec!["--slot", slot.as_str()];
+        if let Some(pin) = pin {
+            args.extend(["--login", "--pin", pin]);
+        }
+        args.push("-O");
+        let out = self.run(&args);
+        out.assert_success("pkcs11-tool -O");
+        parse_objects(&out.stdout)
+    }
+
     /// `-L`, parsed; panics with the output if it fails.
     pub fn slots(&self) -> Vec<SlotInfo> {
         let out = self.run(&["-L"]);
@@ -122,6 +135,60 @@ pub fn parse_slot_list(text: &str) -> Vec<SlotInfo> {
     slots
 }
 
+/// One object as `pkcs11-tool -O` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// "Certificate Object", "Public Key Object", "Private Key Object", "Data object"…
+    pub kind: String,
+    /// The rest of the header line after the `;` (e.g. "RSA 2048 bits").
+    pub detail: String,
+    /// The indented `name: value` lines, in order, names lower-cased.
+    pub fields: Vec<(String, String)>,
+}
+
+impl ObjectInfo {
+    /// The value of the first field called `name` (lower case, without the colon).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The object's CKA_ID in hex, as printed.
+    pub fn id(&self) -> Option<&str> {
+        self.field("id")
+    }
+}
+
+/// Parses `pkcs11-tool -O` output into objects.
+pub fn parse_objects(text: &str) -> Vec<ObjectInfo> {
+    let mut objects: Vec<ObjectInfo> = Vec::new();
+    for line in text.lines() {
+        let starts_indented = line.starts_with(' ') || line.starts_with('\t');
+        if !starts_indented {
+            let (head, detail) = line.split_once(';').unwrap_or((line, ""));
+            if head.to_ascii_lowercase().contains("object") {
+                objects.push(ObjectInfo {
+                    kind: head.trim().to_string(),
+                    detail: detail.trim().to_string(),
+                    fields: Vec::new(),
+                });
+            }
+            continue;
+        }
+        let Some(object) = objects.last_mut() else {
+            continue;
+        };
+        if let Some((name, value)) = line.trim().split_once(':') {
+            object
+                .fields
+                .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    objects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +204,19 @@ mod tests {
         assert_eq!(slots[1].id, 1);
         assert!(slots[1].empty);
         assert_eq!(slots[1].token_label, None);
+    }
+
+    #[test]
+    fn parses_objects_with_ids() {
+        let text = "Using slot 0 with a present token (0x0)\nPublic Key Object; RSA 2048 bits\n  label:      Dr Ada\n  ID:         a1b2\n  Usage:      verify\nPrivate Key Object; RSA\n  ID:         a1b2\n  Access:     sensitive, always sensitive, never extractable, local\n";
+        let objects = parse_objects(text);
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].kind, "Public Key Object");
+        assert_eq!(objects[0].detail, "RSA 2048 bits");
+        assert_eq!(objects[0].id(), Some("a1b2"));
+        assert_eq!(objects[1].kind, "Private Key Object");
+        assert!(objects[1]
+            .field("access")
+            .is_some_and(|a| a.contains("never extractable")));
     }
 }

@@ -1,0 +1,14 @@
+//! Whole-system tests: the real `lanyard-ca`, `lanyardd` and `liblanyard_pkcs11.so`
+//! driven by real clients (`pkcs11-tool`, `openssl`, the `lanyard` CLI, the demo
+//! script). One test binary, so the fixtures in `world` are started once and shared.
+
+mod demo;
+mod enrolment;
+mod listing;
+mod no_daemon;
+mod peer_uid;
+mod pin_policy;
+mod secrets;
+mod selftest;
+mod signing;
+mod world;
