@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 
-use lanyard_test_support::{CmdOutput, Daemon, KeyType};
+use lanyard_test_support::{Ca, CmdOutput, Daemon, KeyType};
 
 use crate::world::{
     enroll_card, export_certificate, public_key_of, scratch, shared_ca, sign, status_cards,
@@ -34,7 +34,8 @@ fn an_enrolment_code_cannot_be_reused() {
     if !tools_present() {
         return;
     }
-    let ca = shared_ca();
+    // Its own CA: deliberate failures must not use up the shared CA's rate limit.
+    let ca = &Ca::start();
     let issued = ca.issue_card("Dr Gina Once", "555000000005", ROLE);
     let first = Daemon::start();
     first
@@ -88,7 +89,7 @@ fn a_wrong_code_fails_cleanly() {
     if !tools_present() {
         return;
     }
-    let ca = shared_ca();
+    let ca = &Ca::start();
     let daemon = Daemon::start();
     let out = daemon.try_enroll(
         ca.url(),

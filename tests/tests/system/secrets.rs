@@ -2,16 +2,17 @@
 //! PIN change, with debug logging on, neither the PINs nor the enrolment code appear
 //! in the daemon's or the CA's captured output.
 
-use lanyard_test_support::{Daemon, KeyType};
+use lanyard_test_support::{Ca, Daemon, KeyType};
 
-use crate::world::{scratch, shared_ca, sign, status_cards, tools_present, Card, ROLE};
+use crate::world::{scratch, sign, status_cards, tools_present, Card, ROLE};
 
 #[test]
 fn no_pin_or_code_appears_in_the_logs() {
     if !tools_present() {
         return;
     }
-    let ca = shared_ca();
+    // Its own CA, so its log holds this test's enrolments only.
+    let ca = &Ca::start();
     let daemon = Daemon::builder().env("RUST_LOG", "debug").start();
     let pin = "80604020";
     let new_pin = "70503010";
