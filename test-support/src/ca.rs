@@ -176,6 +176,11 @@ impl Ca {
         &self.dir
     }
 
+    /// The temporary directory holding everything of this CA.
+    pub fn base_dir(&self) -> &Path {
+        &self.base
+    }
+
     /// `DIR/root.pem`, what clients trust.
     pub fn root_pem(&self) -> PathBuf {
         self.dir.join("root.pem")

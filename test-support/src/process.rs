@@ -63,6 +63,35 @@ pub fn spawn_owned(mut cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("reaper thread dropped the spawn request"))?
 }
 
+/// Removes `path` after this test process exits, however it exits. For fixtures kept
+/// in a `static`, whose temporary directories are never dropped: a small `sh` waits
+/// for end-of-file on a pipe whose write end only this process holds.
+pub fn remove_at_exit(path: &std::path::Path) {
+    static PIPES: OnceLock<std::sync::Mutex<Vec<std::process::ChildStdin>>> = OnceLock::new();
+    let janitor = Command::new("sh")
+        .args([
+            "-c",
+            "cat >/dev/null; sleep 0.5; rm -rf -- \"$1\"",
+            "lanyard-test-janitor",
+        ])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match janitor {
+        Ok(mut child) => {
+            if let Some(stdin) = child.stdin.take() {
+                let pipes = PIPES.get_or_init(Default::default);
+                if let Ok(mut pipes) = pipes.lock() {
+                    pipes.push(stdin);
+                }
+            }
+        }
+        Err(e) => eprintln!("WARNING: {} will be left behind: {e}", path.display()),
+    }
+}
+
 /// Sends SIGTERM to `pid` (through `kill(1)`, so no unsafe and no extra crate).
 pub fn terminate(pid: u32) {
     let _ = Command::new("kill")

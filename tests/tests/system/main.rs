@@ -2,6 +2,7 @@
 //! driven by real clients (`pkcs11-tool`, `openssl`, the `lanyard` CLI, the demo
 //! script). One test binary, so the fixtures in `world` are started once and shared.
 
+mod ca_cli;
 mod demo;
 mod enrolment;
 mod listing;

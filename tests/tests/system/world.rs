@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lanyard_test_support::pkcs11_tool::ObjectInfo;
+use lanyard_test_support::process::remove_at_exit;
 use lanyard_test_support::{run, Ca, CmdOutput, Daemon, IssuedCard, KeyType, Pkcs11Tool};
 
 /// The role every test card gets.
@@ -24,7 +25,12 @@ pub fn tools_present() -> bool {
 /// The CA shared by every test.
 pub fn shared_ca() -> &'static Ca {
     static CA: OnceLock<Ca> = OnceLock::new();
-    CA.get_or_init(Ca::start)
+    CA.get_or_init(|| {
+        let ca = Ca::start();
+        // A static is never dropped: remove its directory when the test binary exits.
+        remove_at_exit(ca.base_dir());
+        ca
+    })
 }
 
 /// A card enrolled in a daemon, with what the tests need to use it.
@@ -50,6 +56,7 @@ pub fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let daemon = Daemon::start();
+        remove_at_exit(daemon.base_dir());
         let rsa = enroll_card(
             &daemon,
             "Dr Ada Smith",
