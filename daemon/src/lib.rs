@@ -1,0 +1,28 @@
+//! lanyardd, the per-user virtual smartcard daemon, and the pieces of the
+//! `lanyard` CLI, as a library so that every part can be tested alone.
+//! The binaries in `src/bin/` are thin glue over these modules.
+
+#![forbid(unsafe_code)]
+
+pub mod app_sessions;
+pub mod card_crypto;
+pub mod card_info;
+pub mod card_store;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod enroll;
+pub mod error;
+pub mod keys;
+pub mod paths;
+pub mod pin;
+pub mod pin_policy;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+
+pub use error::{Error, Result};
+
+/// Version reported in Hello and Status.
+pub const DAEMON_VERSION: &str = env!("CARGO_PKG_VERSION");

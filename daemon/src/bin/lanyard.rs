@@ -1,1 +1,121 @@
-fn main() {}
+//! `lanyard`: the clinician's command line. Thin glue over
+//! `lanyard_daemon::cli`; it only ever talks to lanyardd over the agent socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lanyard_daemon::cli::{self, exit};
+use lanyard_daemon::paths;
+
+/// lanyard — your Lanyard virtual smartcard.
+///
+/// Talks to your lanyardd (which must be running) over its socket: enrol a
+/// card with the code from your IT desk, see your cards, change a PIN.
+///
+/// Exit codes: 0 ok; 1 other error; 2 bad usage; 3 lanyardd not running or
+/// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment failure.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Agent socket (default: $LANYARD_AGENT_SOCK, else
+    /// $XDG_RUNTIME_DIR/lanyard/agent.sock, else /tmp/lanyard-$UID/agent.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Enrol a new virtual card: lanyardd generates the key, the CA certifies it.
+    ///
+    /// You choose the card's PIN (asked twice, not echoed; or the first line
+    /// of standard input with --pin-stdin). The PIN is never an argument.
+    Enroll {
+        /// The CA's enrolment service, https://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        ca: String,
+        /// PEM file of the CA root your organisation gave you; the CA's TLS
+        /// certificate must chain to it.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: PathBuf,
+        /// The one-time enrolment code from your IT desk.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+        /// Key type of the new card.
+        #[arg(long, value_name = "TYPE", default_value = "rsa-2048", value_parser = ["rsa-2048", "ec-p256"])]
+        key: String,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the new card as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the daemon and every card: subject, expiry, PIN state.
+    Status {
+        /// Print JSON (daemon_version, socket, store, cards[]).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a card's PIN (current PIN once, new PIN twice).
+    ///
+    /// With --pin-stdin: the current PIN on line 1, the new PIN on line 2.
+    /// A wrong current PIN counts towards locking the card.
+    ChangePin {
+        /// The card, if more than one is enrolled (see `lanyard status`).
+        #[arg(long, value_name = "ID")]
+        card: Option<String>,
+        /// Read the PINs from standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let socket = paths::socket_path(args.socket);
+    let result = match &args.command {
+        Command::Enroll {
+            ca,
+            ca_cert,
+            code,
+            key,
+            pin_stdin,
+            json,
+        } => cli::enroll::run(
+            &socket,
+            cli::enroll::EnrollArgs {
+                ca_url: ca,
+                ca_cert,
+                code,
+                key,
+                pin_stdin: *pin_stdin,
+                json: *json,
+            },
+        ),
+        Command::Status { json } => cli::status::run(&socket, *json),
+        Command::ChangePin { card, pin_stdin } => {
+            cli::change_pin::run(&socket, card.as_deref(), *pin_stdin)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("lanyard: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

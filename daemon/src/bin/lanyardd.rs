@@ -1,1 +1,98 @@
-fn main() {}
+//! `lanyardd`: the per-user virtual smartcard daemon. Thin glue: arguments,
+//! logging, hardening, then the library's socket server until SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use lanyard_daemon::config::Config;
+use lanyard_daemon::shutdown::{wait_for_signal, SocketGuard};
+use lanyard_daemon::state::Daemon;
+use lanyard_daemon::{paths, server};
+
+/// lanyardd — keeps your virtual smartcards and signs for applications that
+/// use the Lanyard PKCS#11 module. One daemon per user; keys never leave it.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Agent socket path. Default: $LANYARD_AGENT_SOCK, else
+    /// $XDG_RUNTIME_DIR/lanyard/agent.sock, else /tmp/lanyard-$UID/agent.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Configuration file. Default: $XDG_CONFIG_HOME/lanyard/lanyardd.toml
+    /// (or ~/.config/lanyard/lanyardd.toml); a missing file means defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lanyardd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    // Nothing this daemon creates is for anyone else.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // No core dumps or ptrace by other processes of this user: keys live in memory.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("lanyardd: warning: cannot set PR_SET_DUMPABLE=0: {e}");
+    }
+    let config_path = match args.config {
+        Some(p) => p,
+        None => paths::config_file()?,
+    };
+    let config = Config::load(&config_path)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .map_err(|e| anyhow::anyhow!("config {}: bad log_level: {e}", config_path.display()))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let socket_path = paths::socket_path(args.socket);
+    let store_dir = paths::store_dir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = server::bind_socket(&socket_path)?;
+        let _guard = SocketGuard(socket_path.clone());
+        let daemon = Arc::new(Daemon::open(config, &store_dir, socket_path.clone())?);
+        tracing::info!(
+            socket = %socket_path.display(),
+            store = %store_dir.display(),
+            config = %config_path.display(),
+            cards = daemon.cards(None).len(),
+            version = lanyard_daemon::DAEMON_VERSION,
+            "lanyardd ready"
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+        tokio::spawn(async move {
+            match wait_for_signal().await {
+                Ok(sig) => {
+                    let _ = tx.send(sig);
+                }
+                Err(e) => tracing::error!(error = %e, "signal handling unavailable"),
+            }
+        });
+        server::serve(listener, daemon, async {
+            if let Ok(sig) = rx.await {
+                tracing::info!(signal = sig, "stopping");
+            }
+        })
+        .await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `lanyard change-pin`: old PIN once, new PIN twice on a terminal (or two
+//! lines on stdin with `--pin-stdin`); the daemon checks and re-wraps.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lanyard_proto::agent::{request, response, ChangePin};
+
+use super::client::AgentClient;
+use super::{pin_input, status, CliError};
+
+/// Runs `lanyard change-pin`.
+pub fn run(socket: &Path, card: Option<&str>, pin_stdin: bool) -> Result<(), CliError> {
+    let mut client = AgentClient::connect(socket)?;
+    let cards = status::fetch(&mut client)?.cards;
+    let card_id = match (card, cards.as_slice()) {
+        (Some(id), _) => {
+            if !cards.iter().any(|c| c.card_id == id) {
+                return Err(CliError::Usage(format!(
+                    "no card {id}; `lanyard status` lists the cards"
+                )));
+            }
+            id.to_string()
+        }
+        (None, [only]) => only.card_id.clone(),
+        (None, []) => return Err(CliError::Usage("no card enrolled".into())),
+        (None, many) => {
+            let ids: Vec<&str> = many.iter().map(|c| c.card_id.as_str()).collect();
+            return Err(CliError::Usage(format!(
+                "several cards ({}); choose one with --card ID",
+                ids.join(", ")
+            )));
+        }
+    };
+    let (old, new) = if pin_stdin {
+        let mut lines = pin_input::read_stdin_lines(2)?;
+        let new = lines.remove(1);
+        (lines.remove(0), new)
+    } else {
+        let old = pin_input::prompt(&format!("Current PIN of card {card_id}: "))?;
+        (old, pin_input::prompt_new("New PIN")?)
+    };
+    client.set_timeout(Duration::from_secs(60))?;
+    match client.call(request::Body::ChangePin(ChangePin {
+        card_id: card_id.clone(),
+        old_pin: old.to_string(),
+        new_pin: new.to_string(),
+    }))? {
+        response::Body::ChangePin(_) => {
+            println!("PIN of card {card_id} changed");
+            Ok(())
+        }
+        _ => Err(CliError::Other(
+            "lanyardd answered ChangePin with something else".into(),
+        )),
+    }
+}

@@ -1,0 +1,95 @@
+//! The `lanyard` CLI's library half: a blocking agent client, PIN input,
+//! and one module per subcommand. Errors carry the documented exit codes.
+
+pub mod change_pin;
+pub mod client;
+pub mod enroll;
+pub mod pin_input;
+pub mod status;
+
+use std::path::PathBuf;
+
+use lanyard_proto::agent::ErrorCode;
+
+/// Exit codes of `lanyard` (documented in `--help`).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other error.
+    pub const OTHER: u8 = 1;
+    /// Bad usage.
+    pub const USAGE: u8 = 2;
+    /// The daemon is not running or cannot be reached.
+    pub const DAEMON_UNREACHABLE: u8 = 3;
+    /// PIN incorrect, locked or not acceptable.
+    pub const PIN: u8 = 4;
+    /// The CA or the enrolment failed.
+    pub const ENROLL: u8 = 5;
+}
+
+/// What can go wrong in the CLI, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No daemon at the socket.
+    #[error("lanyardd is not running (no socket at {0}); start it with `lanyardd`")]
+    DaemonNotRunning(PathBuf),
+    /// The socket exists but cannot be used.
+    #[error("cannot reach lanyardd at {path}: {reason}")]
+    DaemonUnreachable { path: PathBuf, reason: String },
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Agent { code: ErrorCode, message: String },
+    /// Bad arguments or input.
+    #[error("{0}")]
+    Usage(String),
+    /// PIN entry problem (mismatch, empty).
+    #[error("{0}")]
+    PinEntry(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::DaemonNotRunning(_) | CliError::DaemonUnreachable { .. } => {
+                exit::DAEMON_UNREACHABLE
+            }
+            CliError::Agent { code, .. } => match code {
+                ErrorCode::PinIncorrect
+                | ErrorCode::PinLocked
+                | ErrorCode::PinLenRange
+                | ErrorCode::PinInvalid => exit::PIN,
+                ErrorCode::EnrollFailed | ErrorCode::CaUnavailable | ErrorCode::SlotsFull => {
+                    exit::ENROLL
+                }
+                _ => exit::OTHER,
+            },
+            CliError::Usage(_) => exit::USAGE,
+            CliError::PinEntry(_) => exit::PIN,
+            CliError::Other(_) => exit::OTHER,
+        }
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// `rsa-2048` / `ec-p256` from the agent's key type.
+pub fn key_type_name(key_type: i32) -> &'static str {
+    match lanyard_proto::agent::KeyType::try_from(key_type) {
+        Ok(lanyard_proto::agent::KeyType::EcP256) => "ec-p256",
+        Ok(lanyard_proto::agent::KeyType::Rsa2048) => "rsa-2048",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,16 @@
+//! Status: the cards plus where the daemon lives (socket, store), for
+//! `lanyard status`.
+
+use lanyard_proto::agent::{response, StatusReply};
+
+use crate::state::Daemon;
+
+/// The daemon's status.
+pub fn apply(daemon: &Daemon) -> response::Body {
+    response::Body::Status(StatusReply {
+        cards: daemon.cards(None),
+        daemon_version: crate::DAEMON_VERSION.into(),
+        socket_path: daemon.socket_path().display().to_string(),
+        store_path: daemon.store_dir().display().to_string(),
+    })
+}

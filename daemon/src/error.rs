@@ -1,0 +1,146 @@
+//! The daemon's one error type, and its mapping to the agent protocol's
+//! `ErrorCode` (done here, in one place, so every command answers alike).
+
+use std::path::PathBuf;
+
+use lanyard_proto::agent::{self, ErrorCode};
+
+/// Result with the daemon's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the daemon, with messages a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed or out-of-order request.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The client speaks a protocol version this daemon does not.
+    #[error("unsupported protocol version {0}; this lanyardd speaks version 1")]
+    UnsupportedVersion(i32),
+    /// No card with this id in the store.
+    #[error("no card {0} in this daemon")]
+    NoSuchCard(String),
+    /// Wrong PIN; `tries_left` before the card locks.
+    #[error("PIN incorrect ({tries_left} tries left before the card locks)")]
+    PinIncorrect { tries_left: u32 },
+    /// Too many wrong PINs: the card refuses every PIN until reset by the IT desk.
+    #[error("card is locked after too many wrong PINs; ask your IT desk for a PIN reset")]
+    PinLocked,
+    /// PIN length outside the policy.
+    #[error("PIN must be {min} to {max} digits long")]
+    PinLenRange { min: usize, max: usize },
+    /// PIN contains something other than digits.
+    #[error("PIN must contain digits only")]
+    PinInvalid,
+    /// The application has not logged in to the card.
+    #[error("not logged in to card {0}")]
+    NotLoggedIn(String),
+    /// The algorithm does not fit the card's key.
+    #[error("mechanism not supported: {0}")]
+    MechanismInvalid(String),
+    /// Input too long or of the wrong length for the mechanism.
+    #[error("data length out of range: {0}")]
+    DataLenRange(String),
+    /// Mechanism parameters (hash, MGF, salt length) not acceptable.
+    #[error("mechanism parameter invalid: {0}")]
+    MechanismParamInvalid(String),
+    /// The CA refused the enrolment, or its answer was unusable.
+    #[error("enrolment failed: {0}")]
+    EnrollFailed(String),
+    /// The CA could not be reached.
+    #[error("{0}")]
+    CaUnavailable(String),
+    /// Every fixed slot already holds a card.
+    #[error("all {0} slots already hold a card; remove one before enrolling another")]
+    SlotsFull(u32),
+    /// A card file (or the device secret) is unreadable, tampered with or truncated.
+    #[error("card store file {path} is corrupt: {reason}")]
+    StoreCorrupt { path: PathBuf, reason: String },
+    /// An I/O failure with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory the daemon relies on is unsafe (owner or mode).
+    #[error("{0}")]
+    InsecureDirectory(String),
+    /// Another daemon already serves the socket.
+    #[error("lanyardd already running on {0}")]
+    AlreadyRunning(PathBuf),
+    /// The configuration file is malformed or has invalid values.
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    /// A failure inside OpenSSL or the AEAD/KDF code.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(String),
+    /// Anything else that is a bug rather than bad input.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An I/O error with context (what the daemon was doing, on which path).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A corrupt store file.
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::StoreCorrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The agent protocol code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Error::NoSuchCard(_) => ErrorCode::NoSuchCard,
+            Error::PinIncorrect { .. } => ErrorCode::PinIncorrect,
+            Error::PinLocked => ErrorCode::PinLocked,
+            Error::PinLenRange { .. } => ErrorCode::PinLenRange,
+            Error::PinInvalid => ErrorCode::PinInvalid,
+            Error::NotLoggedIn(_) => ErrorCode::NotLoggedIn,
+            Error::MechanismInvalid(_) => ErrorCode::MechanismInvalid,
+            Error::DataLenRange(_) => ErrorCode::DataLenRange,
+            Error::MechanismParamInvalid(_) => ErrorCode::MechanismParamInvalid,
+            Error::EnrollFailed(_) => ErrorCode::EnrollFailed,
+            Error::CaUnavailable(_) => ErrorCode::CaUnavailable,
+            Error::SlotsFull(_) => ErrorCode::SlotsFull,
+            Error::StoreCorrupt { .. } => ErrorCode::StoreCorrupt,
+            Error::Io { .. }
+            | Error::InsecureDirectory(_)
+            | Error::AlreadyRunning(_)
+            | Error::Config { .. }
+            | Error::Crypto(_)
+            | Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The agent protocol error for this error; `tries_left` filled for PIN errors.
+    pub fn to_proto(&self, tries_left: u32) -> agent::Error {
+        let tries_left = match self {
+            Error::PinIncorrect { tries_left } => *tries_left,
+            Error::PinLocked => 0,
+            _ => tries_left,
+        };
+        agent::Error {
+            code: self.code() as i32,
+            message: self.to_string(),
+            tries_left,
+        }
+    }
+}
+
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Error::Crypto(e.to_string())
+    }
+}

@@ -1,0 +1,157 @@
+//! The agent socket: binding it safely (private directory, no second daemon,
+//! stale socket removed, mode 0600), the accept loop with the SO_PEERCRED
+//! uid check on every peer, and one task per connection.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lanyard_proto::agent::{ErrorCode, Response};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::app_sessions::AppId;
+use crate::cmd;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::paths::{current_uid, prepare_socket_dir};
+use crate::state::Daemon;
+
+/// Most distinct app ids one connection may carry (normally one).
+const MAX_APPS_PER_CONNECTION: usize = 8;
+
+/// Prepares the directory, refuses to run beside a live daemon, removes a
+/// stale socket, binds, and makes the socket 0600. Needs a tokio runtime.
+pub fn bind_socket(path: &Path) -> Result<UnixListener> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| {
+            Error::Internal(format!("socket path {} has no directory", path.display()))
+        })?;
+    prepare_socket_dir(dir, current_uid())?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(Error::AlreadyRunning(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                Error::io(format!("cannot remove stale socket {}", path.display()), e)
+            })?;
+            tracing::info!(socket = %path.display(), "removed stale socket");
+        }
+        Ok(_) => {
+            return Err(Error::InsecureDirectory(format!(
+                "{} exists and is not a socket; remove it or choose another path",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("cannot inspect {}", path.display()), e)),
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Error::io(format!("cannot listen on {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(format!("cannot chmod {}", path.display()), e))?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let uid = current_uid();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => admit(stream, uid, &daemon),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Avoid a hot loop on e.g. EMFILE.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+fn admit(stream: UnixStream, uid: u32, daemon: &Arc<Daemon>) {
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == uid => {
+            let daemon = daemon.clone();
+            tokio::spawn(handle(stream, daemon));
+        }
+        Ok(cred) => {
+            tracing::warn!(
+                peer_uid = cred.uid(),
+                peer_pid = cred.pid().unwrap_or(-1),
+                "connection from another user refused"
+            );
+            tokio::spawn(refuse(stream, cred.uid()));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read peer credentials; connection dropped"),
+    }
+}
+
+async fn refuse(stream: UnixStream, peer_uid: u32) {
+    let mut conn = Connection::new(stream);
+    let resp = Response {
+        request_id: 0,
+        error: Some(lanyard_proto::agent::Error {
+            code: ErrorCode::PermissionDenied as i32,
+            message: format!(
+                "lanyardd serves uid {} only; uid {peer_uid} is refused",
+                current_uid()
+            ),
+            tries_left: 0,
+        }),
+        body: None,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.write_response(&resp)).await;
+}
+
+async fn handle(stream: UnixStream, daemon: Arc<Daemon>) {
+    let mut conn = Connection::new(stream);
+    let mut session = cmd::Session::default();
+    let mut apps: Vec<AppId> = Vec::new();
+    loop {
+        let req = match conn.read_request().await {
+            Ok(Some(req)) => req,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad frame; closing connection");
+                if matches!(e, Error::BadRequest(_)) {
+                    let resp = cmd::error_response(0, &e, 0);
+                    let _ = conn.write_response(&resp).await;
+                }
+                break;
+            }
+        };
+        if let Some(app) = AppId::new(&req.app_id) {
+            if !apps.contains(&app) {
+                if apps.len() >= MAX_APPS_PER_CONNECTION {
+                    let e = Error::BadRequest("too many app ids on one connection".into());
+                    let _ = conn
+                        .write_response(&cmd::error_response(req.request_id, &e, 0))
+                        .await;
+                    break;
+                }
+                daemon.connection_opened(&app);
+                apps.push(app);
+            }
+        }
+        let resp = cmd::dispatch(&daemon, &mut session, req).await;
+        if let Err(e) = conn.write_response(&resp).await {
+            tracing::debug!(error = %e, "client went away");
+            break;
+        }
+    }
+    for app in &apps {
+        daemon.connection_closed(app);
+    }
+}
