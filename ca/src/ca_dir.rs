@@ -1,0 +1,177 @@
+//! The layout of a CA directory (keys, certificates, ca.toml, ca.db) and the
+//! atomic, fsynced writes every file in it gets.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::CaError;
+
+/// Mode of private key files.
+pub const KEY_MODE: u32 = 0o600;
+/// Mode of certificates and the configuration.
+pub const PUBLIC_MODE: u32 = 0o644;
+/// Mode of the CA directory itself.
+pub const DIR_MODE: u32 = 0o700;
+
+/// A CA directory and the names of the files in it.
+#[derive(Debug, Clone)]
+pub struct CaDir {
+    root: PathBuf,
+}
+
+impl CaDir {
+    /// The CA directory at `root` (nothing is checked yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        CaDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Root CA certificate: what clients trust.
+    pub fn root_pem(&self) -> PathBuf {
+        self.root.join("root.pem")
+    }
+    /// Root CA private key; needed only by `init`, can be moved offline after.
+    pub fn root_key(&self) -> PathBuf {
+        self.root.join("root.key")
+    }
+    /// Issuing CA certificate.
+    pub fn issuing_pem(&self) -> PathBuf {
+        self.root.join("issuing.pem")
+    }
+    /// Issuing CA private key.
+    pub fn issuing_key(&self) -> PathBuf {
+        self.root.join("issuing.key")
+    }
+    /// The gRPC server's TLS certificate.
+    pub fn server_pem(&self) -> PathBuf {
+        self.root.join("server.pem")
+    }
+    /// The gRPC server's TLS key.
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("server.key")
+    }
+    /// The configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("ca.toml")
+    }
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("ca.db")
+    }
+
+    /// Files whose presence means `init` already ran here.
+    pub fn marker_files(&self) -> [PathBuf; 8] {
+        [
+            self.config(),
+            self.database(),
+            self.root_pem(),
+            self.root_key(),
+            self.issuing_pem(),
+            self.issuing_key(),
+            self.server_pem(),
+            self.server_key(),
+        ]
+    }
+
+    /// Fails with [`CaError::NotInitialised`] unless the files `serve` and
+    /// `admin` need are present. root.key is deliberately not among them.
+    pub fn require_initialised(&self) -> Result<(), CaError> {
+        for f in [
+            self.config(),
+            self.database(),
+            self.root_pem(),
+            self.issuing_pem(),
+            self.issuing_key(),
+            self.server_pem(),
+            self.server_key(),
+        ] {
+            if !f.exists() {
+                return Err(CaError::NotInitialised {
+                    dir: self.root.clone(),
+                    missing: f,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a whole file.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, CaError> {
+        fs::read(path).map_err(|e| CaError::io("read", path, e))
+    }
+}
+
+/// Creates `dir` (and missing parents) and sets it to 0700.
+pub fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+    fs::create_dir_all(dir).map_err(|e| CaError::io("create directory", dir, e))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+        .map_err(|e| CaError::io("set permissions on", dir, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file with `mode` in the same
+/// directory, fsync, rename over `path`, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| CaError::io("create", &tmp, e))?;
+        // The umask may have narrowed the mode; keys must be exactly 0600.
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| CaError::io("set permissions on", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| CaError::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| CaError::io("sync", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| CaError::io("rename into", path, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| CaError::io("sync directory", dir, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("k.key");
+        write_atomic(&p, b"one", KEY_MODE).unwrap();
+        write_atomic(&p, b"two", KEY_MODE).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn not_initialised_names_the_missing_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = CaDir::new(tmp.path()).require_initialised().unwrap_err();
+        assert!(err.to_string().contains("ca.toml"), "{err}");
+        assert!(err.to_string().contains("lanyard-ca init"), "{err}");
+    }
+}

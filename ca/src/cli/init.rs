@@ -1,0 +1,231 @@
+//! `lanyard-ca init`: makes a new CA directory. Everything is generated in
+//! memory first, then written file by file (0600 keys, atomic); if a write
+//! fails, what was written is removed so `init` can simply be run again.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use lanyard_certs::rcgen::{Issuer, KeyPair};
+use lanyard_certs::{
+    generate_ca_key, generate_server_key, issuing_ca_params, root_ca_params, server_params,
+    CertSerial,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::audit::{admin_actor, AuditAction, AuditEvent};
+use crate::ca_dir::{create_private_dir, write_atomic, CaDir, KEY_MODE, PUBLIC_MODE};
+use crate::config::CaConfig;
+use crate::error::CaError;
+use crate::store::Store;
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to create the CA in (made 0700; refused if it already holds a CA).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Extra name for the server's TLS certificate besides localhost, 127.0.0.1
+    /// and ::1: an IP address or a DNS name. Repeat for several.
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+    /// Organisation name, the O= of every certificate.
+    #[arg(long, value_name = "NAME", default_value = "Lanyard Demo Trust")]
+    pub org: String,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// PEM texts of everything `init` writes.
+struct Material {
+    root_key: Zeroizing<String>,
+    root_pem: String,
+    root_der: Vec<u8>,
+    issuing_key: Zeroizing<String>,
+    issuing_pem: String,
+    server_key: Zeroizing<String>,
+    server_pem: String,
+    root_serial: CertSerial,
+    issuing_serial: CertSerial,
+}
+
+fn random_serial() -> Result<CertSerial, CaError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)?;
+    Ok(CertSerial::from_random(bytes))
+}
+
+fn generate(org: &str, sans: &[String]) -> Result<Material, CaError> {
+    let now = OffsetDateTime::now_utc();
+    let root_serial = random_serial()?;
+    let issuing_serial = random_serial()?;
+
+    let root_key: KeyPair = generate_ca_key()?;
+    let root_params = root_ca_params(org, &root_serial, now)?;
+    let root_cert = root_params.self_signed(&root_key)?;
+    let root = Issuer::new(root_params, &root_key);
+
+    let issuing_key = generate_ca_key()?;
+    let issuing_cert =
+        issuing_ca_params(org, &issuing_serial, now)?.signed_by(&issuing_key, &root)?;
+    let issuing = Issuer::from_ca_cert_der(issuing_cert.der(), &issuing_key)?;
+
+    let server_key = generate_server_key()?;
+    let server_cert =
+        server_params(org, sans, &random_serial()?, now)?.signed_by(&server_key, &issuing)?;
+
+    Ok(Material {
+        root_key: Zeroizing::new(root_key.serialize_pem()),
+        root_pem: root_cert.pem(),
+        root_der: root_cert.der().to_vec(),
+        issuing_key: Zeroizing::new(issuing_key.serialize_pem()),
+        issuing_pem: issuing_cert.pem(),
+        server_key: Zeroizing::new(server_key.serialize_pem()),
+        server_pem: server_cert.pem(),
+        root_serial,
+        issuing_serial,
+    })
+}
+
+/// Creates the CA.
+pub async fn run(args: InitArgs) -> Result<(), CaError> {
+    let dir = CaDir::new(&args.dir);
+    if let Some(found) = dir.marker_files().into_iter().find(|f| f.exists()) {
+        return Err(CaError::AlreadyInitialised {
+            dir: args.dir.clone(),
+            found,
+        });
+    }
+    let config = CaConfig::new(args.org.clone());
+    config
+        .check()
+        .map_err(|reason| CaError::InvalidArgument(format!("--org: {reason}")))?;
+    let material = generate(&args.org, &args.sans)?;
+
+    create_private_dir(dir.path())?;
+    let mut written = Vec::new();
+    let result = write_everything(&dir, &config, &material, &args.sans, &mut written).await;
+    if let Err(e) = result {
+        for p in &written {
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(e);
+    }
+
+    let fingerprint = hex::encode(Sha256::digest(&material.root_der));
+    if args.json {
+        let out = json!({
+            "dir": dir.path(),
+            "organisation": args.org,
+            "root_pem": dir.root_pem(),
+            "root_key": dir.root_key(),
+            "issuing_pem": dir.issuing_pem(),
+            "server_pem": dir.server_pem(),
+            "config": dir.config(),
+            "database": dir.database(),
+            "server_names": server_names(&args.sans),
+            "root_sha256": fingerprint,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "Initialised a Lanyard CA for {} in {}",
+            args.org,
+            dir.path().display()
+        );
+        println!(
+            "  root certificate (clients trust this): {}",
+            dir.root_pem().display()
+        );
+        println!("  root certificate SHA-256:               {fingerprint}");
+        println!(
+            "  issuing CA certificate:                 {}",
+            dir.issuing_pem().display()
+        );
+        println!(
+            "  server TLS names:                       {}",
+            server_names(&args.sans).join(", ")
+        );
+        println!(
+            "  configuration:                          {}",
+            dir.config().display()
+        );
+        println!(
+            "The root key {} is not needed by `serve`; move it offline now.",
+            dir.root_key().display()
+        );
+    }
+    Ok(())
+}
+
+fn server_names(sans: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = lanyard_certs::ca_profiles::DEFAULT_SERVER_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for s in sans {
+        if !names.contains(s) {
+            names.push(s.clone());
+        }
+    }
+    names
+}
+
+async fn write_everything(
+    dir: &CaDir,
+    config: &CaConfig,
+    m: &Material,
+    sans: &[String],
+    written: &mut Vec<PathBuf>,
+) -> Result<(), CaError> {
+    let mut put = |path: PathBuf, bytes: &[u8], mode: u32| -> Result<(), CaError> {
+        write_atomic(&path, bytes, mode)?;
+        written.push(path);
+        Ok(())
+    };
+    put(dir.root_key(), m.root_key.as_bytes(), KEY_MODE)?;
+    put(dir.root_pem(), m.root_pem.as_bytes(), PUBLIC_MODE)?;
+    put(dir.issuing_key(), m.issuing_key.as_bytes(), KEY_MODE)?;
+    put(dir.issuing_pem(), m.issuing_pem.as_bytes(), PUBLIC_MODE)?;
+    put(dir.server_key(), m.server_key.as_bytes(), KEY_MODE)?;
+    put(dir.server_pem(), m.server_pem.as_bytes(), PUBLIC_MODE)?;
+    config.save(&dir.config())?;
+    written.push(dir.config());
+
+    let db = dir.database();
+    written.extend(db_files(&db));
+    // The database holds code hashes and the audit log: 0600, and SQLite gives
+    // its -wal and -shm files the same mode.
+    write_atomic(&db, b"", KEY_MODE)?;
+    let store = Store::create(&db).await?;
+    let audited = store
+        .record_audit(&AuditEvent {
+            actor: admin_actor(),
+            action: AuditAction::CaInitialised,
+            card_id: None,
+            peer: None,
+            detail: json!({
+                "organisation": config.organisation,
+                "root_serial": m.root_serial.to_hex(),
+                "issuing_serial": m.issuing_serial.to_hex(),
+                "server_names": server_names(sans),
+            }),
+        })
+        .await;
+    store.close().await;
+    audited
+}
+
+/// The database file and SQLite's companions.
+fn db_files(db: &Path) -> Vec<PathBuf> {
+    let s = db.as_os_str().to_owned();
+    let with = |suffix: &str| {
+        let mut p = s.clone();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    vec![db.to_path_buf(), with("-wal"), with("-shm")]
+}

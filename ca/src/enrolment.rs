@@ -1,0 +1,210 @@
+//! The enrolment use case, free of gRPC types: rate limit, code check, CSR
+//! check, then issuance and bookkeeping in one database transaction.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use lanyard_certs::{check_csr, CardHolder, CertSerial, Validity};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use tracing::{info, warn};
+
+use crate::audit::{AuditAction, AuditEvent};
+use crate::config::CaConfig;
+use crate::enrolment_code::EnrolmentCode;
+use crate::error::CaError;
+use crate::issuer::IssuingCa;
+use crate::rate_limit::FailureLimiter;
+use crate::store::{CardRecord, CodeLookup, IssuedCert, Store};
+
+/// Attempts at drawing an unused random serial before giving up.
+const SERIAL_ATTEMPTS: usize = 8;
+
+/// A successful enrolment.
+#[derive(Debug)]
+pub struct Enrolled {
+    /// The card it was for.
+    pub card: CardRecord,
+    /// The new certificate, DER.
+    pub certificate_der: Vec<u8>,
+    /// Issuing CA then root, DER.
+    pub chain_der: Vec<Vec<u8>>,
+}
+
+/// Everything an enrolment needs.
+#[derive(Debug)]
+pub struct Enroller {
+    store: Store,
+    issuer: IssuingCa,
+    config: CaConfig,
+    limiter: FailureLimiter,
+}
+
+/// Why a code was refused (for the log and audit, never for the client).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Malformed,
+    Unknown,
+    Expired,
+    Used,
+}
+
+impl Refusal {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::Unknown => "unknown",
+            Refusal::Expired => "expired",
+            Refusal::Used => "already used",
+        }
+    }
+}
+
+impl Enroller {
+    /// An enroller over the given store, issuing CA and configuration.
+    pub fn new(store: Store, issuer: IssuingCa, config: CaConfig) -> Self {
+        let limiter = FailureLimiter::new(config.rate_limit);
+        Enroller {
+            store,
+            issuer,
+            config,
+            limiter,
+        }
+    }
+
+    /// Redeems `typed_code` for a certificate on the key of `csr_der`.
+    pub async fn enroll(
+        &self,
+        peer: Option<SocketAddr>,
+        typed_code: &str,
+        csr_der: &[u8],
+    ) -> Result<Enrolled, CaError> {
+        let ip = peer
+            .map(|p| p.ip().to_canonical())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if let Err(wait) = self.limiter.check(ip, Instant::now()) {
+            let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            warn!(peer = %ip, retry_after_secs, "enrolment refused: too many failed attempts");
+            return Err(CaError::RateLimited {
+                retry_after_secs: retry_after_secs.max(1),
+            });
+        }
+
+        let Some(code) = EnrolmentCode::parse(typed_code) else {
+            return Err(self.refuse(ip, Refusal::Malformed, None).await);
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut pending = match self.store.begin_enrolment(&code.hash(), now).await? {
+            CodeLookup::Valid(p) => p,
+            CodeLookup::Unknown => return Err(self.refuse(ip, Refusal::Unknown, None).await),
+            CodeLookup::Expired { card_id } => {
+                return Err(self.refuse(ip, Refusal::Expired, Some(card_id)).await)
+            }
+            CodeLookup::Used { card_id } => {
+                return Err(self.refuse(ip, Refusal::Used, Some(card_id)).await)
+            }
+        };
+        let card = pending.card().clone();
+
+        let csr = match check_csr(csr_der) {
+            Ok(csr) => csr,
+            Err(e) => {
+                // Roll back first: the code stays usable with a good request.
+                drop(pending);
+                warn!(peer = %ip, card_id = %card.card_id, error = %e, "enrolment request refused");
+                self.audit_quietly(AuditEvent {
+                    actor: format!("peer:{ip}"),
+                    action: AuditAction::EnrolBadRequest,
+                    card_id: Some(card.card_id.clone()),
+                    peer: Some(ip.to_string()),
+                    detail: json!({ "reason": e.to_string() }),
+                })
+                .await;
+                return Err(CaError::BadCsr(e));
+            }
+        };
+
+        let holder = CardHolder {
+            holder_name: card.holder_name.clone(),
+            user_id: card.user_id.clone(),
+            role: card.role.clone(),
+            card_id: card.card_id.clone(),
+            organisation: self.config.organisation.clone(),
+        };
+        let validity = Validity::card(
+            now,
+            Duration::days(i64::from(self.config.cert_lifetime_days)),
+        )?;
+        let mut serial = None;
+        for _ in 0..SERIAL_ATTEMPTS {
+            let mut bytes = [0u8; 16];
+            getrandom::getrandom(&mut bytes)?;
+            let candidate = CertSerial::from_random(bytes);
+            if pending.serial_is_free(&candidate).await? {
+                serial = Some(candidate);
+                break;
+            }
+        }
+        let serial = serial.ok_or(CaError::NoUniqueId)?;
+        let (der, validity) = self.issuer.issue(&csr, &holder, &serial, validity)?;
+
+        let peer_text = ip.to_string();
+        let event = AuditEvent {
+            actor: format!("peer:{ip}"),
+            action: AuditAction::Enrolled,
+            card_id: Some(card.card_id.clone()),
+            peer: Some(peer_text.clone()),
+            detail: json!({
+                "serial": serial.to_hex(),
+                "key": csr.key_kind().to_string(),
+                "not_after": validity.not_after.unix_timestamp(),
+            }),
+        };
+        let issued = IssuedCert {
+            serial,
+            der: &der,
+            key_kind: csr.key_kind(),
+            validity,
+        };
+        pending.complete(&issued, Some(&peer_text), &event).await?;
+        info!(
+            peer = %ip,
+            card_id = %card.card_id,
+            serial = %serial,
+            key = %csr.key_kind(),
+            "card enrolled, certificate issued"
+        );
+        Ok(Enrolled {
+            card,
+            certificate_der: der,
+            chain_der: self.issuer.chain_der(),
+        })
+    }
+
+    /// Counts a failed attempt, logs and audits it, and returns the one error clients see.
+    async fn refuse(&self, ip: IpAddr, why: Refusal, card_id: Option<String>) -> CaError {
+        self.limiter.record_failure(ip, Instant::now());
+        warn!(
+            peer = %ip,
+            reason = why.as_str(),
+            card_id = card_id.as_deref().unwrap_or("-"),
+            "enrolment code rejected"
+        );
+        self.audit_quietly(AuditEvent {
+            actor: format!("peer:{ip}"),
+            action: AuditAction::EnrolFailed,
+            card_id,
+            peer: Some(ip.to_string()),
+            detail: json!({ "reason": why.as_str() }),
+        })
+        .await;
+        CaError::CodeRejected
+    }
+
+    /// Audits a refusal; a failing audit write is logged but does not change the answer.
+    async fn audit_quietly(&self, event: AuditEvent) {
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(error = %e, action = event.action.as_str(), "could not write audit record");
+        }
+    }
+}

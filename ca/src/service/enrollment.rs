@@ -1,0 +1,50 @@
+//! The `Enrollment` gRPC service: takes the peer address and request fields,
+//! calls [`Enroller`], converts the result to `EnrollResponse`.
+
+use std::sync::Arc;
+
+use lanyard_proto::ca::enrollment_server::Enrollment;
+use lanyard_proto::ca::{EnrollRequest, EnrollResponse};
+use tonic::{Request, Response, Status};
+
+use crate::enrolment::{Enrolled, Enroller};
+
+/// `lanyard.ca.v1.Enrollment` over an [`Enroller`].
+#[derive(Debug, Clone)]
+pub struct EnrollmentService {
+    enroller: Arc<Enroller>,
+}
+
+impl EnrollmentService {
+    /// The service for `enroller`.
+    pub fn new(enroller: Arc<Enroller>) -> Self {
+        EnrollmentService { enroller }
+    }
+}
+
+impl From<Enrolled> for EnrollResponse {
+    fn from(e: Enrolled) -> Self {
+        EnrollResponse {
+            card_id: e.card.card_id,
+            certificate_der: e.certificate_der,
+            chain_der: e.chain_der,
+            holder_name: e.card.holder_name,
+            user_id: e.card.user_id,
+            role: e.card.role,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Enrollment for EnrollmentService {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        let code = zeroize::Zeroizing::new(req.code);
+        let enrolled = self.enroller.enroll(peer, &code, &req.csr_der).await?;
+        Ok(Response::new(enrolled.into()))
+    }
+}

@@ -1,0 +1,4 @@
+//! gRPC service implementations: thin adapters that convert proto messages
+//! into domain calls and errors into statuses, nothing more.
+
+pub mod enrollment;

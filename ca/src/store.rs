@@ -1,0 +1,306 @@
+//! The CA's SQLite store through sqlx: opening (WAL, busy timeout, foreign
+//! keys, migrations), cards and their codes, and the enrolment transaction
+//! that marks a code used and records the certificate atomically.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use lanyard_certs::{CertSerial, KeyKind, Validity};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+
+use crate::audit::{self, AuditEvent};
+use crate::enrolment_code::CodeHash;
+use crate::error::CaError;
+
+/// How long a writer waits for another (e.g. `admin` while `serve` runs).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The migrations in ca/migrations, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A card as the IT desk recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRecord {
+    /// 12 upper-case hex characters.
+    pub card_id: String,
+    /// The holder's name.
+    pub holder_name: String,
+    /// The holder's user id.
+    pub user_id: String,
+    /// The holder's role.
+    pub role: String,
+}
+
+/// Result of looking up a code inside the enrolment transaction.
+#[derive(Debug)]
+pub enum CodeLookup {
+    /// The code is valid: the transaction holds the write lock until completed or dropped.
+    Valid(PendingEnrolment),
+    /// No such code.
+    Unknown,
+    /// The code exists but expired.
+    Expired {
+        /// Its card.
+        card_id: String,
+    },
+    /// The code was already redeemed.
+    Used {
+        /// Its card.
+        card_id: String,
+    },
+}
+
+/// A certificate about to be recorded.
+#[derive(Debug)]
+pub struct IssuedCert<'a> {
+    /// Its serial.
+    pub serial: CertSerial,
+    /// The DER certificate.
+    pub der: &'a [u8],
+    /// The kind of key it certifies.
+    pub key_kind: KeyKind,
+    /// Its validity.
+    pub validity: Validity,
+}
+
+/// The CA database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Creates a new database file and applies the migrations.
+    pub async fn create(path: &Path) -> Result<Self, CaError> {
+        Self::connect(path, true).await
+    }
+
+    /// Opens an existing database and applies any new migrations.
+    pub async fn open(path: &Path) -> Result<Self, CaError> {
+        Self::connect(path, false).await
+    }
+
+    async fn connect(path: &Path, create: bool) -> Result<Self, CaError> {
+        let opts = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Closes every connection (checkpoints the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction that takes SQLite's write lock at once, so a
+    /// read-then-write sequence cannot interleave with another writer.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, CaError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Appends one audit record in its own transaction.
+    pub async fn record_audit(&self, event: &AuditEvent) -> Result<(), CaError> {
+        let mut tx = self.begin_write().await?;
+        audit::append(&mut tx, event, OffsetDateTime::now_utc()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts a card and its enrolment code, with the audit record, in one
+    /// transaction. Returns `false` (and changes nothing) if the card id is taken.
+    pub async fn insert_card(
+        &self,
+        card: &CardRecord,
+        code_hash: &CodeHash,
+        expires_at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<bool, CaError> {
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.begin_write().await?;
+        let taken = sqlx::query("SELECT 1 FROM cards WHERE card_id = ?")
+            .bind(&card.card_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO cards (card_id, holder_name, user_id, role, state, created_at, created_by) \
+             VALUES (?, ?, ?, ?, 'issued', ?, ?)",
+        )
+        .bind(&card.card_id)
+        .bind(&card.holder_name)
+        .bind(&card.user_id)
+        .bind(&card.role)
+        .bind(now.unix_timestamp())
+        .bind(&event.actor)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO enrolment_codes (code_hash, card_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(code_hash.to_hex())
+        .bind(&card.card_id)
+        .bind(now.unix_timestamp())
+        .bind(expires_at.unix_timestamp())
+        .execute(&mut *tx)
+        .await?;
+        audit::append(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Starts an enrolment: takes the write lock and looks the code up. Only a
+    /// [`CodeLookup::Valid`] keeps the transaction open.
+    pub async fn begin_enrolment(
+        &self,
+        code_hash: &CodeHash,
+        now: OffsetDateTime,
+    ) -> Result<CodeLookup, CaError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT c.card_id, c.holder_name, c.user_id, c.role, e.expires_at, e.used_at \
+             FROM enrolment_codes e JOIN cards c ON c.card_id = e.card_id \
+             WHERE e.code_hash = ?",
+        )
+        .bind(code_hash.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(CodeLookup::Unknown);
+        };
+        let card = CardRecord {
+            card_id: row.try_get("card_id")?,
+            holder_name: row.try_get("holder_name")?,
+            user_id: row.try_get("user_id")?,
+            role: row.try_get("role")?,
+        };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        if used_at.is_some() {
+            return Ok(CodeLookup::Used {
+                card_id: card.card_id,
+            });
+        }
+        if expires_at <= now.unix_timestamp() {
+            return Ok(CodeLookup::Expired {
+                card_id: card.card_id,
+            });
+        }
+        Ok(CodeLookup::Valid(PendingEnrolment {
+            tx,
+            card,
+            code_hash: *code_hash,
+        }))
+    }
+
+    /// Cards, newest first (for admin listings and tests).
+    pub async fn cards(&self) -> Result<Vec<(CardRecord, String)>, CaError> {
+        let rows = sqlx::query(
+            "SELECT card_id, holder_name, user_id, role, state FROM cards ORDER BY created_at DESC, card_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    CardRecord {
+                        card_id: r.try_get("card_id")?,
+                        holder_name: r.try_get("holder_name")?,
+                        user_id: r.try_get("user_id")?,
+                        role: r.try_get("role")?,
+                    },
+                    r.try_get("state")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Checks the audit chain: `Ok(rows)` or `Err(first broken seq)`.
+    pub async fn verify_audit(&self) -> Result<Result<u64, i64>, CaError> {
+        let mut conn = self.pool.acquire().await?;
+        audit::verify_chain(&mut conn).await
+    }
+}
+
+/// An enrolment holding SQLite's write lock; dropping it rolls back and leaves the code unused.
+#[derive(Debug)]
+pub struct PendingEnrolment {
+    tx: Transaction<'static, Sqlite>,
+    card: CardRecord,
+    code_hash: CodeHash,
+}
+
+impl PendingEnrolment {
+    /// The card the code belongs to.
+    pub fn card(&self) -> &CardRecord {
+        &self.card
+    }
+
+    /// Whether no certificate with `serial` was ever recorded.
+    pub async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
+        Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = ?")
+            .bind(serial.to_hex())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .is_none())
+    }
+
+    /// Marks the code used, records the certificate, activates the card and
+    /// appends the audit record, all in one commit.
+    pub async fn complete(
+        mut self,
+        cert: &IssuedCert<'_>,
+        peer: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<(), CaError> {
+        let now = OffsetDateTime::now_utc();
+        let marked = sqlx::query(
+            "UPDATE enrolment_codes SET used_at = ?, used_from = ? WHERE code_hash = ? AND used_at IS NULL",
+        )
+        .bind(now.unix_timestamp())
+        .bind(peer)
+        .bind(self.code_hash.to_hex())
+        .execute(&mut *self.tx)
+        .await?;
+        if marked.rows_affected() != 1 {
+            // Cannot happen under BEGIN IMMEDIATE; refuse rather than issue twice.
+            return Err(CaError::CodeRejected);
+        }
+        sqlx::query(
+            "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(cert.serial.to_hex())
+        .bind(&self.card.card_id)
+        .bind(cert.der)
+        .bind(cert.key_kind.to_string())
+        .bind(cert.validity.not_before.unix_timestamp())
+        .bind(cert.validity.not_after.unix_timestamp())
+        .bind(now.unix_timestamp())
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("UPDATE cards SET state = 'active' WHERE card_id = ? AND state = 'issued'")
+            .bind(&self.card.card_id)
+            .execute(&mut *self.tx)
+            .await?;
+        audit::append(&mut self.tx, event, now).await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
