@@ -1,0 +1,230 @@
+//! The module's side of the agent protocol: a small pool of blocking Unix
+//! socket connections to `lanyardd`. A thread takes a connection, makes one
+//! round trip and gives it back; no lock is held while waiting for the daemon.
+
+mod connection;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lanyard_proto::agent::{request, response, ErrorCode, HelloReply, Request};
+
+pub use connection::Connection;
+
+/// How long connecting (and the Hello exchange) may take before the daemon is
+/// considered unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one request may wait for its answer (a login runs Argon2id).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept per process; more are closed when given back.
+const MAX_IDLE: usize = 4;
+
+/// What can go wrong talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the Lanyard daemon is not reachable at {path}: {source}")]
+    Unreachable { path: String, source: io::Error },
+    #[error("the connection to the Lanyard daemon failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the Lanyard daemon answered out of protocol: {0}")]
+    Protocol(String),
+    #[error("the Lanyard daemon speaks protocol version {0}, this module speaks 1")]
+    UnsupportedVersion(i32),
+    #[error("the Lanyard daemon refused the request ({code:?}): {message}")]
+    Agent {
+        code: ErrorCode,
+        message: String,
+        tries_left: u32,
+    },
+    #[error("the module was finalized")]
+    Closed,
+}
+
+/// Whether a request may be sent again after its connection broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads (ListCards, Status): safe to repeat once on a fresh connection.
+    Idempotent,
+    /// Login, Logout, Sign, ChangePin: never repeated behind the caller's back.
+    Never,
+}
+
+/// What the module knows about the daemon it talks to.
+#[derive(Debug, Clone, Default)]
+struct DaemonSeen {
+    /// `daemon_instance` of the first daemon answered; a different one means
+    /// the daemon restarted and forgot every login.
+    instance: Option<Vec<u8>>,
+    slot_count: Option<u32>,
+}
+
+/// A per-process pool of connections to the agent socket.
+pub struct AgentClient {
+    path: PathBuf,
+    app_id: Vec<u8>,
+    may_spawn_threads: bool,
+    idle: Mutex<Vec<Connection>>,
+    next_request_id: AtomicU64,
+    seen: Mutex<DaemonSeen>,
+    /// Incremented each time the daemon instance changes.
+    epoch: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl AgentClient {
+    /// A client for the socket at `path`; nothing is connected yet.
+    /// `may_spawn_threads` is false when the application said
+    /// CKF_LIBRARY_CANT_CREATE_OS_THREADS (connect then has no timeout).
+    pub fn new(path: PathBuf, app_id: Vec<u8>, may_spawn_threads: bool) -> Self {
+        AgentClient {
+            path,
+            app_id,
+            may_spawn_threads,
+            idle: Mutex::new(Vec::new()),
+            next_request_id: AtomicU64::new(1),
+            seen: Mutex::new(DaemonSeen::default()),
+            epoch: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The socket path in use.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Connects once (Hello included) and keeps the connection; returns the
+    /// daemon's HelloReply, or the error if it cannot be reached.
+    pub fn probe(&self) -> Result<HelloReply, ClientError> {
+        let (conn, hello) = self.connect()?;
+        self.checkin(conn);
+        Ok(hello)
+    }
+
+    /// Number of slots the daemon asked for, if it was ever reached.
+    pub fn slot_count(&self) -> Option<u32> {
+        lock(&self.seen).slot_count
+    }
+
+    /// Changes each time a restarted daemon is seen.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// One request, one response. Daemon errors come back as
+    /// [`ClientError::Agent`]; a broken pooled connection is retried once on a
+    /// fresh one when `retry` allows it.
+    pub fn call(&self, body: request::Body, retry: Retry) -> Result<response::Body, ClientError> {
+        let mut may_retry = retry == Retry::Idempotent;
+        loop {
+            let (mut conn, reused) = self.checkout()?;
+            let req = Request {
+                request_id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
+                app_id: self.app_id.clone(),
+                body: Some(body.clone()),
+            };
+            match conn.round_trip(&req) {
+                Ok(resp) => {
+                    self.checkin(conn);
+                    return into_body(resp);
+                }
+                Err(e) => {
+                    drop(conn);
+                    if may_retry && reused && is_broken_connection(&e) {
+                        may_retry = false;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Closes every idle connection and refuses further requests.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        lock(&self.idle).clear();
+    }
+
+    /// Takes an idle connection that is still alive, or connects a new one.
+    /// The flag says whether the connection came from the pool.
+    fn checkout(&self) -> Result<(Connection, bool), ClientError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ClientError::Closed);
+        }
+        let current = lock(&self.seen).instance.clone();
+        loop {
+            let candidate = lock(&self.idle).pop();
+            let Some(conn) = candidate else { break };
+            if Some(conn.instance()) == current.as_deref() && conn.is_alive() {
+                return Ok((conn, true));
+            }
+        }
+        let (conn, _) = self.connect()?;
+        Ok((conn, false))
+    }
+
+    fn checkin(&self, conn: Connection) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// Connects and says Hello; notes a restarted daemon.
+    fn connect(&self) -> Result<(Connection, HelloReply), ClientError> {
+        let client = format!(
+            "lanyard-pkcs11 {} pid {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        );
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let (conn, hello) =
+            Connection::open(&self.path, self.may_spawn_threads, &self.app_id, id, client)?;
+        let mut seen = lock(&self.seen);
+        match &seen.instance {
+            Some(old) if *old != hello.daemon_instance => {
+                seen.instance = Some(hello.daemon_instance.clone());
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+            }
+            Some(_) => {}
+            None => seen.instance = Some(hello.daemon_instance.clone()),
+        }
+        if seen.slot_count.is_none() {
+            seen.slot_count = Some(hello.slot_count);
+        }
+        drop(seen);
+        Ok((conn, hello))
+    }
+}
+
+/// Whether an error means the connection itself died (as opposed to the
+/// daemon answering with an error).
+fn is_broken_connection(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io(_))
+}
+
+/// Splits a Response into its body or the daemon's error.
+fn into_body(resp: lanyard_proto::agent::Response) -> Result<response::Body, ClientError> {
+    if let Some(err) = resp.error {
+        return Err(ClientError::Agent {
+            code: ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal),
+            message: err.message,
+            tries_left: err.tries_left,
+        });
+    }
+    resp.body
+        .ok_or_else(|| ClientError::Protocol("response without body or error".into()))
+}
+
+/// Locks a mutex, recovering it if another thread panicked while holding it
+/// (a panic is caught at the FFI boundary; the data stays consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,757 @@
+//! The exported C_* functions that do something, in the order of the
+//! PKCS#11 3.0 chapters. Each converts its pointers, calls `crate::fns`, and
+//! writes results back; all checks and state live in the safe layer.
+
+use std::ffi::c_void;
+
+use cryptoki_sys::*;
+
+use super::{
+    attributes_in, bytes_in, capacity, guard, mechanism_in, template_in, to_usize, write_list,
+    write_out, write_struct,
+};
+use crate::attribute::{AttrRequest, AttrResult};
+use crate::error::{Pkcs11Error, Result};
+use crate::fns::{digest, general, objmgmt, random, sessmgmt, signing, stmgmt, verify};
+
+// ---- General purpose (5.4) ----
+
+/// C_Initialize.
+#[no_mangle]
+pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
+    guard(|| {
+        let args = if init_args.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL pInitArgs points to a CK_C_INITIALIZE_ARGS (PKCS#11 5.4).
+            let a = unsafe { (init_args as *const CK_C_INITIALIZE_ARGS).read_unaligned() };
+            let callbacks = [
+                a.CreateMutex.is_some(),
+                a.DestroyMutex.is_some(),
+                a.LockMutex.is_some(),
+                a.UnlockMutex.is_some(),
+            ];
+            Some(general::InitArgs {
+                mutex_callbacks: callbacks.iter().filter(|set| **set).count() as u8,
+                flags: a.flags,
+                reserved_is_null: a.pReserved.is_null(),
+            })
+        };
+        general::initialize(args, super::real_uid())
+    })
+}
+
+/// C_Finalize.
+#[no_mangle]
+pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
+    guard(|| {
+        if !reserved.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        general::finalize()
+    })
+}
+
+/// C_GetInfo as the 3.0 interface (and the exported symbol) reports it.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
+    // SAFETY: `info` is the caller's CK_INFO pointer, checked in write_struct.
+    guard(|| unsafe { write_struct(info, general::info(CK_VERSION { major: 3, minor: 0 })) })
+}
+
+/// C_GetInfo of the 2.40 function list.
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn C_GetInfo_v2(info: *mut CK_INFO) -> CK_RV {
+    // SAFETY: as C_GetInfo.
+    guard(|| unsafe {
+        write_struct(
+            info,
+            general::info(CK_VERSION {
+                major: 2,
+                minor: 40,
+            }),
+        )
+    })
+}
+
+// ---- Slot and token management (5.5) ----
+
+/// C_GetSlotList.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSlotList(
+    token_present: CK_BBOOL,
+    list: *mut CK_SLOT_ID,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if count.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        let ids = stmgmt::slot_list(token_present != CK_FALSE)?;
+        // SAFETY: caller's array and count, per the size-query protocol.
+        unsafe { write_list(&ids, list, count) }
+    })
+}
+
+/// C_GetSlotInfo.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV {
+    guard(|| {
+        if info.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_SLOT_INFO pointer, checked non-NULL.
+        unsafe { write_struct(info, stmgmt::slot_info(slot)) }
+    })
+}
+
+/// C_GetTokenInfo.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_RV {
+    guard(|| {
+        if info.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_TOKEN_INFO pointer, checked non-NULL.
+        unsafe { write_struct(info, stmgmt::token_info(slot)) }
+    })
+}
+
+/// C_GetMechanismList.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetMechanismList(
+    slot: CK_SLOT_ID,
+    list: *mut CK_MECHANISM_TYPE,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if count.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        let mechs = stmgmt::mechanism_list(slot)?;
+        // SAFETY: caller's array and count, per the size-query protocol.
+        unsafe { write_list(&mechs, list, count) }
+    })
+}
+
+/// C_GetMechanismInfo.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetMechanismInfo(
+    slot: CK_SLOT_ID,
+    mech: CK_MECHANISM_TYPE,
+    info: *mut CK_MECHANISM_INFO,
+) -> CK_RV {
+    guard(|| {
+        if info.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_MECHANISM_INFO pointer, checked non-NULL.
+        unsafe { write_struct(info, stmgmt::mechanism_info(slot, mech)) }
+    })
+}
+
+/// C_InitToken: not possible on a virtual card.
+#[no_mangle]
+pub unsafe extern "C" fn C_InitToken(
+    slot: CK_SLOT_ID,
+    _pin: *mut CK_UTF8CHAR,
+    _pin_len: CK_ULONG,
+    _label: *mut CK_UTF8CHAR,
+) -> CK_RV {
+    guard(|| stmgmt::init_token(slot))
+}
+
+/// C_InitPIN: the PIN is set at enrolment and reset by the IT desk.
+#[no_mangle]
+pub unsafe extern "C" fn C_InitPIN(
+    session: CK_SESSION_HANDLE,
+    _pin: *mut CK_UTF8CHAR,
+    _pin_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        objmgmt::write_refused(session)?;
+        Ok(())
+    })
+}
+
+/// C_SetPIN.
+#[no_mangle]
+pub unsafe extern "C" fn C_SetPIN(
+    session: CK_SESSION_HANDLE,
+    old_pin: *mut CK_UTF8CHAR,
+    old_len: CK_ULONG,
+    new_pin: *mut CK_UTF8CHAR,
+    new_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if old_pin.is_null() || new_pin.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: non-NULL PIN buffers of the given lengths (PKCS#11 5.5).
+        let (old, new) = unsafe { (bytes_in(old_pin, old_len)?, bytes_in(new_pin, new_len)?) };
+        stmgmt::set_pin(session, old, new)
+    })
+}
+
+/// C_WaitForSlotEvent.
+#[no_mangle]
+pub unsafe extern "C" fn C_WaitForSlotEvent(
+    flags: CK_FLAGS,
+    slot: *mut CK_SLOT_ID,
+    reserved: *mut c_void,
+) -> CK_RV {
+    guard(|| {
+        if slot.is_null() || !reserved.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_SLOT_ID pointer, checked non-NULL.
+        unsafe { write_struct(slot, stmgmt::wait_for_slot_event(flags)) }
+    })
+}
+
+// ---- Session management (5.6) ----
+
+/// C_OpenSession. Notification callbacks are never called.
+#[no_mangle]
+pub unsafe extern "C" fn C_OpenSession(
+    slot: CK_SLOT_ID,
+    flags: CK_FLAGS,
+    _application: *mut c_void,
+    _notify: CK_NOTIFY,
+    session: *mut CK_SESSION_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        if session.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_SESSION_HANDLE pointer, checked non-NULL.
+        unsafe { write_struct(session, sessmgmt::open_session(slot, flags)) }
+    })
+}
+
+/// C_CloseSession.
+#[no_mangle]
+pub unsafe extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| sessmgmt::close_session(session))
+}
+
+/// C_CloseAllSessions.
+#[no_mangle]
+pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
+    guard(|| sessmgmt::close_all_sessions(slot))
+}
+
+/// C_GetSessionInfo.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSessionInfo(
+    session: CK_SESSION_HANDLE,
+    info: *mut CK_SESSION_INFO,
+) -> CK_RV {
+    guard(|| {
+        if info.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_SESSION_INFO pointer, checked non-NULL.
+        unsafe { write_struct(info, sessmgmt::session_info(session)) }
+    })
+}
+
+/// C_Login.
+#[no_mangle]
+pub unsafe extern "C" fn C_Login(
+    session: CK_SESSION_HANDLE,
+    user: CK_USER_TYPE,
+    pin: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let pin = if pin.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL PIN buffer of pin_len bytes.
+            Some(unsafe { bytes_in(pin, pin_len)? })
+        };
+        sessmgmt::login(session, user, pin)
+    })
+}
+
+/// C_Logout.
+#[no_mangle]
+pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| sessmgmt::logout(session))
+}
+
+/// C_SessionCancel (3.0).
+#[no_mangle]
+pub unsafe extern "C" fn C_SessionCancel(session: CK_SESSION_HANDLE, flags: CK_FLAGS) -> CK_RV {
+    guard(|| sessmgmt::session_cancel(session, flags))
+}
+
+// ---- Object management (5.7) ----
+
+/// C_CreateObject: the card's objects are fixed.
+#[no_mangle]
+pub unsafe extern "C" fn C_CreateObject(
+    session: CK_SESSION_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    object: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        if object.is_null() || (template.is_null() && count > 0) {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        objmgmt::write_refused(session)
+    })
+}
+
+/// C_CopyObject.
+#[no_mangle]
+pub unsafe extern "C" fn C_CopyObject(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    new_object: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        if new_object.is_null() || (template.is_null() && count > 0) {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        objmgmt::write_object_refused(session, object)
+    })
+}
+
+/// C_DestroyObject.
+#[no_mangle]
+pub unsafe extern "C" fn C_DestroyObject(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| objmgmt::write_object_refused(session, object))
+}
+
+/// C_GetObjectSize.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetObjectSize(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    size: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if size.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's CK_ULONG pointer, checked non-NULL.
+        unsafe { write_struct(size, objmgmt::get_object_size(session, object)) }
+    })
+}
+
+/// C_GetAttributeValue with the full protocol of PKCS#11 3.0 5.7.5.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetAttributeValue(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if template.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's array of `count` CK_ATTRIBUTEs, checked non-NULL.
+        let attrs = unsafe { attributes_in(template, count)? };
+        let requests: Vec<AttrRequest> = attrs
+            .iter()
+            .map(|a| {
+                Ok(AttrRequest {
+                    attr_type: a.type_,
+                    capacity: if a.pValue.is_null() {
+                        None
+                    } else {
+                        Some(to_usize(a.ulValueLen)?)
+                    },
+                })
+            })
+            .collect::<Result<_>>()?;
+        let (results, outcome) = objmgmt::get_attribute_value(session, object, &requests)?;
+        for (i, result) in results.into_iter().enumerate() {
+            // SAFETY: `i` < count; the template is the caller's writable array.
+            let slot = unsafe { template.add(i) };
+            // SAFETY: as above, one CK_ATTRIBUTE.
+            let mut a = unsafe { slot.read_unaligned() };
+            match result {
+                AttrResult::Value(bytes) => {
+                    // SAFETY: the safe layer checked ulValueLen >= bytes.len()
+                    // and pValue is non-NULL (capacity was Some).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            a.pValue as *mut u8,
+                            bytes.len(),
+                        )
+                    };
+                    a.ulValueLen = bytes.len() as CK_ULONG;
+                }
+                AttrResult::Length(n) => a.ulValueLen = n as CK_ULONG,
+                AttrResult::Unavailable => a.ulValueLen = crate::CK_UNAVAILABLE_INFORMATION,
+            }
+            // SAFETY: writing back the same element.
+            unsafe { slot.write_unaligned(a) };
+        }
+        outcome
+    })
+}
+
+/// C_SetAttributeValue.
+#[no_mangle]
+pub unsafe extern "C" fn C_SetAttributeValue(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if template.is_null() && count > 0 {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        objmgmt::write_object_refused(session, object)
+    })
+}
+
+/// C_FindObjectsInit.
+#[no_mangle]
+pub unsafe extern "C" fn C_FindObjectsInit(
+    session: CK_SESSION_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's template of `count` attributes (NULL iff empty).
+        let template = unsafe { template_in(template, count)? };
+        objmgmt::find_objects_init(session, &template)
+    })
+}
+
+/// C_FindObjects.
+#[no_mangle]
+pub unsafe extern "C" fn C_FindObjects(
+    session: CK_SESSION_HANDLE,
+    objects: *mut CK_OBJECT_HANDLE,
+    max: CK_ULONG,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if objects.is_null() || count.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        let found = objmgmt::find_objects(session, to_usize(max)?)?;
+        // SAFETY: the caller's array holds `max` >= found.len() handles;
+        // count is checked non-NULL.
+        unsafe {
+            std::ptr::copy_nonoverlapping(found.as_ptr(), objects, found.len());
+            count.write_unaligned(found.len() as CK_ULONG);
+        }
+        Ok(())
+    })
+}
+
+/// C_FindObjectsFinal.
+#[no_mangle]
+pub unsafe extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| objmgmt::find_objects_final(session))
+}
+
+// ---- Message digesting (5.12) ----
+
+/// C_DigestInit.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's CK_MECHANISM or NULL.
+        let mech = unsafe { mechanism_in(mech)? };
+        digest::digest_init(session, mech.as_ref())
+    })
+}
+
+/// C_Digest.
+#[no_mangle]
+pub unsafe extern "C" fn C_Digest(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's input buffer and output length pointer.
+        let (data, cap) = unsafe { (bytes_in(data, data_len)?, capacity(out, out_len)?) };
+        let result = digest::digest(session, data, cap);
+        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
+        unsafe { write_out(result, out, out_len) }
+    })
+}
+
+/// C_DigestUpdate.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestUpdate(
+    session: CK_SESSION_HANDLE,
+    part: *mut CK_BYTE,
+    part_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's input buffer.
+        let part = unsafe { bytes_in(part, part_len)? };
+        digest::digest_update(session, part)
+    })
+}
+
+/// C_DigestFinal.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestFinal(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's output length pointer.
+        let cap = unsafe { capacity(out, out_len)? };
+        let result = digest::digest_final(session, cap);
+        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
+        unsafe { write_out(result, out, out_len) }
+    })
+}
+
+// ---- Signing (5.13) ----
+
+/// C_SignInit.
+#[no_mangle]
+pub unsafe extern "C" fn C_SignInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's CK_MECHANISM or NULL.
+        let mech = unsafe { mechanism_in(mech)? };
+        signing::sign_init(session, mech.as_ref(), key)
+    })
+}
+
+/// C_Sign.
+#[no_mangle]
+pub unsafe extern "C" fn C_Sign(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    signature: *mut CK_BYTE,
+    signature_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's input buffer and output length pointer.
+        let (data, cap) = unsafe {
+            (
+                bytes_in(data, data_len)?,
+                capacity(signature, signature_len)?,
+            )
+        };
+        let result = signing::sign(session, data, cap);
+        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
+        unsafe { write_out(result, signature, signature_len) }
+    })
+}
+
+/// C_SignUpdate.
+#[no_mangle]
+pub unsafe extern "C" fn C_SignUpdate(
+    session: CK_SESSION_HANDLE,
+    part: *mut CK_BYTE,
+    part_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's input buffer.
+        let part = unsafe { bytes_in(part, part_len)? };
+        signing::sign_update(session, part)
+    })
+}
+
+/// C_SignFinal.
+#[no_mangle]
+pub unsafe extern "C" fn C_SignFinal(
+    session: CK_SESSION_HANDLE,
+    signature: *mut CK_BYTE,
+    signature_len: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's output length pointer.
+        let cap = unsafe { capacity(signature, signature_len)? };
+        let result = signing::sign_final(session, cap);
+        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
+        unsafe { write_out(result, signature, signature_len) }
+    })
+}
+
+// ---- Verifying (5.14) ----
+
+/// C_VerifyInit.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyInit(
+    session: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's CK_MECHANISM or NULL.
+        let mech = unsafe { mechanism_in(mech)? };
+        verify::verify_init(session, mech.as_ref(), key)
+    })
+}
+
+/// C_Verify.
+#[no_mangle]
+pub unsafe extern "C" fn C_Verify(
+    session: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    signature: *mut CK_BYTE,
+    signature_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if signature.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's input buffers.
+        let (data, sig) = unsafe {
+            (
+                bytes_in(data, data_len)?,
+                bytes_in(signature, signature_len)?,
+            )
+        };
+        verify::verify(session, data, sig)
+    })
+}
+
+/// C_VerifyUpdate.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyUpdate(
+    session: CK_SESSION_HANDLE,
+    part: *mut CK_BYTE,
+    part_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's input buffer.
+        let part = unsafe { bytes_in(part, part_len)? };
+        verify::verify_update(session, part)
+    })
+}
+
+/// C_VerifyFinal.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyFinal(
+    session: CK_SESSION_HANDLE,
+    signature: *mut CK_BYTE,
+    signature_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if signature.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's input buffer.
+        let sig = unsafe { bytes_in(signature, signature_len)? };
+        verify::verify_final(session, sig)
+    })
+}
+
+// ---- Key management (5.16): the card's keys are made at enrolment ----
+
+/// C_GenerateKeyPair.
+#[no_mangle]
+pub unsafe extern "C" fn C_GenerateKeyPair(
+    session: CK_SESSION_HANDLE,
+    _mech: *mut CK_MECHANISM,
+    _public_template: *mut CK_ATTRIBUTE,
+    _public_count: CK_ULONG,
+    _private_template: *mut CK_ATTRIBUTE,
+    _private_count: CK_ULONG,
+    public_key: *mut CK_OBJECT_HANDLE,
+    private_key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        if public_key.is_null() || private_key.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        objmgmt::write_refused(session)
+    })
+}
+
+/// C_GenerateKey.
+#[no_mangle]
+pub unsafe extern "C" fn C_GenerateKey(
+    session: CK_SESSION_HANDLE,
+    _mech: *mut CK_MECHANISM,
+    _template: *mut CK_ATTRIBUTE,
+    _count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| {
+        if key.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        objmgmt::write_refused(session)
+    })
+}
+
+// ---- Random number generation (5.15) ----
+
+/// C_SeedRandom.
+#[no_mangle]
+pub unsafe extern "C" fn C_SeedRandom(
+    session: CK_SESSION_HANDLE,
+    seed: *mut CK_BYTE,
+    seed_len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        // SAFETY: caller's input buffer (only checked, never read further).
+        unsafe { bytes_in(seed, seed_len)? };
+        random::seed_random(session)
+    })
+}
+
+/// C_GenerateRandom.
+#[no_mangle]
+pub unsafe extern "C" fn C_GenerateRandom(
+    session: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    len: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        if out.is_null() {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
+        let len = to_usize(len)?;
+        // SAFETY: non-NULL output buffer of `len` writable bytes (PKCS#11 5.15).
+        let buf = unsafe { std::slice::from_raw_parts_mut(out, len) };
+        random::generate_random(session, buf)
+    })
+}
+
+/// C_GetFunctionStatus: legacy, always CKR_FUNCTION_NOT_PARALLEL.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetFunctionStatus(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| legacy_parallel(session))
+}
+
+/// C_CancelFunction: legacy, always CKR_FUNCTION_NOT_PARALLEL.
+#[no_mangle]
+pub unsafe extern "C" fn C_CancelFunction(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| legacy_parallel(session))
+}
+
+fn legacy_parallel(session: CK_SESSION_HANDLE) -> Result<()> {
+    let lib = crate::library::get()?;
+    lib.session(session)?;
+    Err(Pkcs11Error::FunctionNotParallel)
+}

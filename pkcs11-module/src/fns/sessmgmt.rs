@@ -1,0 +1,132 @@
+//! Session management (PKCS#11 3.0 5.6): opening and closing sessions,
+//! session information, C_Login/C_Logout. Login state belongs to this
+//! application and token and is shared by all its sessions.
+
+use cryptoki_sys::*;
+use lanyard_proto::agent::{request, Login, Logout};
+
+use crate::client::Retry;
+use crate::error::{Pkcs11Error, Result};
+use crate::fns::stmgmt::pin_text;
+use crate::library;
+use crate::session::session_state;
+
+/// C_OpenSession.
+pub fn open_session(id: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HANDLE> {
+    let lib = library::get()?;
+    let index = lib.slot_index(id)?;
+    if flags & CKF_SERIAL_SESSION == 0 {
+        return Err(Pkcs11Error::SessionParallelNotSupported);
+    }
+    if flags & !(CKF_SERIAL_SESSION | CKF_RW_SESSION) != 0 {
+        return Err(Pkcs11Error::ArgumentsBad);
+    }
+    if lib.slot(index)?.token.is_none() {
+        lib.refresh();
+    }
+    lib.token(index)?;
+    // Read/write sessions are allowed although the token is write protected:
+    // like OpenSC's card modules, writes then fail one by one, and clients
+    // such as pkcs11-tool --test need a R/W session to sign.
+    Ok(lib.open_session(index, flags & CKF_RW_SESSION != 0))
+}
+
+/// C_CloseSession.
+pub fn close_session(handle: CK_SESSION_HANDLE) -> Result<()> {
+    let lib = library::get()?;
+    let emptied = lib.close_session(handle)?;
+    lib.logout_if_idle(&emptied);
+    Ok(())
+}
+
+/// C_CloseAllSessions.
+pub fn close_all_sessions(id: CK_SLOT_ID) -> Result<()> {
+    let lib = library::get()?;
+    let index = lib.slot_index(id)?;
+    let emptied = lib.drop_sessions(|e| e.slot == index);
+    lib.logout_if_idle(&emptied);
+    Ok(())
+}
+
+/// C_GetSessionInfo.
+pub fn session_info(handle: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
+    let lib = library::get()?;
+    let entry = lib.session(handle)?;
+    let logged_in = lib.slot(entry.slot)?.logged_in;
+    let mut flags = CKF_SERIAL_SESSION;
+    if entry.rw {
+        flags |= CKF_RW_SESSION;
+    }
+    Ok(CK_SESSION_INFO {
+        slotID: entry.slot as CK_SLOT_ID,
+        state: session_state(entry.rw, logged_in),
+        flags,
+        ulDeviceError: 0,
+    })
+}
+
+/// C_Login. `pin` is `None` for a NULL pin pointer.
+pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) -> Result<()> {
+    let lib = library::get()?;
+    let entry = lib.session(handle)?;
+    match user {
+        CKU_USER => {}
+        // The key does not need CKA_ALWAYS_AUTHENTICATE, so no operation waits for it.
+        CKU_CONTEXT_SPECIFIC => return Err(Pkcs11Error::OperationNotInitialized),
+        _ => return Err(Pkcs11Error::UserTypeInvalid),
+    }
+    let card_id = {
+        let state = lib.slot(entry.slot)?;
+        if state.logged_in {
+            return Err(Pkcs11Error::UserAlreadyLoggedIn);
+        }
+        let token = state.token.as_ref().ok_or(Pkcs11Error::DeviceRemoved)?;
+        token.card.card_id.clone()
+    };
+    let pin = pin_text(pin.ok_or(Pkcs11Error::ArgumentsBad)?)?;
+    lib.call(request::Body::Login(Login { card_id, pin }), Retry::Never)?;
+    // The session may have been closed meanwhile if the daemon restarted.
+    lib.session(handle)?;
+    lib.slot(entry.slot)?.logged_in = true;
+    Ok(())
+}
+
+/// C_Logout.
+pub fn logout(handle: CK_SESSION_HANDLE) -> Result<()> {
+    let lib = library::get()?;
+    let entry = lib.session(handle)?;
+    let card_id = {
+        let mut state = lib.slot(entry.slot)?;
+        if !state.logged_in {
+            return Err(Pkcs11Error::UserNotLoggedIn);
+        }
+        state.logged_in = false;
+        state.token.as_ref().map(|t| t.card.card_id.clone())
+    };
+    if let Some(card_id) = card_id {
+        // The module's state is already logged out; a daemon that cannot be
+        // told has lost the login anyway.
+        let _ = lib.call(request::Body::Logout(Logout { card_id }), Retry::Never);
+    }
+    Ok(())
+}
+
+/// C_SessionCancel (3.0): ends the operations named by `flags`.
+pub fn session_cancel(handle: CK_SESSION_HANDLE, flags: CK_FLAGS) -> Result<()> {
+    let lib = library::get()?;
+    let entry = lib.session(handle)?;
+    let mut s = crate::client::lock(&entry.session);
+    if flags & CKF_SIGN != 0 {
+        s.sign = None;
+    }
+    if flags & CKF_VERIFY != 0 {
+        s.verify = None;
+    }
+    if flags & CKF_DIGEST != 0 {
+        s.digest = None;
+    }
+    if flags & CKF_FIND_OBJECTS != 0 {
+        s.find = None;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Slot and token management (PKCS#11 3.0 5.5): slot lists and information,
+//! token information, mechanisms, C_SetPIN (the daemon's ChangePin) and slot
+//! events.
+
+use cryptoki_sys::*;
+use lanyard_proto::agent::{request, ChangePin};
+
+use crate::client::Retry;
+use crate::error::{Pkcs11Error, Result};
+use crate::library;
+use crate::mechanism;
+use crate::slot;
+
+/// C_GetSlotList. Refreshes the cards first: this is how applications
+/// discover tokens.
+pub fn slot_list(token_present: bool) -> Result<Vec<CK_SLOT_ID>> {
+    let lib = library::get()?;
+    lib.refresh();
+    let mut ids = Vec::new();
+    for i in 0..lib.slot_count() {
+        if !token_present || lib.slot(i)?.token.is_some() {
+            ids.push(i as CK_SLOT_ID);
+        }
+    }
+    Ok(ids)
+}
+
+/// C_GetSlotInfo.
+pub fn slot_info(id: CK_SLOT_ID) -> Result<CK_SLOT_INFO> {
+    let lib = library::get()?;
+    let index = lib.slot_index(id)?;
+    lib.refresh();
+    let state = lib.slot(index)?;
+    Ok(slot::slot_info(index, &state))
+}
+
+/// C_GetTokenInfo.
+pub fn token_info(id: CK_SLOT_ID) -> Result<CK_TOKEN_INFO> {
+    let lib = library::get()?;
+    let index = lib.slot_index(id)?;
+    lib.refresh();
+    let (all, rw) = lib.session_counts(index);
+    let state = lib.slot(index)?.clone();
+    let token = state.token.as_ref().ok_or(Pkcs11Error::TokenNotPresent)?;
+    Ok(slot::token_info(token, &state, all, rw))
+}
+
+/// C_GetMechanismList.
+pub fn mechanism_list(id: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>> {
+    let lib = library::get()?;
+    let token = lib.token(lib.slot_index(id)?)?;
+    Ok(mechanism::mechanism_list(token.kind))
+}
+
+/// C_GetMechanismInfo.
+pub fn mechanism_info(id: CK_SLOT_ID, mech: CK_MECHANISM_TYPE) -> Result<CK_MECHANISM_INFO> {
+    let lib = library::get()?;
+    let token = lib.token(lib.slot_index(id)?)?;
+    mechanism::mechanism_info(token.kind, mech).ok_or(Pkcs11Error::MechanismInvalid)
+}
+
+/// C_SetPIN: the user's PIN, through the daemon (which enforces the policy).
+pub fn set_pin(session: CK_SESSION_HANDLE, old_pin: &[u8], new_pin: &[u8]) -> Result<()> {
+    let lib = library::get()?;
+    let entry = lib.session(session)?;
+    if !entry.rw {
+        return Err(Pkcs11Error::SessionReadOnly);
+    }
+    let token = lib.token(entry.slot)?;
+    let old_pin = pin_text(old_pin)?;
+    let new_pin = pin_text(new_pin)?;
+    lib.call(
+        request::Body::ChangePin(ChangePin {
+            card_id: token.card.card_id.clone(),
+            old_pin,
+            new_pin,
+        }),
+        Retry::Never,
+    )?;
+    Ok(())
+}
+
+/// A PIN as the daemon takes it: UTF-8 text.
+pub fn pin_text(pin: &[u8]) -> Result<String> {
+    String::from_utf8(pin.to_vec()).map_err(|_| Pkcs11Error::PinInvalid)
+}
+
+/// C_WaitForSlotEvent: no events are reported yet.
+pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
+    library::get()?;
+    if flags & CKF_DONT_BLOCK != 0 {
+        Err(Pkcs11Error::NoEvent)
+    } else {
+        Err(Pkcs11Error::FunctionNotSupported)
+    }
+}
+
+/// C_InitToken and C_InitPIN: a virtual card is initialised by enrolment.
+pub fn init_token(id: CK_SLOT_ID) -> Result<()> {
+    let lib = library::get()?;
+    lib.token(lib.slot_index(id)?)?;
+    Err(Pkcs11Error::FunctionNotSupported)
+}

@@ -1,0 +1,152 @@
+//! A PKCS#11 session: its slot, read/write flag and the operations active in
+//! it (find, sign, verify, digest), each holding only safe Rust state.
+
+use cryptoki_sys::*;
+use openssl::pkey::{PKey, Public};
+
+use crate::error::{Pkcs11Error, Result};
+use crate::hash::RunningHash;
+use crate::mechanism::SignScheme;
+
+/// Data fed to a multi-part sign or verify operation.
+#[derive(Debug)]
+pub enum Accumulator {
+    /// Hash-and-sign mechanisms hash as data arrives.
+    Hash(RunningHash),
+    /// Raw mechanisms (CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA) collect the
+    /// input, up to the mechanism's limit.
+    Raw { data: Vec<u8>, limit: usize },
+}
+
+impl Accumulator {
+    /// The accumulator a scheme needs, given its signature length.
+    pub fn for_scheme(scheme: &SignScheme, signature_len: usize) -> Result<Accumulator> {
+        Ok(match scheme.prehash() {
+            Some(h) => Accumulator::Hash(RunningHash::new(h)?),
+            None => Accumulator::Raw {
+                data: Vec::new(),
+                limit: scheme.raw_input_limit(signature_len),
+            },
+        })
+    }
+
+    /// Adds a part; raw input beyond the limit is DATA_LEN_RANGE.
+    pub fn update(&mut self, part: &[u8]) -> Result<()> {
+        match self {
+            Accumulator::Hash(h) => h.update(part),
+            Accumulator::Raw { data, limit } => {
+                if data.len().saturating_add(part.len()) > *limit {
+                    return Err(Pkcs11Error::DataLenRange);
+                }
+                data.extend_from_slice(part);
+                Ok(())
+            }
+        }
+    }
+
+    /// The digest (hashing mechanisms) or the collected bytes.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        match self {
+            Accumulator::Hash(h) => h.finish(),
+            Accumulator::Raw { data, .. } => Ok(data),
+        }
+    }
+}
+
+/// An active C_SignInit.
+#[derive(Debug)]
+pub struct SignOp {
+    pub card_id: String,
+    pub scheme: SignScheme,
+    pub signature_len: usize,
+    /// Set by the first C_SignUpdate: the operation must end with C_SignFinal.
+    pub multi_part: bool,
+    pub acc: Accumulator,
+}
+
+/// An active C_VerifyInit.
+pub struct VerifyOp {
+    pub public_key: PKey<Public>,
+    pub scheme: SignScheme,
+    pub signature_len: usize,
+    pub multi_part: bool,
+    pub acc: Accumulator,
+}
+
+/// An active C_DigestInit.
+#[derive(Debug)]
+pub struct DigestOp {
+    pub hash: RunningHash,
+    pub multi_part: bool,
+}
+
+/// An active C_FindObjectsInit: the matching handles not yet returned.
+#[derive(Debug, Default)]
+pub struct FindOp {
+    pub remaining: std::collections::VecDeque<CK_OBJECT_HANDLE>,
+}
+
+/// One session of this application.
+pub struct Session {
+    pub slot: usize,
+    pub rw: bool,
+    pub find: Option<FindOp>,
+    pub sign: Option<SignOp>,
+    pub verify: Option<VerifyOp>,
+    pub digest: Option<DigestOp>,
+}
+
+impl Session {
+    /// A new session on `slot`.
+    pub fn new(slot: usize, rw: bool) -> Self {
+        Session {
+            slot,
+            rw,
+            find: None,
+            sign: None,
+            verify: None,
+            digest: None,
+        }
+    }
+}
+
+/// CKS_* for a session, from the token's login state.
+pub fn session_state(rw: bool, logged_in: bool) -> CK_STATE {
+    match (rw, logged_in) {
+        (false, false) => CKS_RO_PUBLIC_SESSION,
+        (false, true) => CKS_RO_USER_FUNCTIONS,
+        (true, false) => CKS_RW_PUBLIC_SESSION,
+        (true, true) => CKS_RW_USER_FUNCTIONS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::HashAlg;
+
+    #[test]
+    fn raw_accumulator_enforces_limit() {
+        let scheme = SignScheme::RsaPkcs1 { prehash: None };
+        let mut a = Accumulator::for_scheme(&scheme, 256).unwrap();
+        a.update(&[1; 200]).unwrap();
+        a.update(&[1; 45]).unwrap();
+        assert_eq!(a.update(&[1]), Err(Pkcs11Error::DataLenRange));
+        assert_eq!(a.finish().unwrap().len(), 245);
+    }
+
+    #[test]
+    fn hashing_accumulator_has_no_limit() {
+        let scheme = SignScheme::Ecdsa {
+            prehash: Some(HashAlg::Sha256),
+        };
+        let mut a = Accumulator::for_scheme(&scheme, 64).unwrap();
+        for _ in 0..100 {
+            a.update(&[0; 1000]).unwrap();
+        }
+        assert_eq!(
+            a.finish().unwrap(),
+            HashAlg::Sha256.digest(&[0; 100_000]).unwrap()
+        );
+    }
+}
