@@ -100,8 +100,14 @@ fn admit(stream: UnixStream, uid: u32, daemon: &Arc<Daemon>) {
 
 async fn refuse(stream: UnixStream, peer_uid: u32) {
     let mut conn = Connection::new(stream);
+    // Answer the peer's first request (so its write does not meet a closed
+    // socket), never acting on it; give up waiting after a moment.
+    let request_id = match tokio::time::timeout(Duration::from_secs(2), conn.read_request()).await {
+        Ok(Ok(Some(req))) => req.request_id,
+        _ => 0,
+    };
     let resp = Response {
-        request_id: 0,
+        request_id,
         error: Some(lanyard_proto::agent::Error {
             code: ErrorCode::PermissionDenied as i32,
             message: format!(

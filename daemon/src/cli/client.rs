@@ -83,10 +83,22 @@ impl AgentClient {
             app_id: self.app_id.clone(),
             body: Some(body),
         };
-        write_frame(&mut self.stream, &req).map_err(|e| self.unreachable(e))?;
-        // The request may hold a PIN; it is dropped here, and the frame buffer
-        // inside write_frame is short-lived.
+        let written = write_frame(&mut self.stream, &req);
+        // The request may hold a PIN; drop it as soon as it is sent.
         drop(req);
+        if let Err(e) = written {
+            // The daemon may have answered and closed (e.g. refusing this uid):
+            // read what it said before reporting the broken pipe.
+            return match read_frame::<Response, _>(&mut self.stream) {
+                Ok(Response {
+                    error: Some(err), ..
+                }) => Err(CliError::Agent {
+                    code: ErrorCode::try_from(err.code).unwrap_or(ErrorCode::Internal),
+                    message: err.message,
+                }),
+                _ => Err(self.unreachable(e)),
+            };
+        }
         let resp: Response = read_frame(&mut self.stream).map_err(|e| match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => CliError::DaemonUnreachable {
                 path: self.path.clone(),

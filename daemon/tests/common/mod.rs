@@ -1,0 +1,239 @@
+//! Helpers for the daemon's integration tests: a lanyardd binary on a temp
+//! socket and store, a card put straight into the store (no CA), and a
+//! blocking agent client speaking frames.
+#![allow(dead_code)]
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lanyard_daemon::card_crypto::KdfParams;
+use lanyard_daemon::card_store::{testing, CardStore};
+use lanyard_daemon::keys::{KeyType, SigningKey};
+use lanyard_daemon::pin::Pin;
+use lanyard_proto::agent::{
+    request, response, Hello, Login, ProtocolVersion, Request, Response, Sign,
+};
+use lanyard_proto::frame::{read_frame, write_frame};
+
+pub const LANYARDD: &str = env!("CARGO_BIN_EXE_lanyardd");
+pub const LANYARD: &str = env!("CARGO_BIN_EXE_lanyard");
+pub const PIN: &str = "123456";
+
+/// Small Argon2id cost so tests stay quick on shared machines.
+pub const FAST_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// A temp home for one daemon: data, config and socket directories.
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub daemon: Option<Child>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("run").join("agent.sock");
+        let cfg = tmp.path().join("config").join("lanyard");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(
+            cfg.join("lanyardd.toml"),
+            "argon2_memory_kib = 64\nargon2_iterations = 1\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        TestEnv {
+            tmp,
+            socket,
+            daemon: None,
+        }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.tmp.path().join("data").join("lanyard")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.tmp.path().join("lanyardd.log")
+    }
+
+    /// Puts a card in the store directly (as tests may, without a CA).
+    pub fn add_card(&self, card_id: &str, slot: u32, key_type: KeyType) -> Vec<u8> {
+        let store = CardStore::open(&self.store_dir(), FAST_KDF).unwrap();
+        let key = SigningKey::generate(key_type).unwrap();
+        let public = key.public_key_der().unwrap();
+        let new = testing::self_signed_card(card_id, slot, "Dr Ada Smith", key).unwrap();
+        store.create(&new, &Pin::new(PIN.into())).unwrap();
+        public
+    }
+
+    pub fn command(&self, bin: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.env("XDG_DATA_HOME", self.tmp.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
+            .env("LANYARD_AGENT_SOCK", &self.socket)
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// Starts lanyardd and waits until it answers.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = self
+            .command(LANYARDD)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "lanyardd exited with {status}: {}",
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("lanyardd did not come up");
+    }
+
+    /// Stops lanyardd with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "lanyardd exit status {status}");
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs the `lanyard` CLI with `stdin` piped in.
+    pub fn lanyard(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(LANYARD)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn client(&self, app: u8) -> Client {
+        Client::connect(&self.socket, app)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking agent connection with a fixed app id.
+pub struct Client {
+    pub stream: UnixStream,
+    pub app_id: Vec<u8>,
+    next: u64,
+}
+
+impl Client {
+    /// Connects without Hello.
+    pub fn raw(path: &Path, app: u8) -> Self {
+        let stream = UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Client {
+            stream,
+            app_id: vec![app; 16],
+            next: 1,
+        }
+    }
+
+    /// Connects and says Hello.
+    pub fn connect(path: &Path, app: u8) -> Self {
+        let mut c = Self::raw(path, app);
+        let r = c.call(request::Body::Hello(Hello {
+            version: ProtocolVersion::ProtocolVersion1 as i32,
+            client: "daemon integration test".into(),
+        }));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        c
+    }
+
+    pub fn call(&mut self, body: request::Body) -> Response {
+        let id = self.next;
+        self.next += 1;
+        let req = Request {
+            request_id: id,
+            app_id: self.app_id.clone(),
+            body: Some(body),
+        };
+        write_frame(&mut self.stream, &req).unwrap();
+        let resp: Response = read_frame(&mut self.stream).unwrap();
+        assert_eq!(resp.request_id, id);
+        resp
+    }
+
+    pub fn login(&mut self, card: &str, pin: &str) -> Response {
+        self.call(request::Body::Login(Login {
+            card_id: card.into(),
+            pin: pin.into(),
+        }))
+    }
+
+    pub fn sign(&mut self, card: &str, algorithm: i32, data: &[u8]) -> Response {
+        self.call(request::Body::Sign(Sign {
+            card_id: card.into(),
+            algorithm,
+            data: data.to_vec(),
+            ..Sign::default()
+        }))
+    }
+}
+
+/// The error code of a response (0 if none).
+pub fn code(r: &Response) -> i32 {
+    r.error.as_ref().map(|e| e.code).unwrap_or(0)
+}
+
+pub fn tries_left(r: &Response) -> u32 {
+    r.error.as_ref().map(|e| e.tries_left).unwrap_or(99)
+}
+
+pub fn signature(r: &Response) -> Vec<u8> {
+    match &r.body {
+        Some(response::Body::Signature(s)) => s.signature.clone(),
+        other => panic!("not a signature: {other:?} {:?}", r.error),
+    }
+}
