@@ -110,7 +110,7 @@ impl Enroller {
             Ok(csr) => csr,
             Err(e) => {
                 // Roll back first: the code stays usable with a good request.
-                drop(pending);
+                pending.abandon().await?;
                 warn!(peer = %ip, card_id = %card.card_id, error = %e, "enrolment request refused");
                 self.audit_quietly(AuditEvent {
                     actor: format!("peer:{ip}"),

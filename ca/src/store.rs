@@ -137,6 +137,7 @@ impl Store {
             .await?
             .is_some();
         if taken {
+            tx.rollback().await?;
             return Ok(false);
         }
         sqlx::query(
@@ -182,6 +183,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(CodeLookup::Unknown);
         };
         let card = CardRecord {
@@ -193,11 +195,13 @@ impl Store {
         let expires_at: i64 = row.try_get("expires_at")?;
         let used_at: Option<i64> = row.try_get("used_at")?;
         if used_at.is_some() {
+            tx.rollback().await?;
             return Ok(CodeLookup::Used {
                 card_id: card.card_id,
             });
         }
         if expires_at <= now.unix_timestamp() {
+            tx.rollback().await?;
             return Ok(CodeLookup::Expired {
                 card_id: card.card_id,
             });
@@ -252,6 +256,11 @@ impl PendingEnrolment {
         &self.card
     }
 
+    /// Gives up: rolls back at once, leaving the code unused (dropping does the same, later).
+    pub async fn abandon(self) -> Result<(), CaError> {
+        Ok(self.tx.rollback().await?)
+    }
+
     /// Whether no certificate with `serial` was ever recorded.
     pub async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
         Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = ?")
@@ -302,5 +311,166 @@ impl PendingEnrolment {
         audit::append(&mut self.tx, event, now).await?;
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditAction, AuditEvent};
+    use crate::enrolment_code::EnrolmentCode;
+
+    fn event(action: AuditAction) -> AuditEvent {
+        AuditEvent {
+            actor: "admin:test".into(),
+            action,
+            card_id: Some("0123456789AB".into()),
+            peer: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    fn card() -> CardRecord {
+        CardRecord {
+            card_id: "0123456789AB".into(),
+            holder_name: "Dr Ada Smith".into(),
+            user_id: "555123456789".into(),
+            role: "R8000 Clinical Practitioner".into(),
+        }
+    }
+
+    fn issued(serial: u8) -> (CertSerial, Validity) {
+        let now = OffsetDateTime::now_utc();
+        (
+            CertSerial::from_random([serial; 16]),
+            Validity::card(now, time::Duration::days(30)).unwrap(),
+        )
+    }
+
+    async fn store_with_card(
+        expires_in: time::Duration,
+    ) -> (tempfile::TempDir, Store, EnrolmentCode) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::create(&tmp.path().join("ca.db")).await.unwrap();
+        let code = EnrolmentCode::generate().unwrap();
+        let expires = OffsetDateTime::now_utc() + expires_in;
+        assert!(store
+            .insert_card(
+                &card(),
+                &code.hash(),
+                expires,
+                &event(AuditAction::CardIssued)
+            )
+            .await
+            .unwrap());
+        (tmp, store, code)
+    }
+
+    #[tokio::test]
+    async fn a_code_is_redeemed_once() {
+        let (_tmp, store, code) = store_with_card(time::Duration::hours(1)).await;
+        let now = OffsetDateTime::now_utc();
+        let CodeLookup::Valid(mut p) = store.begin_enrolment(&code.hash(), now).await.unwrap()
+        else {
+            panic!("code should be valid");
+        };
+        assert_eq!(p.card(), &card());
+        let (serial, validity) = issued(1);
+        assert!(p.serial_is_free(&serial).await.unwrap());
+        let cert = IssuedCert {
+            serial,
+            der: b"der",
+            key_kind: KeyKind::EcP256,
+            validity,
+        };
+        p.complete(&cert, Some("127.0.0.1"), &event(AuditAction::Enrolled))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.begin_enrolment(&code.hash(), now).await.unwrap(),
+            CodeLookup::Used { .. }
+        ));
+        let cards = store.cards().await.unwrap();
+        assert_eq!(cards[0].1, "active");
+        assert_eq!(store.verify_audit().await.unwrap(), Ok(2));
+    }
+
+    #[tokio::test]
+    async fn abandoned_enrolment_leaves_the_code_usable() {
+        let (_tmp, store, code) = store_with_card(time::Duration::hours(1)).await;
+        let now = OffsetDateTime::now_utc();
+        let CodeLookup::Valid(p) = store.begin_enrolment(&code.hash(), now).await.unwrap() else {
+            panic!("code should be valid");
+        };
+        p.abandon().await.unwrap();
+        assert!(matches!(
+            store.begin_enrolment(&code.hash(), now).await.unwrap(),
+            CodeLookup::Valid(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_and_unknown_codes() {
+        let (_tmp, store, code) = store_with_card(time::Duration::seconds(-1)).await;
+        let now = OffsetDateTime::now_utc();
+        assert!(matches!(
+            store.begin_enrolment(&code.hash(), now).await.unwrap(),
+            CodeLookup::Expired { .. }
+        ));
+        let other = EnrolmentCode::generate().unwrap();
+        assert!(matches!(
+            store.begin_enrolment(&other.hash(), now).await.unwrap(),
+            CodeLookup::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn duplicate_card_id_is_reported_not_inserted() {
+        let (_tmp, store, _code) = store_with_card(time::Duration::hours(1)).await;
+        let code = EnrolmentCode::generate().unwrap();
+        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        assert!(!store
+            .insert_card(
+                &card(),
+                &code.hash(),
+                expires,
+                &event(AuditAction::CardIssued)
+            )
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn audit_rows_cannot_be_changed_or_deleted() {
+        let (_tmp, store, _code) = store_with_card(time::Duration::hours(1)).await;
+        let err = sqlx::query("UPDATE audit SET actor = 'someone else'")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = sqlx::query("DELETE FROM audit")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        assert_eq!(store.verify_audit().await.unwrap(), Ok(1));
+    }
+
+    #[tokio::test]
+    async fn a_forged_audit_row_breaks_the_chain() {
+        let (_tmp, store, _code) = store_with_card(time::Duration::hours(1)).await;
+        store
+            .record_audit(&event(AuditAction::EnrolFailed))
+            .await
+            .unwrap();
+        // Someone with write access inserts a row without knowing how to chain it.
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, detail, prev_hash, hash) \
+             VALUES ('2026-01-01T00:00:00Z', 'x', 'card_issued', '{}', 'bogus', 'bogus')",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(store.verify_audit().await.unwrap(), Err(3));
     }
 }

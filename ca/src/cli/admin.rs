@@ -37,7 +37,7 @@ pub enum AdminCommand {
 #[derive(Debug, Args)]
 pub struct IssueCardArgs {
     /// The CA directory made by `init`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
     pub dir: PathBuf,
     /// The holder's name as it should appear on the card, e.g. "Dr Ada Smith".
     #[arg(long, value_name = "NAME")]

@@ -25,7 +25,7 @@ use crate::store::Store;
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Directory to create the CA in (made 0700; refused if it already holds a CA).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
     pub dir: PathBuf,
     /// Extra name for the server's TLS certificate besides localhost, 127.0.0.1
     /// and ::1: an IP address or a DNS name. Repeat for several.

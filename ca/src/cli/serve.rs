@@ -26,11 +26,14 @@ use crate::tls::server_tls_config;
 /// How long open connections may take to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// A client that has not finished the TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The CA directory made by `init`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
     pub dir: PathBuf,
     /// Address to listen on, e.g. 127.0.0.1:8443 or [::]:8443; port 0 picks a free port
     /// (the chosen one is printed as `listening on https://IP:PORT`).
@@ -47,8 +50,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CaError> {
     dir.require_initialised()?;
     let config = CaConfig::load(&dir.config())?;
     let issuer = IssuingCa::load(&dir)?;
-    let tls = server_tls_config(&dir)?;
+    let tls = server_tls_config(&dir)?.timeout(TLS_HANDSHAKE_TIMEOUT);
     let store = Store::open(&dir.database()).await?;
+    info!(
+        organisation = %config.organisation,
+        cert_lifetime_days = config.cert_lifetime_days,
+        max_failures = config.rate_limit.max_failures,
+        window_secs = config.rate_limit.window_secs,
+        "configuration loaded"
+    );
     let enroller = Arc::new(Enroller::new(store.clone(), issuer, config));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
