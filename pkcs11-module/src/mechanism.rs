@@ -59,9 +59,12 @@ impl KeyKind {
     }
 }
 
-const RSA_SIGN: CK_FLAGS = CKF_SIGN | CKF_VERIFY;
+// CKF_HW: the private-key operation runs in the card (the daemon), not in
+// the application's process; pkcs11-tool picks only such mechanisms for
+// --sign without -m and for its --test signature checks.
+const RSA_SIGN: CK_FLAGS = CKF_HW | CKF_SIGN | CKF_VERIFY;
 const EC_SIGN: CK_FLAGS =
-    CKF_SIGN | CKF_VERIFY | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
+    CKF_HW | CKF_SIGN | CKF_VERIFY | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 
 /// One row of a token's mechanism table.
 #[derive(Debug, Clone, Copy)]
@@ -329,7 +332,7 @@ mod tests {
         assert_ne!(i.flags & CKF_EC_NAMEDCURVE, 0);
         let i = mechanism_info(KeyKind::Rsa, CKM_SHA256_RSA_PKCS_PSS).unwrap();
         assert_eq!((i.ulMinKeySize, i.ulMaxKeySize), (2048, 2048));
-        assert_eq!(i.flags, CKF_SIGN | CKF_VERIFY);
+        assert_eq!(i.flags, CKF_HW | CKF_SIGN | CKF_VERIFY);
         assert_eq!(
             mechanism_info(KeyKind::Rsa, CKM_SHA256).unwrap().flags,
             CKF_DIGEST
