@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use lanyard_certs::{check_csr, CardHolder, CertSerial, Validity};
+use lanyard_certs::{check_csr, CertSerial, Validity};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use tracing::{info, warn};
@@ -124,13 +124,7 @@ impl Enroller {
             }
         };
 
-        let holder = CardHolder {
-            holder_name: card.holder_name.clone(),
-            user_id: card.user_id.clone(),
-            role: card.role.clone(),
-            card_id: card.card_id.clone(),
-            organisation: self.config.organisation.clone(),
-        };
+        let holder = card.holder(&self.config.organisation);
         let validity = Validity::card(
             now,
             Duration::days(i64::from(self.config.cert_lifetime_days)),

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use lanyard_certs::{CertSerial, KeyKind, Validity};
+use lanyard_certs::{CardHolder, CertSerial, KeyKind, Validity};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
@@ -34,6 +35,28 @@ pub struct CardRecord {
     pub user_id: String,
     /// The holder's role.
     pub role: String,
+}
+
+impl CardRecord {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(CardRecord {
+            card_id: row.try_get("card_id")?,
+            holder_name: row.try_get("holder_name")?,
+            user_id: row.try_get("user_id")?,
+            role: row.try_get("role")?,
+        })
+    }
+
+    /// The certificate subject for this card in `organisation`.
+    pub fn holder(&self, organisation: &str) -> CardHolder {
+        CardHolder {
+            holder_name: self.holder_name.clone(),
+            user_id: self.user_id.clone(),
+            role: self.role.clone(),
+            card_id: self.card_id.clone(),
+            organisation: organisation.to_string(),
+        }
+    }
 }
 
 /// Result of looking up a code inside the enrolment transaction.
@@ -186,12 +209,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(CodeLookup::Unknown);
         };
-        let card = CardRecord {
-            card_id: row.try_get("card_id")?,
-            holder_name: row.try_get("holder_name")?,
-            user_id: row.try_get("user_id")?,
-            role: row.try_get("role")?,
-        };
+        let card = CardRecord::from_row(&row)?;
         let expires_at: i64 = row.try_get("expires_at")?;
         let used_at: Option<i64> = row.try_get("used_at")?;
         if used_at.is_some() {
@@ -221,17 +239,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|r| {
-                Ok((
-                    CardRecord {
-                        card_id: r.try_get("card_id")?,
-                        holder_name: r.try_get("holder_name")?,
-                        user_id: r.try_get("user_id")?,
-                        role: r.try_get("role")?,
-                    },
-                    r.try_get("state")?,
-                ))
-            })
+            .map(|r| Ok((CardRecord::from_row(&r)?, r.try_get("state")?)))
             .collect()
     }
 
@@ -352,18 +360,20 @@ mod tests {
     ) -> (tempfile::TempDir, Store, EnrolmentCode) {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::create(&tmp.path().join("ca.db")).await.unwrap();
+        let (inserted, code) = insert(&store, expires_in).await;
+        assert!(inserted);
+        (tmp, store, code)
+    }
+
+    async fn insert(store: &Store, expires_in: time::Duration) -> (bool, EnrolmentCode) {
         let code = EnrolmentCode::generate().unwrap();
         let expires = OffsetDateTime::now_utc() + expires_in;
-        assert!(store
-            .insert_card(
-                &card(),
-                &code.hash(),
-                expires,
-                &event(AuditAction::CardIssued)
-            )
+        let event = event(AuditAction::CardIssued);
+        let inserted = store
+            .insert_card(&card(), &code.hash(), expires, &event)
             .await
-            .unwrap());
-        (tmp, store, code)
+            .unwrap();
+        (inserted, code)
     }
 
     #[tokio::test]
@@ -427,17 +437,8 @@ mod tests {
     #[tokio::test]
     async fn duplicate_card_id_is_reported_not_inserted() {
         let (_tmp, store, _code) = store_with_card(time::Duration::hours(1)).await;
-        let code = EnrolmentCode::generate().unwrap();
-        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
-        assert!(!store
-            .insert_card(
-                &card(),
-                &code.hash(),
-                expires,
-                &event(AuditAction::CardIssued)
-            )
-            .await
-            .unwrap());
+        let (inserted, _) = insert(&store, time::Duration::hours(1)).await;
+        assert!(!inserted);
     }
 
     #[tokio::test]

@@ -44,6 +44,13 @@ impl TestCa {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["root_pem"], dir.join("root.pem").to_str().unwrap());
 
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(""), 0o700);
+        for key in ["root.key", "issuing.key", "server.key", "ca.db"] {
+            assert_eq!(mode(key), 0o600, "{key}");
+        }
+
         // serve must not need the root key: move it "offline".
         std::fs::rename(dir.join("root.key"), tmp.path().join("offline-root.key")).unwrap();
 
@@ -454,6 +461,22 @@ async fn issue_card_works_while_serving_and_init_refuses_existing() {
 
     let out = lanyard_ca(&["serve", "--listen", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
+
+    let out = lanyard_ca(&[
+        "admin",
+        "list-cards",
+        "--dir",
+        ca.dir().to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["state"] == "issued"));
 
     // The audit chain is intact after all of this.
     let store = lanyard_ca::store::Store::open(&ca.dir().join("ca.db"))

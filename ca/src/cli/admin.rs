@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use lanyard_certs::CardHolder;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -31,6 +30,19 @@ pub enum AdminCommand {
             `lanyard enroll --ca https://HOST:PORT --ca-cert root.pem --code CODE`."
     )]
     IssueCard(IssueCardArgs),
+    /// List every card with its state (issued: waiting for enrolment; active; revoked).
+    ListCards(ListCardsArgs),
+}
+
+/// Arguments of `admin list-cards`.
+#[derive(Debug, Args)]
+pub struct ListCardsArgs {
+    /// The CA directory made by `init`.
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
+    pub dir: PathBuf,
+    /// Print one JSON array of {card_id, name, user_id, role, state}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `admin issue-card`.
@@ -60,6 +72,7 @@ pub struct IssueCardArgs {
 pub async fn run(cmd: AdminCommand) -> Result<(), CaError> {
     match cmd {
         AdminCommand::IssueCard(args) => issue_card(args).await,
+        AdminCommand::ListCards(args) => list_cards(args).await,
     }
 }
 
@@ -99,15 +112,9 @@ async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
                 role: role.clone(),
             };
             // Refuse now what could not go into a certificate at enrolment.
-            CardHolder {
-                holder_name: card.holder_name.clone(),
-                user_id: card.user_id.clone(),
-                role: card.role.clone(),
-                card_id: card.card_id.clone(),
-                organisation: config.organisation.clone(),
-            }
-            .check()
-            .map_err(|e| CaError::InvalidArgument(e.to_string()))?;
+            card.holder(&config.organisation)
+                .check()
+                .map_err(|e| CaError::InvalidArgument(e.to_string()))?;
             let event = AuditEvent {
                 actor: admin_actor(),
                 action: AuditAction::CardIssued,
@@ -155,6 +162,44 @@ async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
         println!("  enrolment code: {}", grouped.as_str());
         println!("  expires:        {expires}");
         println!("The code works once. Give it to the card holder by a trusted channel.");
+    }
+    Ok(())
+}
+
+async fn list_cards(args: ListCardsArgs) -> Result<(), CaError> {
+    let dir = CaDir::new(&args.dir);
+    dir.require_initialised()?;
+    let store = Store::open(&dir.database()).await?;
+    let cards = store.cards().await;
+    store.close().await;
+    let cards = cards?;
+    if args.json {
+        let list: Vec<_> = cards
+            .iter()
+            .map(|(c, state)| {
+                json!({
+                    "card_id": c.card_id,
+                    "name": c.holder_name,
+                    "user_id": c.user_id,
+                    "role": c.role,
+                    "state": state,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if cards.is_empty() {
+        println!("No cards issued yet.");
+    } else {
+        println!(
+            "{:<12}  {:<8}  {:<14}  {:<28}  ROLE",
+            "CARD", "STATE", "USER ID", "NAME"
+        );
+        for (c, state) in &cards {
+            println!(
+                "{:<12}  {:<8}  {:<14}  {:<28}  {}",
+                c.card_id, state, c.user_id, c.holder_name, c.role
+            );
+        }
     }
     Ok(())
 }
