@@ -132,7 +132,7 @@ pub async fn call_ca(
         match attempt(&endpoint, req).await {
             Ok(resp) => return Ok(resp),
             Err(Attempt::Refused(status)) => {
-                tracing::warn!(ca = %url, code = ?status.code(), message = %status.message(), "CA refused the enrolment");
+                tracing::warn!(ca = %url, grpc_status = ?status.code(), message = %status.message(), "CA refused the enrolment");
                 return Err(Error::EnrollFailed(format!(
                     "the CA refused it: {}",
                     if status.message().is_empty() {

@@ -428,3 +428,118 @@ impl Daemon {
         &self.store
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card_store::testing;
+    use crate::keys::KeyType;
+
+    fn config() -> Config {
+        Config {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            ..Config::default()
+        }
+    }
+
+    async fn daemon_with_card() -> (tempfile::TempDir, Daemon) {
+        let tmp = tempfile::tempdir().unwrap();
+        let daemon = Daemon::open(config(), tmp.path(), tmp.path().join("s")).unwrap();
+        let key = SigningKey::generate(KeyType::EcP256).unwrap();
+        let new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
+        daemon
+            .add_card(new, Pin::new("123456".into()))
+            .await
+            .unwrap();
+        (tmp, daemon)
+    }
+
+    fn on_disk_failures(daemon: &Daemon) -> u32 {
+        daemon
+            .store()
+            .load(&daemon.store().card_path("C1"))
+            .unwrap()
+            .pin_failures
+    }
+
+    #[tokio::test]
+    async fn the_counter_is_on_disk_before_the_check_runs() {
+        let (_t, daemon) = daemon_with_card().await;
+        let store = daemon.store().clone();
+        let seen = daemon
+            .counted_attempt("C1", move |_, _| {
+                Ok(Some(store.load(&store.card_path("C1"))?.pin_failures))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, 1, "incremented and written before checking");
+        assert_eq!(on_disk_failures(&daemon), 0, "reset after success");
+
+        let store = daemon.store().clone();
+        let err = daemon
+            .counted_attempt("C1", move |_, _| {
+                assert_eq!(store.load(&store.card_path("C1"))?.pin_failures, 1);
+                Ok(None::<()>)
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PinIncorrect { tries_left: 2 }));
+        assert_eq!(on_disk_failures(&daemon), 1);
+    }
+
+    #[tokio::test]
+    async fn key_is_kept_while_logged_in_and_dropped_after() {
+        let (_t, daemon) = daemon_with_card().await;
+        let app = AppId::new(&[1; 16]).unwrap();
+        daemon.connection_opened(&app);
+        daemon
+            .login(&app, "C1", Pin::new("123456".into()))
+            .await
+            .unwrap();
+        assert!(daemon.inner().cards["C1"].unlocked.is_some());
+        // A second login uses the verifier: a wrong PIN is still refused and counted.
+        let err = daemon
+            .login(&app, "C1", Pin::new("654321".into()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PinIncorrect { tries_left: 2 }));
+        assert_eq!(on_disk_failures(&daemon), 1);
+        daemon
+            .login(&app, "C1", Pin::new("123456".into()))
+            .await
+            .unwrap();
+        assert_eq!(on_disk_failures(&daemon), 0);
+        daemon.sign(&app, "C1", Mechanism::Ecdsa, &[1; 32]).unwrap();
+        daemon.connection_closed(&app);
+        assert!(daemon.inner().cards["C1"].unlocked.is_none());
+        assert!(matches!(
+            daemon.sign(&app, "C1", Mechanism::Ecdsa, &[1; 32]),
+            Err(Error::NotLoggedIn(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn locking_ends_every_login() {
+        let (_t, daemon) = daemon_with_card().await;
+        let a = AppId::new(&[1; 16]).unwrap();
+        let b = AppId::new(&[2; 16]).unwrap();
+        daemon.connection_opened(&a);
+        daemon.connection_opened(&b);
+        daemon
+            .login(&a, "C1", Pin::new("123456".into()))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let _ = daemon.login(&b, "C1", Pin::new("000000".into())).await;
+        }
+        assert!(matches!(
+            daemon.sign(&a, "C1", Mechanism::Ecdsa, &[1; 32]),
+            Err(Error::NotLoggedIn(_))
+        ));
+        assert!(matches!(
+            daemon.login(&a, "C1", Pin::new("123456".into())).await,
+            Err(Error::PinLocked)
+        ));
+    }
+}
