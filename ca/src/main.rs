@@ -1,10 +1,11 @@
 //! `lanyard-ca`: parses the command line and hands over to `lanyard_ca::cli`.
-//! Exit codes: 0 success, 1 error, 2 usage error (from clap).
+//! Exit codes: 0 success, 1 error, 2 usage error (from clap, or a value out of range).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use lanyard_ca::cli::Cli;
+use lanyard_ca::CaError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,7 +14,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lanyard-ca: error: {e}");
-            ExitCode::from(1)
+            match e {
+                CaError::InvalidArgument(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
         }
     }
 }

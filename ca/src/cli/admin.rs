@@ -61,7 +61,7 @@ pub struct IssueCardArgs {
     #[arg(long, value_name = "ROLE")]
     pub role: String,
     /// Hours the enrolment code stays valid (default: enrolment_code_validity_hours in ca.toml).
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CODE_VALIDITY_HOURS)))]
     pub valid_hours: Option<u32>,
     /// Print one JSON object: code, card_id, expires_at (RFC 3339), name, user_id, role.
     #[arg(long)]
@@ -89,11 +89,6 @@ async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
     let hours = args
         .valid_hours
         .unwrap_or(config.enrolment_code_validity_hours);
-    if !(1..=MAX_CODE_VALIDITY_HOURS).contains(&hours) {
-        return Err(CaError::InvalidArgument(format!(
-            "--valid-hours must be 1 to {MAX_CODE_VALIDITY_HOURS}, not {hours}"
-        )));
-    }
     let name = args.name.trim().to_string();
     let user_id = args.user_id.trim().to_string();
     let role = args.role.trim().to_string();
