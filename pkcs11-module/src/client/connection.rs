@@ -10,7 +10,7 @@ use std::time::Duration;
 use lanyard_proto::agent::{
     request, response, Hello, HelloReply, ProtocolVersion, Request, Response,
 };
-use lanyard_proto::frame::{read_frame, write_frame};
+use lanyard_proto::frame::{encode, read_frame};
 
 use super::{into_body, ClientError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 
@@ -79,7 +79,13 @@ impl Connection {
 
     /// Sends one request and reads its response (same request id).
     pub fn round_trip(&mut self, req: &Request) -> Result<Response, ClientError> {
-        write_frame(&mut self.stream, req)?;
+        use std::io::Write;
+        // One buffer, one write; wiped afterwards as it may hold a PIN.
+        let frame = zeroize::Zeroizing::new(encode(req));
+        if frame.len() - 4 > lanyard_proto::MAX_FRAME_LEN {
+            return Err(ClientError::Protocol("request larger than 1 MiB".into()));
+        }
+        self.stream.write_all(&frame)?;
         let resp: Response = read_frame(&mut self.stream)?;
         if resp.request_id != req.request_id {
             return Err(ClientError::Protocol(format!(

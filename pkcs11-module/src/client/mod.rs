@@ -118,15 +118,22 @@ impl AgentClient {
     /// [`ClientError::Agent`]; a broken pooled connection is retried once on a
     /// fresh one when `retry` allows it.
     pub fn call(&self, body: request::Body, retry: Retry) -> Result<response::Body, ClientError> {
+        let mut req = Request {
+            request_id: 0,
+            app_id: self.app_id.clone(),
+            body: Some(body),
+        };
+        let result = self.send(&mut req, retry);
+        wipe_secrets(&mut req);
+        result
+    }
+
+    fn send(&self, req: &mut Request, retry: Retry) -> Result<response::Body, ClientError> {
         let mut may_retry = retry == Retry::Idempotent;
         loop {
             let (mut conn, reused) = self.checkout()?;
-            let req = Request {
-                request_id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
-                app_id: self.app_id.clone(),
-                body: Some(body.clone()),
-            };
-            match conn.round_trip(&req) {
+            req.request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+            match conn.round_trip(req) {
                 Ok(resp) => {
                     self.checkin(conn);
                     return into_body(resp);
@@ -201,6 +208,20 @@ impl AgentClient {
         }
         drop(seen);
         Ok((conn, hello))
+    }
+}
+
+/// Overwrites the PINs a request carried, once it has been sent.
+fn wipe_secrets(req: &mut Request) {
+    use zeroize::Zeroize;
+    match req.body.as_mut() {
+        Some(request::Body::Login(l)) => l.pin.zeroize(),
+        Some(request::Body::ChangePin(c)) => {
+            c.old_pin.zeroize();
+            c.new_pin.zeroize();
+        }
+        Some(request::Body::Enroll(e)) => e.pin.zeroize(),
+        _ => {}
     }
 }
 

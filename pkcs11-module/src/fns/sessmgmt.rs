@@ -68,6 +68,10 @@ pub fn session_info(handle: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
 /// C_Login. `pin` is `None` for a NULL pin pointer.
 pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) -> Result<()> {
     let lib = library::get()?;
+    lib.session(handle)?;
+    // Learn of a restarted daemon (and its login state) before sending the
+    // PIN, so the login is not made on behalf of sessions that are gone.
+    lib.refresh();
     let entry = lib.session(handle)?;
     match user {
         CKU_USER => {}

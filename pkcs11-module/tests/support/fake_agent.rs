@@ -1,0 +1,425 @@
+//! A fake lanyardd for the module's own tests: it speaks agent.proto on a
+//! Unix socket and signs with real OpenSSL keys, so the module's protocol
+//! handling (handshake, errors, restarts, round-trip counts) can be checked
+//! without the real daemon. Whole-system tests use the real lanyardd.
+
+use std::collections::HashSet;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use lanyard_proto::agent::*;
+use lanyard_proto::frame::{read_frame, write_frame};
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::hash::MessageDigest;
+use openssl::md::Md;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::pkey_ctx::PkeyCtx;
+use openssl::rsa::{Padding, Rsa};
+use openssl::sign::RsaPssSaltlen;
+use openssl::x509::{X509NameBuilder, X509};
+
+/// One card of the fake daemon.
+pub struct FakeCard {
+    pub info: CardInfo,
+    pub key: PKey<Private>,
+    pub pin: String,
+    pub failures: u32,
+}
+
+/// The fake daemon's state, visible to tests.
+pub struct FakeState {
+    pub instance: Vec<u8>,
+    pub slot_count: u32,
+    pub cards: Vec<FakeCard>,
+    /// (app_id, card_id) pairs logged in.
+    pub logins: HashSet<(Vec<u8>, String)>,
+    /// Names of requests received, in order ("Hello", "Sign", ...).
+    pub log: Vec<&'static str>,
+    /// Every Sign request, for checking what the module sent.
+    pub signs: Vec<Sign>,
+    pub connections: Vec<UnixStream>,
+}
+
+/// A running fake agent. Dropping it stops it.
+pub struct FakeAgent {
+    pub dir: PathBuf,
+    pub path: PathBuf,
+    pub state: Arc<Mutex<FakeState>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeAgent {
+    /// Starts an agent with an RSA card in slot 0 and an EC card in slot 1.
+    pub fn start() -> FakeAgent {
+        let dir = std::env::temp_dir().join(format!(
+            "lanyard-p11-test-{}-{}",
+            std::process::id(),
+            rand_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("agent.sock");
+        let state = Arc::new(Mutex::new(FakeState {
+            instance: rand_u64().to_be_bytes().to_vec(),
+            slot_count: 2,
+            cards: vec![
+                make_card(
+                    0,
+                    "0123456789ABCDEF",
+                    "Dr Ada Smith",
+                    KeyType::Rsa2048,
+                    "123456",
+                ),
+                make_card(
+                    1,
+                    "FEDCBA9876543210",
+                    "Dr Bob Jones",
+                    KeyType::EcP256,
+                    "654321",
+                ),
+            ],
+            logins: HashSet::new(),
+            log: Vec::new(),
+            signs: Vec::new(),
+            connections: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = Some(serve(&path, Arc::clone(&state), Arc::clone(&stop)));
+        FakeAgent {
+            dir,
+            path,
+            state,
+            stop,
+            thread,
+        }
+    }
+
+    /// Simulates a daemon restart: new instance, logins forgotten, open
+    /// connections closed.
+    pub fn restart(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.instance = rand_u64().to_be_bytes().to_vec();
+        s.logins.clear();
+        for c in s.connections.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Number of requests named `name` received so far.
+    pub fn count(&self, name: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|n| **n == name)
+            .count()
+    }
+
+    /// The SubjectPublicKeyInfo of the card in `slot`.
+    pub fn public_key_der(&self, slot: usize) -> Vec<u8> {
+        self.state.lock().unwrap().cards[slot]
+            .info
+            .public_key_der
+            .clone()
+    }
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for c in self.state.lock().unwrap().connections.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).unwrap();
+    u64::from_ne_bytes(b)
+}
+
+fn serve(path: &Path, state: Arc<Mutex<FakeState>>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let listener = UnixListener::bind(path).expect("bind fake agent socket");
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    state
+                        .lock()
+                        .unwrap()
+                        .connections
+                        .push(stream.try_clone().unwrap());
+                    let state = Arc::clone(&state);
+                    std::thread::spawn(move || connection(stream, state));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    })
+}
+
+fn connection(mut stream: UnixStream, state: Arc<Mutex<FakeState>>) {
+    while let Ok(req) = read_frame::<Request, _>(&mut stream) {
+        let resp = handle(&state, req);
+        if write_frame(&mut stream, &resp).is_err() {
+            return;
+        }
+    }
+}
+
+fn error(request_id: u64, code: ErrorCode, tries_left: u32) -> Response {
+    Response {
+        request_id,
+        error: Some(Error {
+            code: code as i32,
+            message: format!("{code:?}"),
+            tries_left,
+        }),
+        body: None,
+    }
+}
+
+fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
+    let mut s = state.lock().unwrap();
+    let id = req.request_id;
+    let ok = |body| Response {
+        request_id: id,
+        error: None,
+        body: Some(body),
+    };
+    let Some(body) = req.body else {
+        return error(id, ErrorCode::BadRequest, 0);
+    };
+    match body {
+        request::Body::Hello(_) => {
+            s.log.push("Hello");
+            ok(response::Body::Hello(HelloReply {
+                version: ProtocolVersion::ProtocolVersion1 as i32,
+                daemon_instance: s.instance.clone(),
+                slot_count: s.slot_count,
+                daemon_version: "fake".into(),
+            }))
+        }
+        request::Body::ListCards(_) => {
+            s.log.push("ListCards");
+            let cards = s
+                .cards
+                .iter()
+                .map(|c| {
+                    let mut info = c.info.clone();
+                    info.logged_in = s
+                        .logins
+                        .contains(&(req.app_id.clone(), info.card_id.clone()));
+                    info.pin = Some(PinState {
+                        failures: c.failures,
+                        max_failures: 3,
+                        locked: c.failures >= 3,
+                    });
+                    info
+                })
+                .collect();
+            ok(response::Body::Cards(CardList { cards }))
+        }
+        request::Body::Login(l) => {
+            s.log.push("Login");
+            let Some(i) = s.cards.iter().position(|c| c.info.card_id == l.card_id) else {
+                return error(id, ErrorCode::NoSuchCard, 0);
+            };
+            if !(6..=8).contains(&l.pin.len()) {
+                return error(id, ErrorCode::PinLenRange, 0);
+            }
+            let card = &mut s.cards[i];
+            if card.failures >= 3 {
+                return error(id, ErrorCode::PinLocked, 0);
+            }
+            if card.pin != l.pin {
+                card.failures += 1;
+                if card.failures >= 3 {
+                    return error(id, ErrorCode::PinLocked, 0);
+                }
+                return error(id, ErrorCode::PinIncorrect, 3 - card.failures);
+            }
+            card.failures = 0;
+            s.logins.insert((req.app_id.clone(), l.card_id));
+            ok(response::Body::Login(LoginReply {}))
+        }
+        request::Body::Logout(l) => {
+            s.log.push("Logout");
+            s.logins.remove(&(req.app_id.clone(), l.card_id));
+            ok(response::Body::Logout(LogoutReply {}))
+        }
+        request::Body::Sign(sign) => {
+            s.log.push("Sign");
+            s.signs.push(sign.clone());
+            if !s
+                .logins
+                .contains(&(req.app_id.clone(), sign.card_id.clone()))
+            {
+                return error(id, ErrorCode::NotLoggedIn, 0);
+            }
+            let Some(card) = s.cards.iter().find(|c| c.info.card_id == sign.card_id) else {
+                return error(id, ErrorCode::NoSuchCard, 0);
+            };
+            match sign_with(&card.key, &sign) {
+                Some(signature) => ok(response::Body::Signature(Signature { signature })),
+                None => error(id, ErrorCode::DataLenRange, 0),
+            }
+        }
+        request::Body::ChangePin(c) => {
+            s.log.push("ChangePin");
+            let Some(card) = s.cards.iter_mut().find(|x| x.info.card_id == c.card_id) else {
+                return error(id, ErrorCode::NoSuchCard, 0);
+            };
+            if card.pin != c.old_pin {
+                return error(id, ErrorCode::PinIncorrect, 2);
+            }
+            card.pin = c.new_pin;
+            ok(response::Body::ChangePin(ChangePinReply {}))
+        }
+        _ => error(id, ErrorCode::BadRequest, 0),
+    }
+}
+
+fn md(h: i32) -> Option<&'static openssl::md::MdRef> {
+    Some(match HashAlgorithm::try_from(h).ok()? {
+        HashAlgorithm::Sha1 => Md::sha1(),
+        HashAlgorithm::Sha224 => Md::sha224(),
+        HashAlgorithm::Sha256 => Md::sha256(),
+        HashAlgorithm::Sha384 => Md::sha384(),
+        HashAlgorithm::Sha512 => Md::sha512(),
+        HashAlgorithm::Unspecified => return None,
+    })
+}
+
+fn sign_with(key: &PKey<Private>, req: &Sign) -> Option<Vec<u8>> {
+    match SignAlgorithm::try_from(req.algorithm).ok()? {
+        SignAlgorithm::RsaPkcs1 => {
+            let rsa = key.rsa().ok()?;
+            let mut out = vec![0u8; rsa.size() as usize];
+            let n = rsa
+                .private_encrypt(&req.data, &mut out, Padding::PKCS1)
+                .ok()?;
+            out.truncate(n);
+            Some(out)
+        }
+        SignAlgorithm::RsaPss => {
+            let mut ctx = PkeyCtx::new(key).ok()?;
+            ctx.sign_init().ok()?;
+            ctx.set_rsa_padding(Padding::PKCS1_PSS).ok()?;
+            ctx.set_signature_md(md(req.hash)?).ok()?;
+            ctx.set_rsa_mgf1_md(md(req.mgf_hash)?).ok()?;
+            ctx.set_rsa_pss_saltlen(RsaPssSaltlen::custom(req.salt_len as i32))
+                .ok()?;
+            let mut out = Vec::new();
+            ctx.sign_to_vec(&req.data, &mut out).ok()?;
+            Some(out)
+        }
+        SignAlgorithm::Ecdsa => {
+            let ec = key.ec_key().ok()?;
+            let sig = EcdsaSig::sign(&req.data, &ec).ok()?;
+            let mut out = sig.r().to_vec_padded(32).ok()?;
+            out.extend(sig.s().to_vec_padded(32).ok()?);
+            Some(out)
+        }
+        SignAlgorithm::Unspecified => None,
+    }
+}
+
+fn self_signed(key: &PKey<Private>, cn: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(key).unwrap();
+    let serial = BigNum::from_u32(rand_u64() as u32 | 1).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(key, MessageDigest::sha256()).unwrap();
+    let cert = b.build();
+    (cert.to_der().unwrap(), name.to_der().unwrap())
+}
+
+fn make_card(slot: u32, card_id: &str, holder: &str, key_type: KeyType, pin: &str) -> FakeCard {
+    let key = match key_type {
+        KeyType::EcP256 => {
+            let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+            PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap()
+        }
+        _ => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+    };
+    let ca_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let (cert, subject) = self_signed(&key, holder);
+    let (issuing, _) = self_signed(&ca_key, "Fake Issuing CA");
+    let (root, _) = self_signed(&ca_key, "Fake Root CA");
+    let spki = key.public_key_to_der().unwrap();
+    let mut info = CardInfo {
+        card_id: card_id.into(),
+        slot,
+        holder_name: holder.into(),
+        key_type: key_type as i32,
+        certificate_der: cert,
+        chain_der: vec![issuing, root],
+        public_key_der: spki.clone(),
+        key_id: openssl::sha::sha1(&spki).to_vec(),
+        subject_der: subject.clone(),
+        issuer_der: subject,
+        serial_der: vec![2, 1, 1],
+        pin_min_len: 6,
+        pin_max_len: 8,
+        subject: format!("CN={holder}"),
+        ..Default::default()
+    };
+    match key_type {
+        KeyType::EcP256 => {
+            let ec = key.ec_key().unwrap();
+            let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+            let point = ec
+                .public_key()
+                .to_bytes(
+                    ec.group(),
+                    openssl::ec::PointConversionForm::UNCOMPRESSED,
+                    &mut ctx,
+                )
+                .unwrap();
+            let mut octet = vec![0x04, point.len() as u8];
+            octet.extend(point);
+            info.ec_point = octet;
+            info.ec_params = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+            info.key_bits = 256;
+        }
+        _ => {
+            let rsa = key.rsa().unwrap();
+            info.rsa_modulus = rsa.n().to_vec();
+            info.rsa_public_exponent = rsa.e().to_vec();
+            info.key_bits = 2048;
+        }
+    }
+    FakeCard {
+        info,
+        key,
+        pin: pin.into(),
+        failures: 0,
+    }
+}
