@@ -270,9 +270,18 @@ impl Daemon {
             return Err(Error::PinLocked);
         }
         let file = self.persist_failures(card_id, failures + 1).await?;
-        let outcome = tokio::task::spawn_blocking(move || check(file, unlocked))
+        let outcome = match tokio::task::spawn_blocking(move || check(file, unlocked))
             .await
-            .map_err(blocking_failed)??;
+            .map_err(blocking_failed)
+            .and_then(|r| r)
+        {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Not a wrong PIN (e.g. a corrupt file): this attempt does not count.
+                self.persist_failures(card_id, failures).await?;
+                return Err(e);
+            }
+        };
         match outcome {
             Some(value) => {
                 self.persist_failures(card_id, 0).await?;

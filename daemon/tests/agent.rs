@@ -404,3 +404,23 @@ fn logs_never_carry_the_pin() {
     assert!(log.contains("login"), "{log}");
     assert!(!log.contains("987654") && !log.contains(PIN), "{log}");
 }
+
+#[test]
+fn a_tampered_private_key_is_store_corrupt_and_not_counted() {
+    let mut env = TestEnv::new();
+    env.add_card("CARD-1", 0, KeyType::EcP256);
+    let path = env.store_dir().join("cards/CARD-1.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let ct = v["private_key"]["ciphertext"].as_str().unwrap().to_string();
+    let flipped = if ct.starts_with('A') { "B" } else { "A" };
+    v["private_key"]["ciphertext"] = format!("{flipped}{}", &ct[1..]).into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    env.start();
+    let mut c = env.client(1);
+    let r = c.login("CARD-1", PIN);
+    assert_eq!(code(&r), ErrorCode::StoreCorrupt as i32, "{r:?}");
+    assert!(r.error.unwrap().message.contains("CARD-1.json"));
+    let out = env.lanyard(&["status", "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cards"][0]["pin_failures"], 0);
+}

@@ -15,7 +15,13 @@ use lanyard_daemon::{paths, server};
 /// lanyardd — keeps your virtual smartcards and signs for applications that
 /// use the Lanyard PKCS#11 module. One daemon per user; keys never leave it.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    after_help = "Config keys (lanyardd.toml, all optional): slots = 2, pin_min_len = 6 (>= 6), \
+pin_max_len = 8, max_pin_failures = 3, argon2_memory_kib = 65536, argon2_iterations = 3, \
+argon2_parallelism = 1, log_level = \"info\" (RUST_LOG overrides it).\n\
+Cards are kept in $XDG_DATA_HOME/lanyard (or ~/.local/share/lanyard). Stop with SIGINT or SIGTERM."
+)]
 struct Args {
     /// Agent socket path. Default: $LANYARD_AGENT_SOCK, else
     /// $XDG_RUNTIME_DIR/lanyard/agent.sock, else /tmp/lanyard-$UID/agent.sock.

@@ -84,8 +84,7 @@ impl AgentClient {
             body: Some(body),
         };
         let written = write_frame(&mut self.stream, &req);
-        // The request may hold a PIN; drop it as soon as it is sent.
-        drop(req);
+        wipe_secrets(req);
         if let Err(e) = written {
             // The daemon may have answered and closed (e.g. refusing this uid):
             // read what it said before reporting the broken pipe.
@@ -121,5 +120,22 @@ impl AgentClient {
         }
         resp.body
             .ok_or_else(|| CliError::Other("lanyardd sent an empty answer".into()))
+    }
+}
+
+/// Overwrites the PINs and enrolment code a request carried, once it is sent.
+fn wipe_secrets(mut req: Request) {
+    use zeroize::Zeroize;
+    match req.body.as_mut() {
+        Some(request::Body::Login(m)) => m.pin.zeroize(),
+        Some(request::Body::Enroll(m)) => {
+            m.pin.zeroize();
+            m.code.zeroize();
+        }
+        Some(request::Body::ChangePin(m)) => {
+            m.old_pin.zeroize();
+            m.new_pin.zeroize();
+        }
+        _ => {}
     }
 }
