@@ -10,6 +10,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::audit::{admin_actor, AuditAction, AuditEvent};
 use crate::ca_dir::CaDir;
+use crate::cli::print_line;
 use crate::config::{CaConfig, MAX_CODE_VALIDITY_HOURS};
 use crate::enrolment_code::EnrolmentCode;
 use crate::error::CaError;
@@ -148,15 +149,17 @@ async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
             "role": card.role,
             "organisation": config.organisation,
         });
-        println!("{out}");
+        print_line(&out)?;
     } else {
-        println!(
+        print_line(format_args!(
             "Card {} issued to {} (user id {}, role {})",
             card.card_id, card.holder_name, card.user_id, card.role
-        );
-        println!("  enrolment code: {}", grouped.as_str());
-        println!("  expires:        {expires}");
-        println!("The code works once. Give it to the card holder by a trusted channel.");
+        ))?;
+        print_line(format_args!("  enrolment code: {}", grouped.as_str()))?;
+        print_line(format_args!("  expires:        {expires}"))?;
+        print_line(format_args!(
+            "The code works once. Give it to the card holder by a trusted channel."
+        ))?;
     }
     Ok(())
 }
@@ -181,19 +184,19 @@ async fn list_cards(args: ListCardsArgs) -> Result<(), CaError> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        print_line(serde_json::Value::Array(list))?;
     } else if cards.is_empty() {
-        println!("No cards issued yet.");
+        print_line("No cards issued yet.")?;
     } else {
-        println!(
+        print_line(format_args!(
             "{:<12}  {:<8}  {:<14}  {:<28}  ROLE",
             "CARD", "STATE", "USER ID", "NAME"
-        );
+        ))?;
         for (c, state) in &cards {
-            println!(
+            print_line(format_args!(
                 "{:<12}  {:<8}  {:<14}  {:<28}  {}",
                 c.card_id, state, c.user_id, c.holder_name, c.role
-            );
+            ))?;
         }
     }
     Ok(())

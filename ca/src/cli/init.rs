@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{admin_actor, AuditAction, AuditEvent};
 use crate::ca_dir::{create_private_dir, write_atomic, CaDir, KEY_MODE, PUBLIC_MODE};
+use crate::cli::print_line;
 use crate::config::CaConfig;
 use crate::error::CaError;
 use crate::store::Store;
@@ -129,34 +130,36 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
             "server_names": server_names(&args.sans),
             "root_sha256": fingerprint,
         });
-        println!("{out}");
+        print_line(&out)?;
     } else {
-        println!(
+        print_line(format_args!(
             "Initialised a Lanyard CA for {} in {}",
             args.org,
             dir.path().display()
-        );
-        println!(
+        ))?;
+        print_line(format_args!(
             "  root certificate (clients trust this): {}",
             dir.root_pem().display()
-        );
-        println!("  root certificate SHA-256:               {fingerprint}");
-        println!(
+        ))?;
+        print_line(format_args!(
+            "  root certificate SHA-256:               {fingerprint}"
+        ))?;
+        print_line(format_args!(
             "  issuing CA certificate:                 {}",
             dir.issuing_pem().display()
-        );
-        println!(
+        ))?;
+        print_line(format_args!(
             "  server TLS names:                       {}",
             server_names(&args.sans).join(", ")
-        );
-        println!(
+        ))?;
+        print_line(format_args!(
             "  configuration:                          {}",
             dir.config().display()
-        );
-        println!(
+        ))?;
+        print_line(format_args!(
             "The root key {} is not needed by `serve`; move it offline now.",
             dir.root_key().display()
-        );
+        ))?;
     }
     Ok(())
 }

@@ -59,6 +59,15 @@ pub fn init_logging_for(command: &Command) {
         .try_init();
 }
 
+/// Writes `text` and a newline to stdout; a closed stdout is an error, not a panic.
+pub(crate) fn print_line(text: impl std::fmt::Display) -> Result<(), CaError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|_| out.flush())
+        .map_err(|e| CaError::io("write to", "standard output", e))
+}
+
 /// Runs one command to completion.
 pub fn run(cli: Cli) -> Result<(), CaError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
