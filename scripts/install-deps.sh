@@ -16,6 +16,7 @@ PACKAGES=(
     coreutils                # timeout, mktemp
     passwd                   # user 'nobody' / group 'nogroup' exist
     jq                       # demo.sh reads the CA's and the CLI's JSON
+    libp11-kit-dev           # pkcs11.h for the C PKCS#11 client in the system tests
 )
 
 missing=()

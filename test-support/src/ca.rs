@@ -37,12 +37,19 @@ pub struct Ca {
     base: PathBuf,
     dir: PathBuf,
     url: String,
+    envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Ca {
     /// `lanyard-ca init` in a new temporary directory, then `serve` on 127.0.0.1:0.
     pub fn start() -> Ca {
+        Ca::start_with_env(&[])
+    }
+
+    /// As [`Ca::start`], with extra environment for `serve` (e.g.
+    /// `LANYARD_CA_RATE_LIMIT_WINDOW_SECS`).
+    pub fn start_with_env(envs: &[(&str, &str)]) -> Ca {
         let tmp = tempfile::Builder::new()
             .prefix("lanyard-ca-test.")
             .tempdir()
@@ -61,6 +68,10 @@ impl Ca {
             base,
             dir,
             url: String::new(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         ca.serve();
@@ -75,6 +86,7 @@ impl Ca {
             .arg(&self.dir)
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "debug")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(open_append(&self.base.join("ca-serve.stderr")));

@@ -47,6 +47,16 @@ impl Pkcs11Tool {
 
     /// As [`Pkcs11Tool::run`] with a custom timeout.
     pub fn run_with_timeout(&self, args: &[&str], timeout: Duration) -> CmdOutput {
+        self.run_full(args, None, timeout)
+    }
+
+    /// As [`Pkcs11Tool::run`] with `stdin` fed in (pkcs11-tool reads a PIN it was
+    /// not given from there).
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> CmdOutput {
+        self.run_full(args, Some(stdin), TIMEOUT)
+    }
+
+    fn run_full(&self, args: &[&str], stdin: Option<&str>, timeout: Duration) -> CmdOutput {
         let mut cmd = match self.wrapper.split_first() {
             Some((first, rest)) => {
                 let mut cmd = Command::new(first);
@@ -57,7 +67,7 @@ impl Pkcs11Tool {
         };
         cmd.arg("--module").arg(&self.module).args(args);
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
-        run(cmd, None, timeout)
+        run(cmd, stdin.map(str::as_bytes), timeout)
     }
 
     /// `-O` on `slot` (with `--login --pin` when `pin` is given), parsed; panics on failure.

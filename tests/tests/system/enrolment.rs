@@ -158,6 +158,57 @@ fn a_ca_that_is_down_gives_a_clear_error_and_no_card() {
     assert_eq!(status_cards(&daemon).len(), 1);
 }
 
+#[test]
+fn repeated_wrong_codes_are_rate_limited_and_logged() {
+    if !tools_present() {
+        return;
+    }
+    // Default limit (5 failures), a short window so the test can see it end.
+    let ca = Ca::start_with_env(&[("LANYARD_CA_RATE_LIMIT_WINDOW_SECS", "3")]);
+    let issued = ca.issue_card("Dr Lee Limit", "555000000010", ROLE);
+    let daemon = Daemon::start();
+    let mut limited = None;
+    for attempt in 1..=8 {
+        let wrong = format!("WXYZ-WXYZ-WXYZ-WXY{attempt}");
+        let out = daemon.try_enroll(ca.url(), &ca.root_pem(), &wrong, KeyType::Rsa2048, "246802");
+        assert_clear_enrol_failure(&out, "enrolment with a wrong code");
+        if out.stderr.to_lowercase().contains("too many") {
+            limited = Some((attempt, out));
+            break;
+        }
+    }
+    let (attempt, out) = limited.expect("eight wrong codes in a row were never rate-limited");
+    assert!(attempt > 1, "rate-limited on the first failure\n{out}");
+    // While limited, even the right code is turned away, and not spent.
+    let early = daemon.try_enroll(
+        ca.url(),
+        &ca.root_pem(),
+        &issued.code,
+        KeyType::Rsa2048,
+        "246802",
+    );
+    assert_clear_enrol_failure(&early, "enrolment while rate-limited");
+    assert!(early.stderr.to_lowercase().contains("too many"), "{early}");
+    assert!(status_cards(&daemon).is_empty());
+    assert!(
+        ca.logs().contains("too many failed attempts"),
+        "the CA did not log the limit:\n{}",
+        ca.logs()
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    daemon
+        .try_enroll(
+            ca.url(),
+            &ca.root_pem(),
+            &issued.code,
+            KeyType::Rsa2048,
+            "246802",
+        )
+        .assert_success("enrolment after the rate-limit window");
+    assert_eq!(status_cards(&daemon).len(), 1);
+}
+
 fn sign_and_verify(daemon: &Daemon, card: &Card, what: &str) {
     let tool = daemon.pkcs11_tool();
     let dir = scratch();

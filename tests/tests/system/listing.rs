@@ -110,6 +110,21 @@ fn status_json_describes_both_cards() {
     }
     let w = world();
     let status = w.daemon.status_json();
+    assert!(
+        status["daemon_version"].is_string(),
+        "daemon_version: {status:#}"
+    );
+    assert_eq!(
+        status["socket"].as_str(),
+        w.daemon.socket().to_str(),
+        "socket: {status:#}"
+    );
+    let store = status["store"].as_str().unwrap_or_default();
+    assert!(
+        store.starts_with(w.daemon.data_home().to_str().expect("utf-8"))
+            && store.ends_with("lanyard"),
+        "store is not $XDG_DATA_HOME/lanyard: {status:#}"
+    );
     let cards = status_cards(&w.daemon);
     assert_eq!(cards.len(), 2, "status --json: {status:#}");
     for card in [&w.rsa, &w.ec] {
@@ -122,26 +137,42 @@ fn status_json_describes_both_cards() {
                     card.issued.card_id
                 )
             });
-        let text = entry.to_string();
-        assert!(
-            text.contains(card.holder),
-            "holder {:?} not in {entry:#}",
-            card.holder
-        );
         assert_eq!(
-            entry["locked"].as_bool(),
-            Some(false),
-            "`locked` in {entry:#}"
+            entry["holder_name"].as_str(),
+            Some(card.holder),
+            "{entry:#}"
         );
+        assert_eq!(entry["slot"].as_u64(), Some(card.slot), "{entry:#}");
+        assert_eq!(
+            entry["key_type"].as_str(),
+            Some(card.key.arg()),
+            "{entry:#}"
+        );
+        let subject = entry["subject"].as_str().unwrap_or_default();
         assert!(
-            !entry["not_after"].is_null() || !entry["expires_at"].is_null(),
-            "no expiry in {entry:#}"
+            subject.contains(&format!("CN={}", card.holder)),
+            "subject: {entry:#}"
         );
+        let not_after = entry["not_after"].as_str().unwrap_or_default();
+        assert!(
+            not_after.len() >= 20 && not_after.ends_with('Z'),
+            "not_after (RFC 3339): {entry:#}"
+        );
+        assert_eq!(entry["locked"].as_bool(), Some(false), "{entry:#}");
+        assert_eq!(entry["max_pin_failures"].as_u64(), Some(3), "{entry:#}");
+        assert!(entry["pin_failures"].is_u64(), "{entry:#}");
     }
     let plain = w.daemon.lanyard(&["status"], None);
     plain.assert_success("lanyard status");
-    assert!(
-        plain.stdout.contains(w.rsa.holder),
-        "plain status lacks the holder\n{plain}"
-    );
+    for card in [&w.rsa, &w.ec] {
+        assert!(
+            plain.stdout.contains(card.holder),
+            "plain status lacks {}\n{plain}",
+            card.holder
+        );
+        assert!(
+            plain.stdout.contains(&card.issued.card_id),
+            "plain status lacks the card id\n{plain}"
+        );
+    }
 }

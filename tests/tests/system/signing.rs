@@ -3,6 +3,10 @@
 //! signature.
 
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use lanyard_test_support::run;
 
 use crate::world::{
     export_certificate, openssl, public_key_of, scratch, shared_ca, sign, tools_present,
@@ -118,39 +122,59 @@ fn card_certificates_chain_to_the_ca() {
     check_chain(&world().ec, dir.path());
 }
 
+/// Builds the C client in `c/sign_after_logout.c` (a minimal PKCS#11 host
+/// application) into `dir`.
+fn build_c_client(dir: &Path) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/system/c/sign_after_logout.c");
+    let exe = dir.join("sign_after_logout");
+    let mut cc = Command::new("cc");
+    cc.args(["-Wall", "-Werror", "-O1", "-I/usr/include/p11-kit-1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-ldl");
+    run(cc, None, Duration::from_secs(120))
+        .assert_success("cc sign_after_logout.c (needs libp11-kit-dev)");
+    exe
+}
+
 #[test]
 fn signing_without_login_is_refused() {
-    if !tools_present() {
+    if !tools_present() || !lanyard_test_support::require_tool("cc") {
         return;
     }
     let w = world();
     let card = &w.rsa;
     let dir = scratch();
-    let data = dir.path().join("data.txt");
-    std::fs::write(&data, b"no login, no signature").expect("write data");
-    let sig = dir.path().join("sig.bin");
-    let slot = card.slot.to_string();
-    let out = w.daemon.pkcs11_tool().run(&[
-        "--slot",
-        &slot,
-        "--sign",
-        "-m",
-        "SHA256-RSA-PKCS",
-        "--id",
-        &card.key_id,
-        "-i",
-        data.to_str().expect("utf-8"),
-        "-o",
-        sig.to_str().expect("utf-8"),
-    ]);
-    out.assert_failure("pkcs11-tool --sign without --login");
-    let text = out.combined();
-    assert!(
-        text.contains("CKR_USER_NOT_LOGGED_IN")
-            || text.contains("Private key not found")
-            || text.contains("not found"),
-        "refused for an unexpected reason\n{out}"
+    let client = build_c_client(dir.path());
+    let mut cmd = Command::new(&client);
+    cmd.arg(lanyard_test_support::module_path())
+        .arg(card.slot.to_string())
+        .arg(card.pin)
+        .envs(w.daemon.env());
+    let out = run(cmd, None, Duration::from_secs(60));
+    out.assert_success("sign_after_logout");
+    let value = |name: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(|v| v.split_whitespace().next().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no {name} in the client's output\n{out}"))
+    };
+    // Not even visible before login…
+    assert_eq!(value("private_keys_before_login"), "0", "{out}");
+    // …usable once logged in (so the refusal below is about the login)…
+    assert_eq!(value("login"), "0x0", "{out}");
+    assert_eq!(value("private_keys_after_login"), "1", "{out}");
+    assert_eq!(value("sign_logged_in"), "0x0", "{out}");
+    // …and refused with CKR_USER_NOT_LOGGED_IN (0x101) after C_Logout.
+    assert_eq!(value("logout"), "0x0", "{out}");
+    let refused = if value("sign_init_logged_out") == "0x0" {
+        value("sign_logged_out")
+    } else {
+        value("sign_init_logged_out")
+    };
+    assert_eq!(
+        refused, "0x101",
+        "signing after logout was not refused with CKR_USER_NOT_LOGGED_IN\n{out}"
     );
-    let written = std::fs::metadata(&sig).map(|m| m.len()).unwrap_or(0);
-    assert_eq!(written, 0, "a signature was written without login\n{out}");
 }
