@@ -114,3 +114,88 @@ impl IssuingCa {
         Ok((der, validity))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_certs::{generate_ca_key, issuing_ca_params, root_ca_params};
+    use time::Duration;
+
+    fn serial(b: u8) -> CertSerial {
+        CertSerial::from_random([b; 16])
+    }
+
+    /// (issuing DER, root DER, issuing key PEM, other root DER)
+    fn hierarchy() -> (Vec<u8>, Vec<u8>, String, Vec<u8>) {
+        let now = OffsetDateTime::now_utc();
+        let root_key = generate_ca_key().unwrap();
+        let root_params = root_ca_params("T", &serial(1), now).unwrap();
+        let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
+        let root = Issuer::new(root_params, &root_key);
+        let key = generate_ca_key().unwrap();
+        let issuing = issuing_ca_params("T", &serial(2), now)
+            .unwrap()
+            .signed_by(&key, &root)
+            .unwrap();
+        let other_key = generate_ca_key().unwrap();
+        let other_root = root_ca_params("T", &serial(3), now)
+            .unwrap()
+            .self_signed(&other_key)
+            .unwrap();
+        (
+            issuing.der().to_vec(),
+            root_der,
+            key.serialize_pem(),
+            other_root.der().to_vec(),
+        )
+    }
+
+    #[test]
+    fn loads_a_matching_hierarchy_and_clamps_validity() {
+        let (issuing, root, key, _) = hierarchy();
+        let ca = IssuingCa::from_parts(
+            issuing.clone(),
+            root.clone(),
+            KeyPair::from_pem(&key).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ca.chain_der(), vec![issuing, root]);
+
+        let p256 = KeyPair::generate_for(&lanyard_certs::rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = lanyard_certs::rcgen::CertificateParams::default()
+            .serialize_request(&p256)
+            .unwrap();
+        let csr = lanyard_certs::check_csr(csr.der()).unwrap();
+        let holder = CardHolder {
+            holder_name: "A".into(),
+            user_id: "1".into(),
+            role: "R".into(),
+            card_id: "0123456789AB".into(),
+            organisation: "T".into(),
+        };
+        let now = OffsetDateTime::now_utc();
+        // Ask for more than the issuing CA's own remaining life (about 5 years).
+        let long = Validity {
+            not_before: now,
+            not_after: now + Duration::days(3000),
+        };
+        let (_, v) = ca.issue(&csr, &holder, &serial(4), long).unwrap();
+        assert_eq!(v.not_after, ca.issuing_not_after);
+    }
+
+    #[test]
+    fn refuses_a_key_that_does_not_match() {
+        let (issuing, root, _, _) = hierarchy();
+        let wrong = generate_ca_key().unwrap();
+        let err = IssuingCa::from_parts(issuing, root, wrong).unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_issuing_ca_from_another_root() {
+        let (issuing, _, key, other_root) = hierarchy();
+        let err = IssuingCa::from_parts(issuing, other_root, KeyPair::from_pem(&key).unwrap())
+            .unwrap_err();
+        assert!(err.contains("not issued by root.pem"), "{err}");
+    }
+}
