@@ -3,7 +3,7 @@
 //! grained and never held across a daemon round trip (except a session's own).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use cryptoki_sys::*;
@@ -39,6 +39,10 @@ pub struct Library {
     next_session: AtomicU64,
     /// The client epoch whose consequences (lost logins) were applied.
     epoch_applied: AtomicU64,
+    /// Slots whose card came or went since C_WaitForSlotEvent last looked.
+    events: Mutex<Vec<usize>>,
+    /// Cards seen at the first look are the starting state, not events.
+    looked: AtomicBool,
 }
 
 /// Installs a new library state. A state left by the parent of a forked
@@ -96,6 +100,8 @@ impl Library {
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             epoch_applied: AtomicU64::new(epoch),
+            events: Mutex::new(Vec::new()),
+            looked: AtomicBool::new(false),
         }
     }
 
@@ -191,7 +197,20 @@ impl Library {
             if old_id.is_some() && old_id != new_id {
                 self.drop_sessions(|e| e.slot == index);
             }
+            if old_id != new_id && self.looked.load(Ordering::Acquire) {
+                let mut events = lock(&self.events);
+                if !events.contains(&index) {
+                    events.push(index);
+                }
+            }
         }
+        self.looked.store(true, Ordering::Release);
+    }
+
+    /// The next slot with a card event, if any (C_WaitForSlotEvent).
+    pub fn take_event(&self) -> Option<usize> {
+        let mut events = lock(&self.events);
+        (!events.is_empty()).then(|| events.remove(0))
     }
 
     /// Opens a session on a slot.

@@ -557,3 +557,42 @@ fn digest_and_random() {
     );
     finalize(m);
 }
+
+#[test]
+fn slot_events_when_cards_come_and_go() {
+    let (_g, m, agent) = setup();
+    let mut slot: CK_SLOT_ID = 99;
+    let wait = |flags, slot: &mut CK_SLOT_ID| p11!(m, C_WaitForSlotEvent(flags, slot, null_mut()));
+    assert_eq!(wait(CKF_DONT_BLOCK, &mut slot), CKR_NO_EVENT);
+    let h = open_session(m, 1, false);
+    let card = agent.take_card(1);
+    assert_eq!(wait(CKF_DONT_BLOCK, &mut slot), CKR_OK);
+    assert_eq!(slot, 1);
+    assert_eq!(wait(CKF_DONT_BLOCK, &mut slot), CKR_NO_EVENT);
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        p11!(m, C_GetSessionInfo(h, &mut info)),
+        CKR_SESSION_HANDLE_INVALID
+    );
+    assert_eq!(slot_list(m, true), vec![0]);
+    // A blocking wait returns when the card is back.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let mut slot: CK_SLOT_ID = 99;
+            (wait(0, &mut slot), slot)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        agent.put_card(card);
+        assert_eq!(waiter.join().unwrap(), (CKR_OK, 1));
+    });
+    // C_Finalize ends a blocking wait.
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let mut slot: CK_SLOT_ID = 99;
+            wait(0, &mut slot)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        finalize(m);
+        assert_eq!(waiter.join().unwrap(), CKR_CRYPTOKI_NOT_INITIALIZED);
+    });
+}

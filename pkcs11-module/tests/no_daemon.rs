@@ -277,3 +277,26 @@ fn function_list_and_interfaces() {
         CKR_ARGUMENTS_BAD
     );
 }
+
+#[test]
+fn unresponsive_daemon_costs_one_connect_timeout() {
+    let _g = serial();
+    let m = module();
+    // A socket that accepts connections (backlog) but never answers, like a
+    // stopped daemon.
+    let dir = std::env::temp_dir().join(format!("lanyard-p11-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent.sock");
+    let _ = std::fs::remove_file(&path);
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let start = Instant::now();
+    assert_eq!(initialize(m, &path), CKR_OK);
+    let init = start.elapsed();
+    assert!(init < Duration::from_secs(4), "C_Initialize took {init:?}");
+    let start = Instant::now();
+    assert_eq!(slot_list(m, false), vec![0, 1]);
+    assert_eq!(slot_list(m, true), Vec::<CK_SLOT_ID>::new());
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(p11!(m, C_Finalize(null_mut())), CKR_OK);
+    let _ = std::fs::remove_dir_all(&dir);
+}

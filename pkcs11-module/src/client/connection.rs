@@ -18,6 +18,8 @@ use super::{into_body, ClientError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub struct Connection {
     stream: UnixStream,
     instance: Vec<u8>,
+    /// The read timeout currently set on the socket.
+    timeout: Duration,
 }
 
 impl Connection {
@@ -44,6 +46,7 @@ impl Connection {
         let mut conn = Connection {
             stream,
             instance: Vec::new(),
+            timeout: CONNECT_TIMEOUT,
         };
         let hello = Request {
             request_id,
@@ -53,7 +56,7 @@ impl Connection {
                 client,
             })),
         };
-        let reply = match conn.round_trip(&hello) {
+        let reply = match conn.round_trip(&hello, CONNECT_TIMEOUT) {
             Ok(resp) => into_body(resp)?,
             Err(ClientError::Io(e)) => return Err(unreachable(e)),
             Err(e) => return Err(e),
@@ -66,7 +69,6 @@ impl Connection {
         if reply.version != ProtocolVersion::ProtocolVersion1 as i32 {
             return Err(ClientError::UnsupportedVersion(reply.version));
         }
-        conn.stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
         conn.stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
         conn.instance = reply.daemon_instance.clone();
         Ok((conn, reply))
@@ -77,9 +79,18 @@ impl Connection {
         &self.instance
     }
 
-    /// Sends one request and reads its response (same request id).
-    pub fn round_trip(&mut self, req: &Request) -> Result<Response, ClientError> {
+    /// Sends one request and reads its response (same request id), waiting
+    /// at most `timeout` for it.
+    pub fn round_trip(
+        &mut self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
         use std::io::Write;
+        if timeout != self.timeout {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.timeout = timeout;
+        }
         // One buffer, one write; wiped afterwards as it may hold a PIN.
         let frame = zeroize::Zeroizing::new(encode(req));
         if frame.len() - 4 > lanyard_proto::MAX_FRAME_LEN {

@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lanyard_proto::agent::{request, response, ErrorCode, HelloReply, Request};
 
@@ -17,8 +17,14 @@ pub use connection::Connection;
 /// How long connecting (and the Hello exchange) may take before the daemon is
 /// considered unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one request may wait for its answer (a login runs Argon2id).
+/// How long a key operation may wait for its answer (a login runs Argon2id).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a read of the daemon's state (ListCards, Logout) may wait: slot
+/// polling must not stall the host application behind a stuck daemon.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a daemon failed to answer within the connect timeout, further
+/// connects fail at once for this long instead of waiting again.
+const UNRESPONSIVE_BACKOFF: Duration = Duration::from_secs(5);
 /// Idle connections kept per process; more are closed when given back.
 const MAX_IDLE: usize = 4;
 
@@ -69,6 +75,8 @@ pub struct AgentClient {
     idle: Mutex<Vec<Connection>>,
     next_request_id: AtomicU64,
     seen: Mutex<DaemonSeen>,
+    /// Set when a connect timed out: no new connects before this instant.
+    backoff_until: Mutex<Option<Instant>>,
     /// Incremented each time the daemon instance changes.
     epoch: AtomicU64,
     closed: AtomicBool,
@@ -86,6 +94,7 @@ impl AgentClient {
             idle: Mutex::new(Vec::new()),
             next_request_id: AtomicU64::new(1),
             seen: Mutex::new(DaemonSeen::default()),
+            backoff_until: Mutex::new(None),
             epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         }
@@ -133,7 +142,7 @@ impl AgentClient {
         loop {
             let (mut conn, reused) = self.checkout()?;
             req.request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-            match conn.round_trip(req) {
+            match conn.round_trip(req, timeout_for(req)) {
                 Ok(resp) => {
                     self.checkin(conn);
                     return into_body(resp);
@@ -184,8 +193,29 @@ impl AgentClient {
         }
     }
 
-    /// Connects and says Hello; notes a restarted daemon.
+    /// Connects and says Hello; notes a restarted daemon, and backs off from
+    /// a daemon that accepts but does not answer (e.g. stopped).
     fn connect(&self) -> Result<(Connection, HelloReply), ClientError> {
+        if lock(&self.backoff_until).is_some_and(|until| Instant::now() < until) {
+            return Err(ClientError::Unreachable {
+                path: self.path.display().to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the daemon did not answer a moment ago",
+                ),
+            });
+        }
+        let result = self.connect_now();
+        let timed_out = matches!(
+            &result,
+            Err(ClientError::Unreachable { source, .. })
+                if matches!(source.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+        );
+        *lock(&self.backoff_until) = timed_out.then(|| Instant::now() + UNRESPONSIVE_BACKOFF);
+        result
+    }
+
+    fn connect_now(&self) -> Result<(Connection, HelloReply), ClientError> {
         let client = format!(
             "lanyard-pkcs11 {} pid {}",
             env!("CARGO_PKG_VERSION"),
@@ -208,6 +238,18 @@ impl AgentClient {
         }
         drop(seen);
         Ok((conn, hello))
+    }
+}
+
+/// The read timeout for a request: short for state queries, long for key
+/// operations.
+fn timeout_for(req: &Request) -> Duration {
+    match req.body {
+        Some(request::Body::ListCards(_))
+        | Some(request::Body::Logout(_))
+        | Some(request::Body::Status(_))
+        | Some(request::Body::Hello(_)) => QUERY_TIMEOUT,
+        _ => REQUEST_TIMEOUT,
     }
 }
 

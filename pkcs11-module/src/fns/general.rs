@@ -39,17 +39,26 @@ pub fn initialize(args: Option<InitArgs>, uid: u32) -> Result<()> {
     getrandom::getrandom(&mut app_id)
         .map_err(|e| Pkcs11Error::General(format!("no randomness for the application id: {e}")))?;
     let path = lanyard_proto::socket_path::agent_socket_path(uid);
+    let mut reached = false;
     library::install(|| {
         let client = AgentClient::new(path, app_id.clone(), may_spawn_threads);
-        // One probe: learns the slot count; an absent daemon costs no wait.
+        // One probe learns the slot count; an absent daemon costs no wait,
+        // an unresponsive one at most the connect timeout.
         let slots = match client.probe() {
-            Ok(hello) if hello.slot_count > 0 => hello.slot_count as usize,
-            _ => DEFAULT_SLOT_COUNT,
+            Ok(hello) => {
+                reached = true;
+                match hello.slot_count {
+                    0 => DEFAULT_SLOT_COUNT,
+                    n => n as usize,
+                }
+            }
+            Err(_) => DEFAULT_SLOT_COUNT,
         };
         Library::new(app_id, client, slots)
     })?;
-    let lib = library::get()?;
-    lib.refresh();
+    if reached {
+        library::get()?.refresh();
+    }
     Ok(())
 }
 

@@ -9,18 +9,14 @@ use crate::error::{Pkcs11Error, Result};
 use crate::library::{self, Library, SessionEntry};
 use crate::objects::Object;
 use crate::session::FindOp;
+use crate::slot::Token;
+use std::sync::Arc;
 
-/// Objects of the session's token the application may see now (private
-/// objects only after login).
-fn visible_objects(lib: &Library, entry: &SessionEntry) -> Result<Vec<Object>> {
+/// The session's token and whether the application may see private objects.
+fn token_view(lib: &Library, entry: &SessionEntry) -> Result<(Arc<Token>, bool)> {
     let state = lib.slot(entry.slot)?;
-    let token = state.token.as_ref().ok_or(Pkcs11Error::DeviceRemoved)?;
-    Ok(token
-        .objects
-        .iter()
-        .filter(|o| state.logged_in || !o.is_private())
-        .cloned()
-        .collect())
+    let token = state.token.clone().ok_or(Pkcs11Error::DeviceRemoved)?;
+    Ok((token, state.logged_in))
 }
 
 /// C_FindObjectsInit with a template of (type, value bytes).
@@ -34,9 +30,11 @@ pub fn find_objects_init(
     if session.find.is_some() {
         return Err(Pkcs11Error::OperationActive);
     }
-    let remaining = visible_objects(&lib, &entry)?
+    let (token, logged_in) = token_view(&lib, &entry)?;
+    let remaining = token
+        .objects
         .iter()
-        .filter(|o| o.matches(template))
+        .filter(|o| (logged_in || !o.is_private()) && o.matches(template))
         .map(|o| o.handle)
         .collect();
     session.find = Some(FindOp { remaining });
@@ -68,12 +66,18 @@ pub fn find_objects_final(handle: CK_SESSION_HANDLE) -> Result<()> {
         .ok_or(Pkcs11Error::OperationNotInitialized)
 }
 
-/// Looks up an object the session may see.
-pub fn object(lib: &Library, entry: &SessionEntry, handle: CK_OBJECT_HANDLE) -> Result<Object> {
-    visible_objects(lib, entry)?
-        .into_iter()
-        .find(|o| o.handle == handle)
-        .ok_or(Pkcs11Error::ObjectHandleInvalid)
+/// Runs `f` on an object the session may see (private ones only after login).
+pub fn with_object<T>(
+    lib: &Library,
+    entry: &SessionEntry,
+    handle: CK_OBJECT_HANDLE,
+    f: impl FnOnce(&Object) -> T,
+) -> Result<T> {
+    let (token, logged_in) = token_view(lib, entry)?;
+    match token.object(handle) {
+        Some(o) if logged_in || !o.is_private() => Ok(f(o)),
+        _ => Err(Pkcs11Error::ObjectHandleInvalid),
+    }
 }
 
 /// C_GetAttributeValue: per-entry results and the overall outcome.
@@ -84,8 +88,9 @@ pub fn get_attribute_value(
 ) -> Result<(Vec<AttrResult>, Result<()>)> {
     let lib = library::get()?;
     let entry = lib.session(session)?;
-    let obj = object(&lib, &entry, object_handle)?;
-    Ok(attribute::get_values(|t| obj.get(t), template))
+    with_object(&lib, &entry, object_handle, |obj| {
+        attribute::get_values(|t| obj.get(t), template)
+    })
 }
 
 /// C_GetObjectSize: not meaningful for card objects.
@@ -95,7 +100,7 @@ pub fn get_object_size(
 ) -> Result<CK_ULONG> {
     let lib = library::get()?;
     let entry = lib.session(session)?;
-    object(&lib, &entry, object_handle)?;
+    with_object(&lib, &entry, object_handle, |_| ())?;
     Ok(crate::CK_UNAVAILABLE_INFORMATION)
 }
 
@@ -114,6 +119,6 @@ pub fn write_object_refused(
 ) -> Result<()> {
     let lib = library::get()?;
     let entry = lib.session(session)?;
-    object(&lib, &entry, object_handle)?;
+    with_object(&lib, &entry, object_handle, |_| ())?;
     Err(Pkcs11Error::TokenWriteProtected)
 }

@@ -85,13 +85,24 @@ pub fn pin_text(pin: &[u8]) -> Result<String> {
     String::from_utf8(pin.to_vec()).map_err(|_| Pkcs11Error::PinInvalid)
 }
 
-/// C_WaitForSlotEvent: no events are reported yet.
+/// How often a blocking C_WaitForSlotEvent asks the daemon for its cards.
+const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// C_WaitForSlotEvent: a card enrolled into, or gone from, a slot since the
+/// last call. Blocking waits poll the daemon and end with
+/// CRYPTOKI_NOT_INITIALIZED when another thread calls C_Finalize.
 pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
-    library::get()?;
-    if flags & CKF_DONT_BLOCK != 0 {
-        Err(Pkcs11Error::NoEvent)
-    } else {
-        Err(Pkcs11Error::FunctionNotSupported)
+    loop {
+        let lib = library::get()?;
+        lib.refresh();
+        if let Some(slot) = lib.take_event() {
+            return Ok(slot as CK_SLOT_ID);
+        }
+        if flags & CKF_DONT_BLOCK != 0 {
+            return Err(Pkcs11Error::NoEvent);
+        }
+        drop(lib);
+        std::thread::sleep(EVENT_POLL);
     }
 }
 

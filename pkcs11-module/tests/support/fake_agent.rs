@@ -112,6 +112,22 @@ impl FakeAgent {
         }
     }
 
+    /// Removes the card in `slot` (as a revocation would).
+    pub fn take_card(&self, slot: u32) -> FakeCard {
+        let mut s = self.state.lock().unwrap();
+        let i = s
+            .cards
+            .iter()
+            .position(|c| c.info.slot == slot)
+            .expect("card in slot");
+        s.cards.remove(i)
+    }
+
+    /// Puts a card back (as an enrolment would).
+    pub fn put_card(&self, card: FakeCard) {
+        self.state.lock().unwrap().cards.push(card);
+    }
+
     /// Number of requests named `name` received so far.
     pub fn count(&self, name: &str) -> usize {
         self.state
@@ -361,18 +377,30 @@ fn self_signed(key: &PKey<Private>, cn: &str) -> (Vec<u8>, Vec<u8>) {
     (cert.to_der().unwrap(), name.to_der().unwrap())
 }
 
+/// Keys made once per test process (RSA generation is slow): RSA card, EC
+/// card, CA.
+fn keys() -> &'static (PKey<Private>, PKey<Private>, PKey<Private>) {
+    static KEYS: std::sync::OnceLock<(PKey<Private>, PKey<Private>, PKey<Private>)> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        (
+            PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+            PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap(),
+            PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+        )
+    })
+}
+
 fn make_card(slot: u32, card_id: &str, holder: &str, key_type: KeyType, pin: &str) -> FakeCard {
+    let (rsa, ec, ca_key) = keys();
     let key = match key_type {
-        KeyType::EcP256 => {
-            let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-            PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap()
-        }
-        _ => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+        KeyType::EcP256 => ec.clone(),
+        _ => rsa.clone(),
     };
-    let ca_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
     let (cert, subject) = self_signed(&key, holder);
-    let (issuing, _) = self_signed(&ca_key, "Fake Issuing CA");
-    let (root, _) = self_signed(&ca_key, "Fake Root CA");
+    let (issuing, _) = self_signed(ca_key, "Fake Issuing CA");
+    let (root, _) = self_signed(ca_key, "Fake Root CA");
     let spki = key.public_key_to_der().unwrap();
     let mut info = CardInfo {
         card_id: card_id.into(),
