@@ -86,6 +86,15 @@ pub struct KdfParams {
     pub parallelism: u32,
 }
 
+impl KdfParams {
+    /// A tiny cost for tests only (never for real cards): 64 KiB, one pass.
+    pub const FOR_TESTS: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
 /// The random key that seals a card's private key.
 pub struct CardKey(Zeroizing<[u8; KEY_LEN]>);
 
@@ -96,26 +105,46 @@ impl CardKey {
     }
 }
 
-/// The card key wrapped under Argon2id(PIN, salt, device secret) with AES-256-GCM.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Name of the KDF in card files.
+pub const KDF_NAME: &str = "argon2id";
+/// Name of the AEAD in card files.
+pub const AEAD_NAME: &str = "aes-256-gcm";
+
+/// The card key wrapped under Argon2id(PIN, salt, device secret) with
+/// AES-256-GCM, exactly as stored in a card file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WrappedKey {
+    /// Always [`KDF_NAME`].
+    pub kdf: String,
     /// Per-card random salt.
+    #[serde(with = "crate::b64_serde::bytes")]
     pub salt: Vec<u8>,
     /// Argon2id cost used.
     pub params: KdfParams,
+    /// The card key sealed under the KEK.
+    pub card_key: Sealed,
+}
+
+/// Data sealed with AES-256-GCM, exactly as stored in a card file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sealed {
+    /// Always [`AEAD_NAME`].
+    pub aead: String,
     /// GCM nonce.
+    #[serde(with = "crate::b64_serde::bytes")]
     pub nonce: Vec<u8>,
     /// GCM ciphertext with tag.
+    #[serde(with = "crate::b64_serde::bytes")]
     pub ciphertext: Vec<u8>,
 }
 
-/// Data sealed under the card key with AES-256-GCM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealed {
-    /// GCM nonce.
-    pub nonce: Vec<u8>,
-    /// GCM ciphertext with tag.
-    pub ciphertext: Vec<u8>,
+impl WrappedKey {
+    /// Whether the algorithm names are the ones this build implements.
+    pub fn is_supported(&self) -> bool {
+        self.kdf == KDF_NAME && self.card_key.aead == AEAD_NAME
+    }
 }
 
 fn aad(purpose: &str, card_id: &str) -> Vec<u8> {
@@ -161,6 +190,7 @@ fn gcm_seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Result<Sealed>
         )
         .map_err(|_| Error::Crypto("AES-GCM encryption failed".into()))?;
     Ok(Sealed {
+        aead: AEAD_NAME.into(),
         nonce: nonce.to_vec(),
         ciphertext,
     })
@@ -208,10 +238,10 @@ pub fn wrap_card_key(
     let kek = derive_kek(pin, &salt, secret, params)?;
     let sealed = gcm_seal(&kek, &aad(PURPOSE_WRAP, card_id), card_key.0.as_slice())?;
     Ok(WrappedKey {
+        kdf: KDF_NAME.into(),
         salt: salt.to_vec(),
         params,
-        nonce: sealed.nonce,
-        ciphertext: sealed.ciphertext,
+        card_key: sealed,
     })
 }
 
@@ -228,11 +258,7 @@ pub fn unwrap_card_key(
     }
     let kek = derive_kek(pin, &wrapped.salt, secret, wrapped.params)
         .map_err(|e| Error::corrupt(file, format!("wrapped card key: {e}")))?;
-    let sealed = Sealed {
-        nonce: wrapped.nonce.clone(),
-        ciphertext: wrapped.ciphertext.clone(),
-    };
-    match gcm_open(&kek, &aad(PURPOSE_WRAP, card_id), &sealed) {
+    match gcm_open(&kek, &aad(PURPOSE_WRAP, card_id), &wrapped.card_key) {
         Ok(plain) => {
             let arr: [u8; KEY_LEN] = plain
                 .as_slice()
@@ -270,11 +296,7 @@ pub fn open_private_key(
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: KdfParams = KdfParams::FOR_TESTS;
 
     fn pin(s: &str) -> Pin {
         Pin::new(s.into())

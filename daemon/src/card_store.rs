@@ -6,8 +6,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::card_crypto::{
@@ -31,75 +29,6 @@ pub fn valid_card_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-mod b64 {
-    use super::*;
-    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&B64.encode(v))
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> std::result::Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        B64.decode(s.as_bytes()).map_err(serde::de::Error::custom)
-    }
-}
-
-mod b64_list {
-    use super::*;
-    pub fn serialize<S: serde::Serializer>(
-        v: &[Vec<u8>],
-        s: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        let list: Vec<String> = v.iter().map(|c| B64.encode(c)).collect();
-        list.serialize(s)
-    }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> std::result::Result<Vec<Vec<u8>>, D::Error> {
-        let list = Vec::<String>::deserialize(d)?;
-        list.iter()
-            .map(|s| B64.decode(s.as_bytes()).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
-/// The card key wrapped under the PIN, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WrappedKeyFile {
-    /// Always "argon2id+aes-256-gcm".
-    pub scheme: String,
-    /// Per-card Argon2id salt.
-    #[serde(with = "b64")]
-    pub salt: Vec<u8>,
-    /// Argon2id memory, KiB.
-    pub memory_kib: u32,
-    /// Argon2id passes.
-    pub iterations: u32,
-    /// Argon2id lanes.
-    pub parallelism: u32,
-    /// AES-GCM nonce.
-    #[serde(with = "b64")]
-    pub nonce: Vec<u8>,
-    /// AES-GCM ciphertext and tag.
-    #[serde(with = "b64")]
-    pub ciphertext: Vec<u8>,
-}
-
-/// The private key (PKCS#8) sealed under the card key, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealedFile {
-    /// Always "aes-256-gcm".
-    pub aead: String,
-    /// AES-GCM nonce.
-    #[serde(with = "b64")]
-    pub nonce: Vec<u8>,
-    /// AES-GCM ciphertext and tag.
-    #[serde(with = "b64")]
-    pub ciphertext: Vec<u8>,
-}
-
 /// One card, exactly as in `cards/<CARD_ID>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,15 +48,15 @@ pub struct CardFile {
     /// `rsa-2048` or `ec-p256`.
     pub key_type: String,
     /// Leaf certificate, DER.
-    #[serde(with = "b64")]
+    #[serde(with = "crate::b64_serde::bytes")]
     pub certificate: Vec<u8>,
     /// Chain above the leaf, DER, issuing first.
-    #[serde(with = "b64_list")]
+    #[serde(with = "crate::b64_serde::list")]
     pub chain: Vec<Vec<u8>>,
     /// The card key under the PIN.
-    pub wrapped_card_key: WrappedKeyFile,
+    pub wrapped_card_key: WrappedKey,
     /// The private key under the card key.
-    pub private_key: SealedFile,
+    pub private_key: Sealed,
     /// Consecutive wrong PINs (persisted before each check).
     pub pin_failures: u32,
 }
@@ -137,36 +66,7 @@ impl CardFile {
     pub fn key_type(&self) -> Option<KeyType> {
         KeyType::parse(&self.key_type)
     }
-
-    fn wrapped(&self) -> WrappedKey {
-        let w = &self.wrapped_card_key;
-        WrappedKey {
-            salt: w.salt.clone(),
-            params: KdfParams {
-                memory_kib: w.memory_kib,
-                iterations: w.iterations,
-                parallelism: w.parallelism,
-            },
-            nonce: w.nonce.clone(),
-            ciphertext: w.ciphertext.clone(),
-        }
-    }
-
-    fn set_wrapped(&mut self, w: WrappedKey) {
-        self.wrapped_card_key = WrappedKeyFile {
-            scheme: WRAP_SCHEME.into(),
-            salt: w.salt,
-            memory_kib: w.params.memory_kib,
-            iterations: w.params.iterations,
-            parallelism: w.params.parallelism,
-            nonce: w.nonce,
-            ciphertext: w.ciphertext,
-        };
-    }
 }
-
-const WRAP_SCHEME: &str = "argon2id+aes-256-gcm";
-const AEAD: &str = "aes-256-gcm";
 
 /// What is needed to put a new card in the store.
 pub struct NewCard {
@@ -272,7 +172,8 @@ impl CardStore {
         if card.key_type().is_none() {
             return bad(&format!("unknown key type {:?}", card.key_type));
         }
-        if card.wrapped_card_key.scheme != WRAP_SCHEME || card.private_key.aead != AEAD {
+        if !card.wrapped_card_key.is_supported() || card.private_key.aead != card_crypto::AEAD_NAME
+        {
             return bad("unknown encryption scheme");
         }
         Ok(card)
@@ -326,7 +227,7 @@ impl CardStore {
         let sealed = card_crypto::seal_private_key(&card_key, &new.card_id, &pkcs8)?;
         let wrapped =
             card_crypto::wrap_card_key(&card_key, &new.card_id, pin, &self.secret, self.kdf)?;
-        let mut card = CardFile {
+        let card = CardFile {
             version: CARD_FORMAT_VERSION,
             card_id: new.card_id.clone(),
             slot: new.slot,
@@ -336,30 +237,17 @@ impl CardStore {
             key_type: new.key.key_type().as_str().into(),
             certificate: new.certificate_der.clone(),
             chain: new.chain_der.clone(),
-            wrapped_card_key: WrappedKeyFile {
-                scheme: String::new(),
-                salt: vec![],
-                memory_kib: 0,
-                iterations: 0,
-                parallelism: 0,
-                nonce: vec![],
-                ciphertext: vec![],
-            },
-            private_key: SealedFile {
-                aead: AEAD.into(),
-                nonce: sealed.nonce,
-                ciphertext: sealed.ciphertext,
-            },
+            wrapped_card_key: wrapped,
+            private_key: sealed,
             pin_failures: 0,
         };
-        card.set_wrapped(wrapped);
         self.save(&card)?;
         Ok(card)
     }
 
     fn unwrap(&self, card: &CardFile, pin: &Pin) -> Result<Option<CardKey>> {
         card_crypto::unwrap_card_key(
-            &card.wrapped(),
+            &card.wrapped_card_key,
             &card.card_id,
             pin,
             &self.secret,
@@ -374,11 +262,8 @@ impl CardStore {
         let Some(card_key) = self.unwrap(card, pin)? else {
             return Ok(None);
         };
-        let sealed = Sealed {
-            nonce: card.private_key.nonce.clone(),
-            ciphertext: card.private_key.ciphertext.clone(),
-        };
-        let pkcs8 = card_crypto::open_private_key(&card_key, &card.card_id, &sealed, &path)?;
+        let pkcs8 =
+            card_crypto::open_private_key(&card_key, &card.card_id, &card.private_key, &path)?;
         let key = SigningKey::from_pkcs8(&pkcs8)
             .map_err(|e| Error::corrupt(&path, format!("private key: {e}")))?;
         if Some(key.key_type()) != card.key_type() {
@@ -404,7 +289,7 @@ impl CardStore {
         let wrapped =
             card_crypto::wrap_card_key(&card_key, &card.card_id, new_pin, &self.secret, self.kdf)?;
         let mut updated = card.clone();
-        updated.set_wrapped(wrapped);
+        updated.wrapped_card_key = wrapped;
         updated.pin_failures = 0;
         Ok(Some(updated))
     }
@@ -468,11 +353,7 @@ mod tests {
     use super::*;
     use crate::keys::KeyType;
 
-    const FAST: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: KdfParams = KdfParams::FOR_TESTS;
 
     fn pin(s: &str) -> Pin {
         Pin::new(s.into())

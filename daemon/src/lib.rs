@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app_sessions;
+pub mod b64_serde;
 pub mod card_crypto;
 pub mod card_info;
 pub mod card_store;

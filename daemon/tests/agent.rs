@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use common::*;
 use lanyard_daemon::keys::KeyType;
 use lanyard_proto::agent::{
-    request, response, ErrorCode, HashAlgorithm, Hello, ListCards, Logout, SignAlgorithm, Status,
+    request, ErrorCode, HashAlgorithm, Hello, Logout, SignAlgorithm, Status,
 };
 use openssl::hash::{hash, MessageDigest};
 use openssl::pkey::PKey;
@@ -38,13 +38,9 @@ fn sha256_digest_info(msg: &[u8]) -> Vec<u8> {
 #[test]
 fn hello_and_card_info() {
     let (env, public) = started_with_card(KeyType::Rsa2048);
-    let mut c = env.client(1);
-    let r = c.call(request::Body::ListCards(ListCards {}));
-    let Some(response::Body::Cards(list)) = r.body else {
-        panic!("{r:?}")
-    };
-    assert_eq!(list.cards.len(), 1);
-    let card = &list.cards[0];
+    let cards = env.client(1).list_cards();
+    assert_eq!(cards.len(), 1);
+    let card = &cards[0];
     assert_eq!(card.card_id, "CARD-1");
     assert_eq!(card.slot, 0);
     assert_eq!(card.holder_name, "Dr Ada Smith");
@@ -67,12 +63,8 @@ fn hello_and_card_info() {
 #[test]
 fn ec_card_info_has_params_and_point() {
     let (env, _) = started_with_card(KeyType::EcP256);
-    let mut c = env.client(1);
-    let r = c.call(request::Body::ListCards(ListCards {}));
-    let Some(response::Body::Cards(list)) = r.body else {
-        panic!("{r:?}")
-    };
-    let card = &list.cards[0];
+    let cards = env.client(1).list_cards();
+    let card = &cards[0];
     assert_eq!(card.ec_params, hex::decode("06082a8648ce3d030107").unwrap());
     assert_eq!(card.ec_point.len(), 67);
     assert_eq!(card.ec_point[..3], [0x04, 65, 0x04]);
@@ -90,13 +82,7 @@ fn hello_is_required_and_versioned() {
         client: "future".into(),
     }));
     assert_eq!(code(&r), ErrorCode::UnsupportedVersion as i32);
-    let r = raw.call(request::Body::Hello(Hello {
-        version: 1,
-        client: "now".into(),
-    }));
-    let Some(response::Body::Hello(h)) = r.body else {
-        panic!("{r:?}")
-    };
+    let h = raw.hello();
     assert_eq!(h.daemon_instance.len(), 16);
     assert_eq!(h.slot_count, 2);
 }
@@ -178,16 +164,8 @@ fn sign_requires_login_of_this_app() {
     // Another application is not logged in by a's login.
     let r = b.sign("CARD-1", RSA_PKCS1, &di);
     assert_eq!(code(&r), ErrorCode::NotLoggedIn as i32);
-    let r = b.call(request::Body::ListCards(ListCards {}));
-    let Some(response::Body::Cards(l)) = r.body else {
-        panic!()
-    };
-    assert!(!l.cards[0].logged_in);
-    let r = a.call(request::Body::ListCards(ListCards {}));
-    let Some(response::Body::Cards(l)) = r.body else {
-        panic!()
-    };
-    assert!(l.cards[0].logged_in);
+    assert!(!b.list_cards()[0].logged_in);
+    assert!(a.list_cards()[0].logged_in);
 
     // b logs in (fast path, key already ready), then a logs out: b still signs.
     assert_eq!(code(&b.login("CARD-1", PIN)), 0);
@@ -261,29 +239,12 @@ fn logins_end_when_the_apps_last_connection_closes() {
 #[test]
 fn a_restarted_daemon_still_has_the_card() {
     let (mut env, public) = started_with_card(KeyType::Rsa2048);
-    let first = {
-        let mut c = env.client(1);
-        let r = c.call(request::Body::Hello(Hello {
-            version: 1,
-            client: "again".into(),
-        }));
-        let Some(response::Body::Hello(h)) = r.body else {
-            panic!()
-        };
-        h.daemon_instance
-    };
+    let first = env.client(1).hello().daemon_instance;
     env.stop();
     assert!(!env.socket.exists(), "socket removed on SIGTERM");
     env.start();
     let mut c = env.client(1);
-    let r = c.call(request::Body::Hello(Hello {
-        version: 1,
-        client: "again".into(),
-    }));
-    let Some(response::Body::Hello(h)) = r.body else {
-        panic!()
-    };
-    assert_ne!(h.daemon_instance, first);
+    assert_ne!(c.hello().daemon_instance, first);
     assert_eq!(code(&c.login("CARD-1", PIN)), 0);
     let msg = b"after restart";
     let sig = signature(&c.sign("CARD-1", RSA_PKCS1, &sha256_digest_info(msg)));

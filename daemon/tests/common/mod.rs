@@ -13,7 +13,8 @@ use lanyard_daemon::card_store::{testing, CardStore};
 use lanyard_daemon::keys::{KeyType, SigningKey};
 use lanyard_daemon::pin::Pin;
 use lanyard_proto::agent::{
-    request, response, Hello, Login, ProtocolVersion, Request, Response, Sign,
+    request, response, CardInfo, Hello, HelloReply, ListCards, Login, ProtocolVersion, Request,
+    Response, Sign,
 };
 use lanyard_proto::frame::{read_frame, write_frame};
 
@@ -22,11 +23,7 @@ pub const LANYARD: &str = env!("CARGO_BIN_EXE_lanyard");
 pub const PIN: &str = "123456";
 
 /// Small Argon2id cost so tests stay quick on shared machines.
-pub const FAST_KDF: KdfParams = KdfParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
+pub const FAST_KDF: KdfParams = KdfParams::FOR_TESTS;
 
 /// A temp home for one daemon: data, config and socket directories.
 pub struct TestEnv {
@@ -183,12 +180,22 @@ impl Client {
     /// Connects and says Hello.
     pub fn connect(path: &Path, app: u8) -> Self {
         let mut c = Self::raw(path, app);
-        let r = c.call(request::Body::Hello(Hello {
+        c.hello();
+        c
+    }
+
+    /// Says Hello (protocol version 1) and returns the daemon's reply.
+    pub fn hello(&mut self) -> HelloReply {
+        match self.call(request::Body::Hello(Hello {
             version: ProtocolVersion::ProtocolVersion1 as i32,
             client: "daemon integration test".into(),
-        }));
-        assert!(r.error.is_none(), "{:?}", r.error);
-        c
+        })) {
+            Response {
+                body: Some(response::Body::Hello(h)),
+                ..
+            } => h,
+            other => panic!("not a Hello reply: {other:?}"),
+        }
     }
 
     pub fn call(&mut self, body: request::Body) -> Response {
@@ -210,6 +217,16 @@ impl Client {
             card_id: card.into(),
             pin: pin.into(),
         }))
+    }
+
+    pub fn list_cards(&mut self) -> Vec<CardInfo> {
+        match self.call(request::Body::ListCards(ListCards {})) {
+            Response {
+                body: Some(response::Body::Cards(list)),
+                ..
+            } => list.cards,
+            other => panic!("not a card list: {other:?}"),
+        }
     }
 
     pub fn sign(&mut self, card: &str, algorithm: i32, data: &[u8]) -> Response {
