@@ -208,8 +208,7 @@ impl SigningKey {
     }
 
     fn sign_pkcs1(&self, data: &[u8]) -> Result<Vec<u8>> {
-        let rsa = self.pkey.rsa()?;
-        let k = rsa.size() as usize;
+        let k = self.pkey.size();
         if data.len() > k - 11 {
             return Err(Error::DataLenRange(format!(
                 "RSA PKCS#1 input is {} bytes; at most {} fit a {}-bit key",
@@ -218,10 +217,15 @@ impl SigningKey {
                 k * 8
             )));
         }
-        let mut out = vec![0u8; k];
-        let n = rsa.private_encrypt(data, &mut out, Padding::PKCS1)?;
-        out.truncate(n);
-        Ok(out)
+        // EVP_PKEY_sign with PKCS#1 padding and no digest set pads the raw
+        // input (type 1) like RSA_private_encrypt, but on the provider key
+        // itself, so its blinding is set up once, not per signature.
+        let mut ctx = PkeyCtx::new(&self.pkey)?;
+        ctx.sign_init()?;
+        ctx.set_rsa_padding(Padding::PKCS1)?;
+        let mut sig = Vec::with_capacity(k);
+        ctx.sign_to_vec(data, &mut sig)?;
+        Ok(sig)
     }
 
     fn sign_pss(
