@@ -63,8 +63,13 @@ pub fn install(make: impl FnOnce() -> Library) -> Result<()> {
 /// Removes the library state (C_Finalize).
 pub fn uninstall() -> Result<()> {
     let mut guard = LIBRARY.write().unwrap_or_else(|p| p.into_inner());
-    match guard.take() {
+    let taken = guard.take();
+    drop(guard);
+    match taken {
         Some(lib) if lib.pid == std::process::id() => {
+            // The application's logins end with it (best effort, outside the lock).
+            let all: Vec<usize> = (0..lib.slot_count()).collect();
+            lib.logout_if_idle(&all);
             lib.client.close();
             Ok(())
         }

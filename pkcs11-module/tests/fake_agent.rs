@@ -596,3 +596,13 @@ fn slot_events_when_cards_come_and_go() {
         assert_eq!(waiter.join().unwrap(), CKR_CRYPTOKI_NOT_INITIALIZED);
     });
 }
+
+#[test]
+fn finalize_ends_the_applications_logins() {
+    let (_g, m, agent) = setup();
+    let h = open_session(m, 1, false);
+    assert_eq!(login(m, h, "654321"), CKR_OK);
+    assert_eq!(agent.state.lock().unwrap().logins.len(), 1);
+    finalize(m);
+    assert_eq!(agent.state.lock().unwrap().logins.len(), 0);
+}

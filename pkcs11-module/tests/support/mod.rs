@@ -17,12 +17,19 @@ pub struct Module {
     pub f2: &'static CK_FUNCTION_LIST,
 }
 
-/// Where cargo put the cdylib for the profile these tests were built with.
+/// The cdylib cargo built together with this test: it sits next to the
+/// test executable in target/<profile>/deps/ (target/<profile>/ holds a copy
+/// only after `cargo build`, and may be stale or from another build).
 pub fn module_path() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/liblanyard_pkcs11.so
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("liblanyard_pkcs11.so")
+    let deps = exe.parent().expect("deps dir");
+    let beside = deps.join("liblanyard_pkcs11.so");
+    if beside.exists() {
+        return beside;
+    }
+    deps.parent()
+        .expect("target dir")
+        .join("liblanyard_pkcs11.so")
 }
 
 type GetInterface = unsafe extern "C" fn(
