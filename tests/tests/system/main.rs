@@ -12,4 +12,5 @@ mod pin_policy;
 mod secrets;
 mod selftest;
 mod signing;
+mod tls;
 mod world;

@@ -28,12 +28,12 @@ fn no_pin_or_code_appears_in_the_logs() {
         )
         .assert_success("enrolment");
     let tool = daemon.pkcs11_tool();
-    let slot = tool
+    let token = tool
         .slots()
-        .iter()
+        .into_iter()
         .find(|s| s.token_label.is_some())
-        .expect("a token")
-        .id;
+        .expect("a token");
+    let slot = token.id;
     let key_id = tool
         .objects(slot, None)
         .iter()
@@ -45,6 +45,7 @@ fn no_pin_or_code_appears_in_the_logs() {
         pin,
         issued: issued.clone(),
         slot,
+        token_label: token.token_label.unwrap_or_default(),
         key_id,
         key: KeyType::Rsa2048,
     };

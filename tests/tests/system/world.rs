@@ -39,6 +39,8 @@ pub struct Card {
     pub pin: &'static str,
     pub issued: IssuedCard,
     pub slot: u64,
+    /// The token label as `pkcs11-tool -L` shows it.
+    pub token_label: String,
     /// CKA_ID shared by the certificate and the keys, hex as pkcs11-tool prints it.
     pub key_id: String,
     pub key: KeyType,
@@ -86,11 +88,12 @@ pub fn enroll_card(
     let issued = daemon.enroll(shared_ca(), holder, user_id, key, pin);
     let tool = daemon.pkcs11_tool();
     let slots = tool.slots();
-    let slot = slots
+    let found = slots
         .iter()
         .find(|s| s.token_label.as_deref().is_some_and(|l| l.contains(holder)))
-        .unwrap_or_else(|| panic!("no token labelled with {holder:?} after enrolment: {slots:?}"))
-        .id;
+        .unwrap_or_else(|| panic!("no token labelled with {holder:?} after enrolment: {slots:?}"));
+    let slot = found.id;
+    let token_label = found.token_label.clone().unwrap_or_default();
     let objects = tool.objects(slot, None);
     let key_id = objects
         .iter()
@@ -103,9 +106,38 @@ pub fn enroll_card(
         pin,
         issued,
         slot,
+        token_label,
         key_id,
         key,
     }
+}
+
+impl Card {
+    /// RFC 7512 URI of this card's objects of `kind` ("private", "cert", "public").
+    pub fn pkcs11_uri(&self, kind: &str) -> String {
+        let mut id = String::new();
+        for pair in self.key_id.as_bytes().chunks(2) {
+            id.push('%');
+            id.push_str(std::str::from_utf8(pair).unwrap_or("00"));
+        }
+        format!(
+            "pkcs11:token={};id={id};type={kind}",
+            percent_encode(&self.token_label)
+        )
+    }
+}
+
+/// Percent-encodes everything but ASCII letters and digits.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Runs `openssl ARGS…`.
