@@ -6,6 +6,7 @@ mod ca_cli;
 mod demo;
 mod enrolment;
 mod listing;
+mod mechanisms;
 mod no_daemon;
 mod peer_uid;
 mod pin_policy;

@@ -1,5 +1,6 @@
 //! `pkcs11-tool --test --login`: OpenSC's own battery of checks (digests, signatures,
-//! verification, random numbers…) must pass on the RSA and the EC card.
+//! verification, random numbers…) must pass on the RSA and the EC card, and its fork
+//! test (C_Initialize again in a child) too.
 
 use crate::world::{tools_present, world, Card};
 
@@ -31,4 +32,19 @@ fn pkcs11_tool_self_test_passes_on_the_ec_card() {
         return;
     }
     self_test(&world().ec);
+}
+
+#[test]
+fn pkcs11_tool_fork_test_passes() {
+    if !tools_present() {
+        return;
+    }
+    // C_Initialize in a forked child must work (the child re-initialises its pool).
+    let out = world().daemon.pkcs11_tool().run(&["--test-fork"]);
+    out.assert_success("pkcs11-tool --test-fork");
+    assert!(out.stdout.contains("forked child"), "{out}");
+    assert!(
+        !out.combined().contains("CKR_"),
+        "an error in the forked child\n{out}"
+    );
 }
