@@ -24,6 +24,22 @@ pub struct Unlocked {
     verifier: PinVerifier,
 }
 
+/// A PIN check that passed: the caller's value and, if the check changed
+/// the card (a re-wrapped key), the card to write in the same step.
+struct Passed<T> {
+    value: T,
+    updated: Option<CardFile>,
+}
+
+impl<T> Passed<T> {
+    fn value(value: T) -> Self {
+        Passed {
+            value,
+            updated: None,
+        }
+    }
+}
+
 struct CardEntry {
     file: CardFile,
     facts: CertFacts,
@@ -227,7 +243,20 @@ impl Daemon {
         Ok(entry.pin_lock.clone())
     }
 
-    /// Persists a new failure count for a card (atomic write), then records it in memory.
+    /// Writes a card file (atomically), then makes it the card's state in memory.
+    async fn save_card(&self, file: CardFile) -> Result<()> {
+        let store = self.store.clone();
+        let to_save = file.clone();
+        tokio::task::spawn_blocking(move || store.save(&to_save))
+            .await
+            .map_err(blocking_failed)??;
+        if let Some(entry) = self.inner().cards.get_mut(&file.card_id) {
+            entry.file = file;
+        }
+        Ok(())
+    }
+
+    /// Persists a new failure count for a card; returns the card as written.
     async fn persist_failures(&self, card_id: &str, failures: u32) -> Result<CardFile> {
         let mut file = {
             let inner = self.inner();
@@ -238,23 +267,17 @@ impl Daemon {
             entry.file.clone()
         };
         file.pin_failures = failures;
-        let store = self.store.clone();
-        let to_save = file.clone();
-        tokio::task::spawn_blocking(move || store.save(&to_save))
-            .await
-            .map_err(blocking_failed)??;
-        if let Some(entry) = self.inner().cards.get_mut(card_id) {
-            entry.file.pin_failures = failures;
-        }
+        self.save_card(file.clone()).await?;
         Ok(file)
     }
 
     /// One counted PIN attempt on `card_id` (the caller holds its pin lock):
     /// refuse if locked; increment and persist the counter; run `check`; on
-    /// success reset the counter to 0 and persist again.
+    /// success write the card (as changed by the check, if it was) with the
+    /// counter reset to 0.
     async fn counted_attempt<T, F>(&self, card_id: &str, check: F) -> Result<T>
     where
-        F: FnOnce(CardFile, Option<Arc<Unlocked>>) -> Result<Option<T>> + Send + 'static,
+        F: FnOnce(CardFile, Option<Arc<Unlocked>>) -> Result<Option<Passed<T>>> + Send + 'static,
         T: Send + 'static,
     {
         let (failures, unlocked) = {
@@ -283,7 +306,18 @@ impl Daemon {
             }
         };
         match outcome {
-            Some(value) => {
+            Some(Passed {
+                value,
+                updated: Some(mut file),
+            }) => {
+                file.pin_failures = 0;
+                self.save_card(file).await?;
+                Ok(value)
+            }
+            Some(Passed {
+                value,
+                updated: None,
+            }) => {
                 self.persist_failures(card_id, 0).await?;
                 Ok(value)
             }
@@ -313,15 +347,18 @@ impl Daemon {
         let _guard = lock.lock().await;
         let store = self.store.clone();
         let unlocked = self
-            .counted_attempt(card_id, move |file, unlocked| match unlocked {
-                Some(u) => Ok(u.verifier.matches(&pin)?.then_some(u)),
-                None => match store.unlock(&file, &pin)? {
-                    Some(key) => Ok(Some(Arc::new(Unlocked {
-                        key: Arc::new(key),
-                        verifier: PinVerifier::new(&pin)?,
-                    }))),
-                    None => Ok(None),
-                },
+            .counted_attempt(card_id, move |file, unlocked| {
+                let unlocked = match unlocked {
+                    Some(u) => u.verifier.matches(&pin)?.then_some(u),
+                    None => match store.unlock(&file, &pin)? {
+                        Some(key) => Some(Arc::new(Unlocked {
+                            key: Arc::new(key),
+                            verifier: PinVerifier::new(&pin)?,
+                        })),
+                        None => None,
+                    },
+                };
+                Ok(unlocked.map(Passed::value))
             })
             .await?;
         let mut inner = self.inner();
@@ -393,19 +430,18 @@ impl Daemon {
         let _guard = lock.lock().await;
         let store = self.store.clone();
         let verifier_pin = new_pin.clone();
-        let updated = self
-            .counted_attempt(card_id, move |file, _| {
-                let Some(updated) = store.rewrap(&file, &old_pin, &new_pin)? else {
-                    return Ok(None);
-                };
-                store.save(&updated)?;
-                Ok(Some(updated))
-            })
-            .await?;
+        self.counted_attempt(card_id, move |file, _| {
+            Ok(store
+                .rewrap(&file, &old_pin, &new_pin)?
+                .map(|updated| Passed {
+                    value: (),
+                    updated: Some(updated),
+                }))
+        })
+        .await?;
         let verifier = PinVerifier::new(&verifier_pin)?;
         let mut inner = self.inner();
         if let Some(entry) = inner.cards.get_mut(card_id) {
-            entry.file.wrapped_card_key = updated.wrapped_card_key;
             if let Some(u) = entry.unlocked.take() {
                 entry.unlocked = Some(Arc::new(Unlocked {
                     key: u.key.clone(),
@@ -478,7 +514,9 @@ mod tests {
         let store = daemon.store().clone();
         let seen = daemon
             .counted_attempt("C1", move |_, _| {
-                Ok(Some(store.load(&store.card_path("C1"))?.pin_failures))
+                Ok(Some(Passed::value(
+                    store.load(&store.card_path("C1"))?.pin_failures,
+                )))
             })
             .await
             .unwrap();
@@ -489,7 +527,7 @@ mod tests {
         let err = daemon
             .counted_attempt("C1", move |_, _| {
                 assert_eq!(store.load(&store.card_path("C1"))?.pin_failures, 1);
-                Ok(None::<()>)
+                Ok(None::<Passed<()>>)
             })
             .await
             .unwrap_err();
@@ -526,6 +564,41 @@ mod tests {
             daemon.sign(&app, "C1", Mechanism::Ecdsa, &[1; 32]),
             Err(Error::NotLoggedIn(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_changed_pin_is_what_is_on_disk() {
+        let (_t, daemon) = daemon_with_card().await;
+        let app = AppId::new(&[1; 16]).unwrap();
+        daemon.connection_opened(&app);
+        daemon
+            .login(&app, "C1", Pin::new("123456".into()))
+            .await
+            .unwrap();
+        daemon
+            .change_pin("C1", Pin::new("123456".into()), Pin::new("24681357".into()))
+            .await
+            .unwrap();
+        let store = daemon.store();
+        let on_disk = store.load(&store.card_path("C1")).unwrap();
+        assert_eq!(on_disk.pin_failures, 0);
+        assert!(store
+            .unlock(&on_disk, &Pin::new("123456".into()))
+            .unwrap()
+            .is_none());
+        assert!(store
+            .unlock(&on_disk, &Pin::new("24681357".into()))
+            .unwrap()
+            .is_some());
+        // The unlocked card's verifier follows the new PIN.
+        assert!(matches!(
+            daemon.login(&app, "C1", Pin::new("123456".into())).await,
+            Err(Error::PinIncorrect { .. })
+        ));
+        daemon
+            .login(&app, "C1", Pin::new("24681357".into()))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

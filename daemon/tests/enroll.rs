@@ -389,14 +389,13 @@ fn change_pin_from_stdin() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // What is on disk right after the change is the new PIN.
+    env.stop();
+    env.start();
     let mut c = env.client(1);
     assert_eq!(
         code(&c.login("CARD-1", PIN)),
         lanyard_proto::agent::ErrorCode::PinIncorrect as i32
     );
-    assert_eq!(code(&c.login("CARD-1", "24681357")), 0);
-    env.stop();
-    env.start();
-    let mut c = env.client(1);
     assert_eq!(code(&c.login("CARD-1", "24681357")), 0);
 }
