@@ -224,7 +224,7 @@ impl Library {
         let entry = SessionEntry {
             slot,
             rw,
-            session: Arc::new(Mutex::new(Session::new(slot, rw))),
+            session: Arc::new(Mutex::new(Session::default())),
         };
         lock(&self.sessions).insert(handle, entry);
         handle

@@ -1,5 +1,5 @@
-//! A PKCS#11 session: its slot, read/write flag and the operations active in
-//! it (find, sign, verify, digest), each holding only safe Rust state.
+//! A PKCS#11 session's operations (find, sign, verify, digest), each holding
+//! only safe Rust state, and the CKS_* state a session reports.
 
 use cryptoki_sys::*;
 use openssl::pkey::{PKey, Public};
@@ -86,28 +86,14 @@ pub struct FindOp {
     pub remaining: std::collections::VecDeque<CK_OBJECT_HANDLE>,
 }
 
-/// One session of this application.
+/// The operations of one session (its slot and R/W flag live in the
+/// session table, [`crate::library::SessionEntry`]).
+#[derive(Default)]
 pub struct Session {
-    pub slot: usize,
-    pub rw: bool,
     pub find: Option<FindOp>,
     pub sign: Option<SignOp>,
     pub verify: Option<VerifyOp>,
     pub digest: Option<DigestOp>,
-}
-
-impl Session {
-    /// A new session on `slot`.
-    pub fn new(slot: usize, rw: bool) -> Self {
-        Session {
-            slot,
-            rw,
-            find: None,
-            sign: None,
-            verify: None,
-            digest: None,
-        }
-    }
 }
 
 /// CKS_* for a session, from the token's login state.

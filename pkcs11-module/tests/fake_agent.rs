@@ -606,3 +606,32 @@ fn finalize_ends_the_applications_logins() {
     finalize(m);
     assert_eq!(agent.state.lock().unwrap().logins.len(), 0);
 }
+
+#[test]
+fn set_pin_goes_to_the_daemon_from_a_rw_session() {
+    let (_g, m, agent) = setup();
+    let set = |h, old: &str, new: &str| {
+        p11!(
+            m,
+            C_SetPIN(
+                h,
+                old.as_ptr() as *mut u8,
+                old.len() as CK_ULONG,
+                new.as_ptr() as *mut u8,
+                new.len() as CK_ULONG
+            )
+        )
+    };
+    let ro = open_session(m, 0, false);
+    assert_eq!(set(ro, "123456", "24681357"), CKR_SESSION_READ_ONLY);
+    let rw = open_session(m, 0, true);
+    assert_eq!(set(rw, "000000", "24681357"), CKR_PIN_INCORRECT);
+    assert_eq!(set(rw, "123456", "24681357"), CKR_OK);
+    assert_eq!(agent.count("ChangePin"), 2);
+    assert_eq!(login(m, ro, "24681357"), CKR_OK);
+    assert_eq!(
+        p11!(m, C_SetPIN(rw, null_mut(), 0, null_mut(), 0)),
+        CKR_ARGUMENTS_BAD
+    );
+    finalize(m);
+}
