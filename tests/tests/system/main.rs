@@ -3,6 +3,7 @@
 //! script). One test binary, so the fixtures in `world` are started once and shared.
 
 mod ca_cli;
+mod corrupt_store;
 mod demo;
 mod enrolment;
 mod listing;
