@@ -65,6 +65,11 @@ impl AppSessions {
         released
     }
 
+    /// Whether `app` has at least one open connection.
+    pub fn is_connected(&self, app: &AppId) -> bool {
+        self.connections.contains_key(app)
+    }
+
     /// Records a login of `app` to `card`.
     pub fn login(&mut self, app: &AppId, card: &str) {
         self.logins

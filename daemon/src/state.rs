@@ -363,6 +363,13 @@ impl Daemon {
             .await?;
         let mut inner = self.inner();
         let Inner { cards, sessions } = &mut *inner;
+        if !sessions.is_connected(app) {
+            // Its last connection closed while the PIN was checked: the
+            // application is gone, so nothing must stay logged in for it.
+            return Err(Error::BadRequest(
+                "application disconnected during login".into(),
+            ));
+        }
         let entry = cards
             .get_mut(card_id)
             .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
@@ -564,6 +571,12 @@ mod tests {
             daemon.sign(&app, "C1", Mechanism::Ecdsa, &[1; 32]),
             Err(Error::NotLoggedIn(_))
         ));
+        // An application without a connection cannot be left logged in.
+        assert!(daemon
+            .login(&app, "C1", Pin::new("123456".into()))
+            .await
+            .is_err());
+        assert!(daemon.inner().cards["C1"].unlocked.is_none());
     }
 
     #[tokio::test]
