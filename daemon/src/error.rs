@@ -144,3 +144,33 @@ impl From<openssl::error::ErrorStack> for Error {
         Error::Crypto(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_errors_carry_their_codes_and_tries() {
+        let e = Error::PinIncorrect { tries_left: 2 }.to_proto(9);
+        assert_eq!((e.code, e.tries_left), (ErrorCode::PinIncorrect as i32, 2));
+        let e = Error::PinLocked.to_proto(9);
+        assert_eq!((e.code, e.tries_left), (ErrorCode::PinLocked as i32, 0));
+        let e = Error::PinLenRange { min: 6, max: 8 }.to_proto(3);
+        assert_eq!((e.code, e.tries_left), (ErrorCode::PinLenRange as i32, 3));
+        assert!(e.message.contains("6 to 8"));
+        assert_eq!(Error::PinInvalid.code(), ErrorCode::PinInvalid);
+    }
+
+    #[test]
+    fn startup_problems_are_internal_on_the_wire() {
+        assert_eq!(
+            Error::AlreadyRunning("/s".into()).code(),
+            ErrorCode::Internal
+        );
+        assert_eq!(
+            Error::corrupt("/c.json", "x").code(),
+            ErrorCode::StoreCorrupt
+        );
+        assert_eq!(Error::SlotsFull(2).code(), ErrorCode::SlotsFull);
+    }
+}

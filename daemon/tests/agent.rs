@@ -410,3 +410,49 @@ fn sign_round_trips_per_second() {
         );
     }
 }
+
+#[test]
+fn the_socket_follows_xdg_runtime_dir_and_the_socket_flag() {
+    let env = TestEnv::new();
+    let runtime = env.tmp.path().join("xdg-runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let flag_socket = env.tmp.path().join("flag").join("s.sock");
+    for (args, expected) in [
+        (vec![], runtime.join("lanyard").join("agent.sock")),
+        (
+            vec!["--socket".to_string(), flag_socket.display().to_string()],
+            flag_socket.clone(),
+        ),
+    ] {
+        let mut daemon = env
+            .command(LANYARDD)
+            .args(&args)
+            .env_remove("LANYARD_AGENT_SOCK")
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !expected.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = env
+            .command(LANYARD)
+            .args(["--socket", expected.to_str().unwrap(), "status", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["socket"], expected.display().to_string());
+        std::process::Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(daemon.wait().unwrap().success());
+        assert!(!expected.exists());
+    }
+}
