@@ -1,6 +1,6 @@
 //! Signing through the module with real clients, verified by OpenSSL with the public
 //! key of the enrolled certificate; the certificate chains to the CA; no login, no
-//! signature.
+//! signature, and one application's login does not let another sign.
 
 use std::path::Path;
 use std::process::Command;
@@ -176,5 +176,82 @@ fn signing_without_login_is_refused() {
     assert_eq!(
         refused, "0x101",
         "signing after logout was not refused with CKR_USER_NOT_LOGGED_IN\n{out}"
+    );
+}
+
+#[test]
+fn a_login_belongs_to_the_application_that_made_it() {
+    if !tools_present() || !lanyard_test_support::require_tool("cc") {
+        return;
+    }
+    let w = world();
+    let card = &w.rsa; // the C client signs with CKM_SHA256_RSA_PKCS
+    let dir = scratch();
+    let client = build_c_client(dir.path());
+
+    // Application A logs in and keeps its session open.
+    let mut a = Command::new(&client);
+    a.arg(lanyard_test_support::module_path())
+        .arg(card.slot.to_string())
+        .arg(card.pin)
+        .arg("hold")
+        .envs(w.daemon.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut a = lanyard_test_support::process::spawn_owned(a).expect("start application A");
+    let mut a_out = std::io::BufReader::new(a.stdout.take().expect("piped"));
+    let mut a_lines = Vec::new();
+    let mut key = None;
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut a_out, &mut line).expect("read A");
+        if n == 0 {
+            break;
+        }
+        if let Some(k) = line.trim().strip_prefix("key=") {
+            key = Some(k.to_string());
+        }
+        let holding = line.trim() == "holding";
+        a_lines.push(line);
+        if holding {
+            break;
+        }
+    }
+    let key = key.unwrap_or_else(|| panic!("application A did not log in:\n{}", a_lines.concat()));
+
+    // Application B, same user, same card, never logged in: refused.
+    let mut b = Command::new(&client);
+    b.arg(lanyard_test_support::module_path())
+        .arg(card.slot.to_string())
+        .arg("-")
+        .arg(format!("other:{key}"))
+        .envs(w.daemon.env());
+    let b = run(b, None, Duration::from_secs(60));
+    b.assert_success("application B");
+    let refused = b
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sign_other_app=")
+                .or_else(|| l.strip_prefix("sign_init_other_app="))
+        })
+        .filter(|rv| *rv != "0x0")
+        .map(str::to_string);
+    assert_eq!(
+        refused.as_deref(),
+        Some("0x101"),
+        "application B signed with application A's login\n{b}"
+    );
+
+    // A is still logged in and still signs.
+    drop(a.stdin.take());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut a_out, &mut rest).expect("read A");
+    let _ = a.wait();
+    assert!(
+        rest.contains("sign_after_hold=0x0"),
+        "application A lost its login:\n{}{rest}",
+        a_lines.concat()
     );
 }

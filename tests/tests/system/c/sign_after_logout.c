@@ -1,7 +1,10 @@
-/* A minimal PKCS#11 application, as host applications are written in C: it logs in,
- * finds the card's private key, logs out and then tries to sign with that handle.
- * Used by the system tests (signing.rs) to prove the module refuses C_Sign without login.
- * usage: sign_after_logout MODULE SLOT PIN; prints "name=0xRV" lines. */
+/* A minimal PKCS#11 application, as host applications are written in C, used by the
+ * system tests (signing.rs) to prove the module refuses C_Sign without a login.
+ *   sign_after_logout MODULE SLOT PIN         log in, find the key, sign, log out, sign again
+ *   sign_after_logout MODULE SLOT PIN hold    log in, print key=HANDLE and "holding", wait
+ *                                             for EOF on stdin, sign again, exit
+ *   sign_after_logout MODULE SLOT - other:H   another application: no login, sign with H
+ * Prints "name=0xRV" lines. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +33,8 @@ static CK_ULONG find_private_keys(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *first)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s MODULE SLOT PIN\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s MODULE SLOT PIN [hold|other:HANDLE]\n", argv[0]);
         return 2;
     }
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -53,16 +56,42 @@ int main(int argc, char **argv)
     if (rv != CKR_OK)
         return 1;
 
+    CK_MECHANISM mech = {CKM_SHA256_RSA_PKCS, NULL, 0};
+    CK_BYTE data[] = "sign me";
+    CK_BYTE sig[512];
+    CK_ULONG sig_len = sizeof sig;
+
+    if (argc == 5 && strncmp(argv[4], "other:", 6) == 0) {
+        /* Another application that never logged in, using a handle it was told. */
+        CK_OBJECT_HANDLE other = strtoul(argv[4] + 6, NULL, 10);
+        rv = p11->C_SignInit(h, &mech, other);
+        printf("sign_init_other_app=0x%lx\n", (unsigned long)rv);
+        if (rv == CKR_OK) {
+            rv = p11->C_Sign(h, data, sizeof data - 1, sig, &sig_len);
+            printf("sign_other_app=0x%lx\n", (unsigned long)rv);
+        }
+        p11->C_Finalize(NULL);
+        return 0;
+    }
+
     printf("private_keys_before_login=%lu\n", find_private_keys(h, NULL));
     rv = p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)argv[3], strlen(argv[3]));
     printf("login=0x%lx\n", (unsigned long)rv);
     CK_OBJECT_HANDLE key = 0;
     printf("private_keys_after_login=%lu\n", find_private_keys(h, &key));
 
-    CK_MECHANISM mech = {CKM_SHA256_RSA_PKCS, NULL, 0};
-    CK_BYTE data[] = "sign me";
-    CK_BYTE sig[512];
-    CK_ULONG sig_len = sizeof sig;
+    if (argc == 5 && strcmp(argv[4], "hold") == 0) {
+        printf("key=%lu\nholding\n", (unsigned long)key);
+        fflush(stdout);
+        while (getchar() != EOF)
+            ;
+        rv = p11->C_SignInit(h, &mech, key);
+        if (rv == CKR_OK)
+            rv = p11->C_Sign(h, data, sizeof data - 1, sig, &sig_len);
+        printf("sign_after_hold=0x%lx\n", (unsigned long)rv);
+        p11->C_Finalize(NULL);
+        return 0;
+    }
 
     /* Logged in: the key signs (so the refusal below is about the login). */
     rv = p11->C_SignInit(h, &mech, key);
