@@ -126,3 +126,52 @@ fn every_listed_mechanism_signs_and_verifies() {
     }
     assert_eq!(p11!(m, C_Finalize(null_mut())), CKR_OK);
 }
+
+#[test]
+#[ignore = "needs a running lanyardd with enrolled cards; prints signatures per second"]
+fn sign_throughput() {
+    let _g = serial();
+    let m = module();
+    assert_eq!(p11!(m, C_Initialize(null_mut())), CKR_OK);
+    for (slot, pin) in pins() {
+        let h = open_session(m, slot, false);
+        assert_eq!(login(m, h, &pin), CKR_OK);
+        let key = find(m, h, CKO_PRIVATE_KEY)[0];
+        let mut t: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+        assert_eq!(p11!(m, C_GetTokenInfo(slot, &mut t)), CKR_OK);
+        let mechanism = if ulong_attr(m, h, key, CKA_KEY_TYPE) == CKK_RSA {
+            CKM_SHA256_RSA_PKCS
+        } else {
+            CKM_ECDSA_SHA256
+        };
+        for threads in [1usize, 4] {
+            let per_thread = 500;
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        let h = open_session(m, slot, false);
+                        for i in 0..per_thread {
+                            let doc = format!("document {i}");
+                            sign(m, h, mechanism, &mut [], key, doc.as_bytes()).expect("sign");
+                        }
+                    });
+                }
+            });
+            let rate = (threads * per_thread) as f64 / start.elapsed().as_secs_f64();
+            println!(
+                "slot {slot} mechanism {mechanism:#x} threads {threads}: {rate:.0} signatures/s"
+            );
+        }
+    }
+    assert_eq!(p11!(m, C_Finalize(null_mut())), CKR_OK);
+}
+
+fn ulong_attr(
+    m: &Module,
+    h: CK_SESSION_HANDLE,
+    obj: CK_OBJECT_HANDLE,
+    t: CK_ATTRIBUTE_TYPE,
+) -> CK_ULONG {
+    CK_ULONG::from_ne_bytes(attribute(m, h, obj, t).try_into().expect("CK_ULONG"))
+}
