@@ -507,6 +507,18 @@ mod tests {
         (tmp, daemon)
     }
 
+    /// A daemon with card C1 (PIN 123456) and app [1; 16] logged in to it.
+    async fn logged_in() -> (tempfile::TempDir, Daemon, AppId) {
+        let (t, daemon) = daemon_with_card().await;
+        let app = AppId::new(&[1; 16]).unwrap();
+        daemon.connection_opened(&app);
+        daemon
+            .login(&app, "C1", Pin::new("123456".into()))
+            .await
+            .unwrap();
+        (t, daemon, app)
+    }
+
     fn on_disk_failures(daemon: &Daemon) -> u32 {
         daemon
             .store()
@@ -544,13 +556,7 @@ mod tests {
 
     #[tokio::test]
     async fn key_is_kept_while_logged_in_and_dropped_after() {
-        let (_t, daemon) = daemon_with_card().await;
-        let app = AppId::new(&[1; 16]).unwrap();
-        daemon.connection_opened(&app);
-        daemon
-            .login(&app, "C1", Pin::new("123456".into()))
-            .await
-            .unwrap();
+        let (_t, daemon, app) = logged_in().await;
         assert!(daemon.inner().cards["C1"].unlocked.is_some());
         // A second login uses the verifier: a wrong PIN is still refused and counted.
         let err = daemon
@@ -581,13 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_pin_is_what_is_on_disk() {
-        let (_t, daemon) = daemon_with_card().await;
-        let app = AppId::new(&[1; 16]).unwrap();
-        daemon.connection_opened(&app);
-        daemon
-            .login(&app, "C1", Pin::new("123456".into()))
-            .await
-            .unwrap();
+        let (_t, daemon, app) = logged_in().await;
         daemon
             .change_pin("C1", Pin::new("123456".into()), Pin::new("24681357".into()))
             .await
