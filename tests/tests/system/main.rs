@@ -4,6 +4,7 @@
 
 mod ca_cli;
 mod corrupt_store;
+mod daemon_config;
 mod demo;
 mod enrolment;
 mod listing;
