@@ -132,11 +132,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// Logs a warning if the store directory is open to other users (the files
+/// in it are 0600 and encrypted, so this is not fatal).
+fn warn_if_open(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(store = %dir.display(), mode = format!("{mode:04o}"), "card store directory is open to other users; run chmod 700 on it");
+        }
+    }
+}
+
+/// Removes temp files a crash left between write and rename (never acknowledged).
+fn remove_leftover_temp_files(cards_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(cards_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed an unfinished write")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove an unfinished write")
+                }
+            }
+        }
+    }
+}
+
 impl CardStore {
     /// Opens (creating, 0700) the store at `dir` and its device secret.
     pub fn open(dir: &Path, kdf: KdfParams) -> Result<Self> {
         let cards_dir = dir.join("cards");
         create_private_dir(&cards_dir)?;
+        warn_if_open(dir);
+        remove_leftover_temp_files(&cards_dir);
         let secret = DeviceSecret::load_or_create(&dir.join("device.secret"))?;
         Ok(CardStore {
             dir: dir.to_path_buf(),
@@ -465,6 +500,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("CARD1.json")]);
+    }
+
+    #[test]
+    fn unfinished_writes_are_cleaned_up_at_open() {
+        let (tmp, store, _, _) = store_with_card();
+        let leftover = tmp.path().join("cards/.CARD1.json.abcdef.tmp");
+        std::fs::write(&leftover, b"{\"half").unwrap();
+        drop(store);
+        let store = CardStore::open(tmp.path(), FAST).unwrap();
+        assert!(!leftover.exists());
+        assert_eq!(store.load_all().unwrap().len(), 1);
     }
 
     #[test]
