@@ -11,7 +11,8 @@ PACKAGES=(
     opensc                   # pkcs11-tool
     libengine-pkcs11-openssl # libp11: OpenSSL's pkcs11 engine
     gnutls-bin               # p11tool, certtool, gnutls-cli
-    util-linux               # setpriv (peer-uid test, child reaping)
+    util-linux               # setpriv, setsid (peer-uid test, child reaping, no-tty test)
+    bsdutils                 # script: a pseudo-terminal for the PIN prompt test
     procps                   # pgrep/ps in tests
     coreutils                # timeout, mktemp
     passwd                   # user 'nobody' / group 'nogroup' exist

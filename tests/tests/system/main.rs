@@ -11,6 +11,7 @@ mod listing;
 mod mechanisms;
 mod no_daemon;
 mod peer_uid;
+mod pin_entry;
 mod pin_policy;
 mod secrets;
 mod selftest;
