@@ -381,9 +381,17 @@ pub unsafe extern "C" fn C_GetAttributeValue(
             // SAFETY: as above, one CK_ATTRIBUTE.
             let mut a = unsafe { slot.read_unaligned() };
             match result {
+                AttrResult::Value(bytes)
+                    if a.pValue.is_null() || a.ulValueLen < bytes.len() as CK_ULONG =>
+                {
+                    // Checked by the safe layer already; never write past the buffer.
+                    return Err(Pkcs11Error::General(
+                        "attribute larger than its buffer".into(),
+                    ));
+                }
                 AttrResult::Value(bytes) => {
-                    // SAFETY: the safe layer checked ulValueLen >= bytes.len()
-                    // and pValue is non-NULL (capacity was Some).
+                    // SAFETY: pValue is non-NULL and holds ulValueLen >=
+                    // bytes.len() bytes (checked just above).
                     unsafe {
                         std::ptr::copy_nonoverlapping(
                             bytes.as_ptr(),
@@ -445,12 +453,14 @@ pub unsafe extern "C" fn C_FindObjects(
         if objects.is_null() || count.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
-        let found = objmgmt::find_objects(session, to_usize(max)?)?;
-        // SAFETY: the caller's array holds `max` >= found.len() handles;
-        // count is checked non-NULL.
+        let max = to_usize(max)?;
+        let found = objmgmt::find_objects(session, max)?;
+        let n = found.len().min(max);
+        // SAFETY: the caller's array holds `max` >= n handles; count is
+        // checked non-NULL.
         unsafe {
-            std::ptr::copy_nonoverlapping(found.as_ptr(), objects, found.len());
-            count.write_unaligned(found.len() as CK_ULONG);
+            std::ptr::copy_nonoverlapping(found.as_ptr(), objects, n);
+            count.write_unaligned(n as CK_ULONG);
         }
         Ok(())
     })
@@ -732,6 +742,9 @@ pub unsafe extern "C" fn C_GenerateRandom(
             return Err(Pkcs11Error::ArgumentsBad);
         }
         let len = to_usize(len)?;
+        if len > isize::MAX as usize {
+            return Err(Pkcs11Error::ArgumentsBad);
+        }
         // SAFETY: non-NULL output buffer of `len` writable bytes (PKCS#11 5.15).
         let buf = unsafe { std::slice::from_raw_parts_mut(out, len) };
         random::generate_random(session, buf)

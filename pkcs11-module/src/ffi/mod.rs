@@ -48,6 +48,9 @@ fn to_usize(v: CK_ULONG) -> Result<usize> {
 /// unchanged for the returned lifetime (the duration of the call).
 unsafe fn bytes_in<'a>(ptr: *const u8, len: CK_ULONG) -> Result<&'a [u8]> {
     let len = to_usize(len)?;
+    if len > isize::MAX as usize {
+        return Err(Pkcs11Error::ArgumentsBad);
+    }
     if ptr.is_null() {
         return if len == 0 {
             Ok(&[])
@@ -97,9 +100,14 @@ unsafe fn write_out(out: Result<Out>, ptr: *mut u8, len_ptr: *mut CK_ULONG) -> R
             if ptr.is_null() {
                 return Err(Pkcs11Error::ArgumentsBad);
             }
-            // SAFETY: the safe layer produced these bytes only after checking
-            // that the caller's capacity (*len_ptr) is at least their length;
-            // the regions cannot overlap (ours is a fresh Vec).
+            // SAFETY: len_ptr checked non-NULL, the caller's CK_ULONG.
+            let capacity = unsafe { len_ptr.read_unaligned() };
+            if to_usize(capacity)? < bytes.len() {
+                // The safe layer checks this first; never write past the buffer.
+                return Err(Pkcs11Error::General("output larger than the buffer".into()));
+            }
+            // SAFETY: the caller's buffer holds `capacity` >= bytes.len()
+            // bytes (checked just above); ours is a fresh Vec, no overlap.
             unsafe {
                 std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
                 len_ptr.write_unaligned(bytes.len() as CK_ULONG);
@@ -184,6 +192,9 @@ unsafe fn attributes_in<'a>(
     count: CK_ULONG,
 ) -> Result<&'a [CK_ATTRIBUTE]> {
     let count = to_usize(count)?;
+    if count > isize::MAX as usize / std::mem::size_of::<CK_ATTRIBUTE>() {
+        return Err(Pkcs11Error::ArgumentsBad);
+    }
     if ptr.is_null() {
         return if count == 0 {
             Ok(&[])
