@@ -265,12 +265,8 @@ impl SigningKey {
     }
 
     fn sign_ecdsa(&self, data: &[u8]) -> Result<Vec<u8>> {
-        if data.is_empty() || data.len() > 64 {
-            return Err(Error::DataLenRange(format!(
-                "ECDSA input must be a digest of 1 to 64 bytes, got {}",
-                data.len()
-            )));
-        }
+        // Any length: OpenSSL uses the leftmost bits up to the order's size
+        // (FIPS 186-4), as CKM_ECDSA expects.
         let ec = self.pkey.ec_key()?;
         let sig = EcdsaSig::sign(data, &ec)?;
         let mut out = sig.r().to_vec_padded(32)?;
@@ -418,6 +414,8 @@ pub(crate) mod tests {
         for digest in [
             hash(MessageDigest::sha256(), b"doc").unwrap().to_vec(),
             hash(MessageDigest::sha384(), b"doc").unwrap().to_vec(),
+            vec![0x5a; 100],
+            vec![1; 20],
         ] {
             let sig = key.sign(Mechanism::Ecdsa, &digest).unwrap();
             assert_eq!(sig.len(), 64);
