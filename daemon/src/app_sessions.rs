@@ -17,6 +17,11 @@ impl AppId {
         (!bytes.is_empty() && bytes.len() <= Self::MAX_LEN).then(|| AppId(bytes.to_vec()))
     }
 
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Short form for logs (not a secret, but long ids clutter).
     pub fn short(&self) -> String {
         hex::encode(&self.0[..self.0.len().min(4)])

@@ -138,18 +138,17 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>) {
                 break;
             }
         };
-        if let Some(app) = AppId::new(&req.app_id) {
-            if !apps.contains(&app) {
-                if apps.len() >= MAX_APPS_PER_CONNECTION {
-                    let e = Error::BadRequest("too many app ids on one connection".into());
-                    let _ = conn
-                        .write_response(&cmd::error_response(req.request_id, &e, 0))
-                        .await;
-                    break;
-                }
-                daemon.connection_opened(&app);
-                apps.push(app);
+        let known = apps.iter().any(|a| a.as_bytes() == req.app_id.as_slice());
+        if let Some(app) = (!known).then(|| AppId::new(&req.app_id)).flatten() {
+            if apps.len() >= MAX_APPS_PER_CONNECTION {
+                let e = Error::BadRequest("too many app ids on one connection".into());
+                let _ = conn
+                    .write_response(&cmd::error_response(req.request_id, &e, 0))
+                    .await;
+                break;
             }
+            daemon.connection_opened(&app);
+            apps.push(app);
         }
         let resp = cmd::dispatch(&daemon, &mut session, req).await;
         if let Err(e) = conn.write_response(&resp).await {

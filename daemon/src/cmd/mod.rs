@@ -57,6 +57,16 @@ pub async fn dispatch(daemon: &Daemon, session: &mut Session, req: Request) -> R
 
 type Routed = std::result::Result<response::Body, (Error, Option<String>)>;
 
+/// The app id, for requests that act on login state.
+fn required(app: Option<AppId>) -> std::result::Result<AppId, (Error, Option<String>)> {
+    app.ok_or_else(|| {
+        (
+            Error::BadRequest("app_id must be 1 to 64 bytes".into()),
+            None,
+        )
+    })
+}
+
 async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
     let no_card = |e: Error| (e, None);
     let Some(body) = req.body.as_ref() else {
@@ -68,14 +78,6 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
         )));
     }
     let app = AppId::new(&req.app_id);
-    let app_of = || {
-        app.clone().ok_or_else(|| {
-            (
-                Error::BadRequest("app_id must be 1 to 64 bytes".into()),
-                None,
-            )
-        })
-    };
     match req.body {
         None => Err(no_card(Error::BadRequest("request has no body".into()))),
         Some(request::Body::Hello(m)) => hello::apply(daemon, session, m).map_err(no_card),
@@ -83,17 +85,17 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
         Some(request::Body::Status(_)) => Ok(status::apply(daemon)),
         Some(request::Body::Login(m)) => {
             let card = m.card_id.clone();
-            let app = app_of()?;
+            let app = required(app)?;
             login::apply(daemon, &app, m)
                 .await
                 .map_err(|e| (e, Some(card)))
         }
         Some(request::Body::Logout(m)) => {
-            let app = app_of()?;
+            let app = required(app)?;
             logout::apply(daemon, &app, m).map_err(no_card)
         }
         Some(request::Body::Sign(m)) => {
-            let app = app_of()?;
+            let app = required(app)?;
             sign::apply(daemon, &app, m).map_err(no_card)
         }
         Some(request::Body::Enroll(m)) => enroll::apply(daemon, m).await.map_err(no_card),
