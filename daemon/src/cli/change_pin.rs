@@ -7,7 +7,7 @@ use std::time::Duration;
 use lanyard_proto::agent::{request, response, ChangePin};
 
 use super::client::AgentClient;
-use super::{pin_input, status, CliError};
+use super::{pin_input, print_out, status, CliError};
 
 /// Runs `lanyard change-pin`.
 pub fn run(socket: &Path, card: Option<&str>, pin_stdin: bool) -> Result<(), CliError> {
@@ -46,10 +46,7 @@ pub fn run(socket: &Path, card: Option<&str>, pin_stdin: bool) -> Result<(), Cli
         old_pin: old.to_string(),
         new_pin: new.to_string(),
     }))? {
-        response::Body::ChangePin(_) => {
-            println!("PIN of card {card_id} changed");
-            Ok(())
-        }
+        response::Body::ChangePin(_) => print_out(&format!("PIN of card {card_id} changed\n")),
         _ => Err(CliError::Other(
             "lanyardd answered ChangePin with something else".into(),
         )),

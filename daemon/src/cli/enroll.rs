@@ -8,7 +8,9 @@ use lanyard_proto::agent::{request, response, Enroll, ErrorCode, KeyType};
 
 use super::client::AgentClient;
 use super::status::card_json;
-use super::{key_type_name, pin_input, rfc3339, CliError};
+use std::fmt::Write as _;
+
+use super::{key_type_name, pin_input, print_out, rfc3339, CliError};
 
 /// What `lanyard enroll` was asked to do.
 pub struct EnrollArgs<'a> {
@@ -89,15 +91,16 @@ pub fn run(socket: &Path, args: EnrollArgs<'_>) -> Result<(), CliError> {
     if args.json {
         let text = serde_json::to_string_pretty(&card_json(&card))
             .map_err(|e| CliError::Other(format!("JSON output: {e}")))?;
-        println!("{text}");
-    } else {
-        println!("Card {} enrolled in slot {}", card.card_id, card.slot);
-        println!("  holder:  {}", card.holder_name);
-        println!("  subject: {}", card.subject);
-        println!("  key:     {}", key_type_name(card.key_type));
-        println!("  expires: {}", rfc3339(card.not_after));
+        return print_out(&format!("{text}\n"));
     }
-    Ok(())
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "Card {} enrolled in slot {}", card.card_id, card.slot);
+    let _ = writeln!(out, "  holder:  {}", card.holder_name);
+    let _ = writeln!(out, "  subject: {}", card.subject);
+    let _ = writeln!(out, "  key:     {}", key_type_name(card.key_type));
+    let _ = writeln!(out, "  expires: {}", rfc3339(card.not_after));
+    print_out(&out)
 }
 
 fn message_for(code: ErrorCode, message: String) -> String {

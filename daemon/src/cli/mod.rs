@@ -93,3 +93,16 @@ pub fn key_type_name(key_type: i32) -> &'static str {
         _ => "unknown",
     }
 }
+
+/// Writes the command's output to stdout in one go; a closed pipe (e.g.
+/// `lanyard status | head -1`) is not an error.
+pub fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Other(format!(
+            "cannot write to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}

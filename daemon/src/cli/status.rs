@@ -7,7 +7,9 @@ use lanyard_proto::agent::{request, response, CardInfo, Status, StatusReply};
 use serde::Serialize;
 
 use super::client::AgentClient;
-use super::{key_type_name, rfc3339, CliError};
+use std::fmt::Write as _;
+
+use super::{key_type_name, print_out, rfc3339, CliError};
 
 /// One card in `status --json`.
 #[derive(Debug, Serialize)]
@@ -71,38 +73,41 @@ pub fn run(socket: &Path, json: bool) -> Result<(), CliError> {
         };
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| CliError::Other(format!("JSON output: {e}")))?;
-        println!("{text}");
-        return Ok(());
+        return print_out(&format!("{text}\n"));
     }
-    println!("lanyardd {} is running", status.daemon_version);
-    println!("  socket: {}", status.socket_path);
-    println!("  store:  {}", status.store_path);
+    let mut out = String::new();
+    let _ = writeln!(out, "lanyardd {} is running", status.daemon_version);
+    let _ = writeln!(out, "  socket: {}", status.socket_path);
+    let _ = writeln!(out, "  store:  {}", status.store_path);
     if status.cards.is_empty() {
-        println!("No card enrolled. Enrol one with `lanyard enroll --ca URL --ca-cert FILE --code CODE`.");
+        let _ = writeln!(out, "No card enrolled. Enrol one with `lanyard enroll --ca URL --ca-cert FILE --code CODE`.");
     }
     for c in &status.cards {
         let pin = c.pin.unwrap_or_default();
-        println!();
-        println!(
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
             "Slot {}: card {} ({})",
             c.slot,
             c.card_id,
             key_type_name(c.key_type)
         );
-        println!("  holder:  {}", c.holder_name);
-        println!("  subject: {}", c.subject);
-        println!("  expires: {}", rfc3339(c.not_after));
+        let _ = writeln!(out, "  holder:  {}", c.holder_name);
+        let _ = writeln!(out, "  subject: {}", c.subject);
+        let _ = writeln!(out, "  expires: {}", rfc3339(c.not_after));
         if pin.locked {
-            println!(
+            let _ = writeln!(
+                out,
                 "  PIN:     LOCKED after {} wrong PINs; ask your IT desk for a reset",
                 pin.failures
             );
         } else {
-            println!(
+            let _ = writeln!(
+                out,
                 "  PIN:     ok ({} of {} tries used)",
                 pin.failures, pin.max_failures
             );
         }
     }
-    Ok(())
+    print_out(&out)
 }
