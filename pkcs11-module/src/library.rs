@@ -139,6 +139,13 @@ impl Library {
             .ok_or(Pkcs11Error::TokenNotPresent)
     }
 
+    /// The token in a slot and whether this application is logged in to it.
+    pub fn token_view(&self, index: usize) -> Result<(Arc<Token>, bool)> {
+        let state = self.slot(index)?;
+        let token = state.token.clone().ok_or(Pkcs11Error::DeviceRemoved)?;
+        Ok((token, state.logged_in))
+    }
+
     /// One daemon round trip, then the consequences of a restarted daemon.
     pub fn call(&self, body: request::Body, retry: Retry) -> Result<response::Body> {
         let result = self.client.call(body, retry);

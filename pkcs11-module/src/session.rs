@@ -6,7 +6,7 @@ use openssl::pkey::{PKey, Public};
 
 use crate::error::{Pkcs11Error, Result};
 use crate::hash::RunningHash;
-use crate::mechanism::SignScheme;
+use crate::mechanism::{Mechanism, SignScheme};
 
 /// Data fed to a multi-part sign or verify operation.
 #[derive(Debug)]
@@ -53,24 +53,115 @@ impl Accumulator {
     }
 }
 
-/// An active C_SignInit.
+/// What sign and verify operations share: the scheme, the fixed signature
+/// length and the input gathered so far.
+#[derive(Debug)]
+pub struct KeyOp {
+    pub scheme: SignScheme,
+    pub signature_len: usize,
+    /// Set by the first update: the operation must end with a Final call.
+    pub multi_part: bool,
+    acc: Accumulator,
+}
+
+impl KeyOp {
+    /// A fresh operation for `scheme` with a key whose signatures have `signature_len` bytes.
+    pub fn new(scheme: SignScheme, signature_len: usize) -> Result<KeyOp> {
+        Ok(KeyOp {
+            scheme,
+            signature_len,
+            multi_part: false,
+            acc: Accumulator::for_scheme(&scheme, signature_len)?,
+        })
+    }
+
+    /// The input of a single-part call (C_Sign, C_Verify): hashed here if the
+    /// scheme hashes. A multi-part operation cannot end this way.
+    pub fn single_input(&self, data: &[u8]) -> Result<Vec<u8>> {
+        if self.multi_part {
+            return Err(Pkcs11Error::OperationActive);
+        }
+        match self.scheme.prehash() {
+            Some(h) => h.digest(data),
+            None => Ok(data.to_vec()),
+        }
+    }
+
+    /// The input gathered by the update calls (C_SignFinal, C_VerifyFinal);
+    /// the operation is spent afterwards.
+    pub fn gathered_input(&mut self) -> Result<Vec<u8>> {
+        let spent = Accumulator::Raw {
+            data: Vec::new(),
+            limit: 0,
+        };
+        std::mem::replace(&mut self.acc, spent).finish()
+    }
+}
+
+/// The start every C_*Init shares: a NULL mechanism ends the active
+/// operation (PKCS#11 3.0); an init while one is active is OPERATION_ACTIVE.
+/// `None` means the call is done (it was a cancel).
+pub fn begin<'m, O>(
+    active: &mut Option<O>,
+    mech: Option<&'m Mechanism>,
+) -> Result<Option<&'m Mechanism>> {
+    match mech {
+        None => {
+            *active = None;
+            Ok(None)
+        }
+        Some(_) if active.is_some() => Err(Pkcs11Error::OperationActive),
+        Some(m) => Ok(Some(m)),
+    }
+}
+
+/// An operation that takes its input in parts.
+pub trait MultiPart {
+    /// Adds a part and marks the operation multi-part.
+    fn feed(&mut self, part: &[u8]) -> Result<()>;
+}
+
+impl MultiPart for KeyOp {
+    fn feed(&mut self, part: &[u8]) -> Result<()> {
+        self.multi_part = true;
+        self.acc.update(part)
+    }
+}
+
+/// C_SignUpdate, C_VerifyUpdate, C_DigestUpdate: feeds the active operation;
+/// an error ends it.
+pub fn update<O: MultiPart>(op: &mut Option<O>, part: &[u8]) -> Result<()> {
+    let active = op.as_mut().ok_or(Pkcs11Error::OperationNotInitialized)?;
+    let result = active.feed(part);
+    if result.is_err() {
+        *op = None;
+    }
+    result
+}
+
+/// An active C_SignInit: the daemon signs with the card `card_id`.
 #[derive(Debug)]
 pub struct SignOp {
     pub card_id: String,
-    pub scheme: SignScheme,
-    pub signature_len: usize,
-    /// Set by the first C_SignUpdate: the operation must end with C_SignFinal.
-    pub multi_part: bool,
-    pub acc: Accumulator,
+    pub op: KeyOp,
 }
 
-/// An active C_VerifyInit.
+impl MultiPart for SignOp {
+    fn feed(&mut self, part: &[u8]) -> Result<()> {
+        self.op.feed(part)
+    }
+}
+
+/// An active C_VerifyInit: verified here with the card's public key.
 pub struct VerifyOp {
     pub public_key: PKey<Public>,
-    pub scheme: SignScheme,
-    pub signature_len: usize,
-    pub multi_part: bool,
-    pub acc: Accumulator,
+    pub op: KeyOp,
+}
+
+impl MultiPart for VerifyOp {
+    fn feed(&mut self, part: &[u8]) -> Result<()> {
+        self.op.feed(part)
+    }
 }
 
 /// An active C_DigestInit.
@@ -78,6 +169,13 @@ pub struct VerifyOp {
 pub struct DigestOp {
     pub hash: RunningHash,
     pub multi_part: bool,
+}
+
+impl MultiPart for DigestOp {
+    fn feed(&mut self, part: &[u8]) -> Result<()> {
+        self.multi_part = true;
+        self.hash.update(part)
+    }
 }
 
 /// An active C_FindObjectsInit: the matching handles not yet returned.

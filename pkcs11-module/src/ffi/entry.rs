@@ -7,8 +7,8 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::{
-    attributes_in, bytes_in, capacity, guard, mechanism_in, template_in, to_usize, write_list,
-    write_out, write_struct,
+    attributes_in, bytes_in, guard, input_output, mechanism_in, output, template_in, to_usize,
+    write_list, write_struct,
 };
 use crate::attribute::{AttrRequest, AttrResult};
 use crate::error::{Pkcs11Error, Result};
@@ -56,7 +56,7 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 #[no_mangle]
 pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
     // SAFETY: `info` is the caller's CK_INFO pointer, checked in write_struct.
-    guard(|| unsafe { write_struct(info, general::info(CK_VERSION { major: 3, minor: 0 })) })
+    guard(|| unsafe { write_struct(info, || general::info(CK_VERSION { major: 3, minor: 0 })) })
 }
 
 /// C_GetInfo of the 2.40 function list.
@@ -64,13 +64,12 @@ pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
 pub unsafe extern "C" fn C_GetInfo_v2(info: *mut CK_INFO) -> CK_RV {
     // SAFETY: as C_GetInfo.
     guard(|| unsafe {
-        write_struct(
-            info,
+        write_struct(info, || {
             general::info(CK_VERSION {
                 major: 2,
                 minor: 40,
-            }),
-        )
+            })
+        })
     })
 }
 
@@ -96,25 +95,15 @@ pub unsafe extern "C" fn C_GetSlotList(
 /// C_GetSlotInfo.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV {
-    guard(|| {
-        if info.is_null() {
-            return Err(Pkcs11Error::ArgumentsBad);
-        }
-        // SAFETY: caller's CK_SLOT_INFO pointer, checked non-NULL.
-        unsafe { write_struct(info, stmgmt::slot_info(slot)) }
-    })
+    // SAFETY: caller's CK_SLOT_INFO pointer; write_struct checks it for NULL.
+    guard(|| unsafe { write_struct(info, || stmgmt::slot_info(slot)) })
 }
 
 /// C_GetTokenInfo.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_RV {
-    guard(|| {
-        if info.is_null() {
-            return Err(Pkcs11Error::ArgumentsBad);
-        }
-        // SAFETY: caller's CK_TOKEN_INFO pointer, checked non-NULL.
-        unsafe { write_struct(info, stmgmt::token_info(slot)) }
-    })
+    // SAFETY: caller's CK_TOKEN_INFO pointer; write_struct checks it for NULL.
+    guard(|| unsafe { write_struct(info, || stmgmt::token_info(slot)) })
 }
 
 /// C_GetMechanismList.
@@ -141,13 +130,8 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
     mech: CK_MECHANISM_TYPE,
     info: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
-    guard(|| {
-        if info.is_null() {
-            return Err(Pkcs11Error::ArgumentsBad);
-        }
-        // SAFETY: caller's CK_MECHANISM_INFO pointer, checked non-NULL.
-        unsafe { write_struct(info, stmgmt::mechanism_info(slot, mech)) }
-    })
+    // SAFETY: caller's CK_MECHANISM_INFO pointer; write_struct checks it for NULL.
+    guard(|| unsafe { write_struct(info, || stmgmt::mechanism_info(slot, mech)) })
 }
 
 /// C_InitToken: not possible on a virtual card.
@@ -205,7 +189,7 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
             return Err(Pkcs11Error::ArgumentsBad);
         }
         // SAFETY: caller's CK_SLOT_ID pointer, checked non-NULL.
-        unsafe { write_struct(slot, stmgmt::wait_for_slot_event(flags)) }
+        unsafe { write_struct(slot, || stmgmt::wait_for_slot_event(flags)) }
     })
 }
 
@@ -220,13 +204,8 @@ pub unsafe extern "C" fn C_OpenSession(
     _notify: CK_NOTIFY,
     session: *mut CK_SESSION_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        if session.is_null() {
-            return Err(Pkcs11Error::ArgumentsBad);
-        }
-        // SAFETY: caller's CK_SESSION_HANDLE pointer, checked non-NULL.
-        unsafe { write_struct(session, sessmgmt::open_session(slot, flags)) }
-    })
+    // SAFETY: caller's CK_SESSION_HANDLE pointer; write_struct checks it for NULL.
+    guard(|| unsafe { write_struct(session, || sessmgmt::open_session(slot, flags)) })
 }
 
 /// C_CloseSession.
@@ -247,13 +226,8 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     session: CK_SESSION_HANDLE,
     info: *mut CK_SESSION_INFO,
 ) -> CK_RV {
-    guard(|| {
-        if info.is_null() {
-            return Err(Pkcs11Error::ArgumentsBad);
-        }
-        // SAFETY: caller's CK_SESSION_INFO pointer, checked non-NULL.
-        unsafe { write_struct(info, sessmgmt::session_info(session)) }
-    })
+    // SAFETY: caller's CK_SESSION_INFO pointer; write_struct checks it for NULL.
+    guard(|| unsafe { write_struct(info, || sessmgmt::session_info(session)) })
 }
 
 /// C_Login.
@@ -338,13 +312,8 @@ pub unsafe extern "C" fn C_GetObjectSize(
     object: CK_OBJECT_HANDLE,
     size: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        if size.is_null() {
-            return Err(Pkcs11Error::ArgumentsBad);
-        }
-        // SAFETY: caller's CK_ULONG pointer, checked non-NULL.
-        unsafe { write_struct(size, objmgmt::get_object_size(session, object)) }
-    })
+    // SAFETY: caller's CK_ULONG pointer; write_struct checks it for NULL.
+    guard(|| unsafe { write_struct(size, || objmgmt::get_object_size(session, object)) })
 }
 
 /// C_GetAttributeValue with the full protocol of PKCS#11 3.0 5.7.5.
@@ -496,12 +465,11 @@ pub unsafe extern "C" fn C_Digest(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's input buffer and output length pointer.
-        let (data, cap) = unsafe { (bytes_in(data, data_len)?, capacity(out, out_len)?) };
-        let result = digest::digest(session, data, cap);
-        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
-        unsafe { write_out(result, out, out_len) }
+    // SAFETY: the caller's input buffer and output buffer/length (PKCS#11 5.12).
+    guard(|| unsafe {
+        input_output(data, data_len, out, out_len, |d, cap| {
+            digest::digest(session, d, cap)
+        })
     })
 }
 
@@ -512,11 +480,8 @@ pub unsafe extern "C" fn C_DigestUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's input buffer.
-        let part = unsafe { bytes_in(part, part_len)? };
-        digest::digest_update(session, part)
-    })
+    // SAFETY: the caller's input buffer of part_len bytes.
+    guard(|| digest::digest_update(session, unsafe { bytes_in(part, part_len)? }))
 }
 
 /// C_DigestFinal.
@@ -526,13 +491,8 @@ pub unsafe extern "C" fn C_DigestFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's output length pointer.
-        let cap = unsafe { capacity(out, out_len)? };
-        let result = digest::digest_final(session, cap);
-        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
-        unsafe { write_out(result, out, out_len) }
-    })
+    // SAFETY: the caller's output buffer and length (PKCS#11 5.12).
+    guard(|| unsafe { output(out, out_len, |cap| digest::digest_final(session, cap)) })
 }
 
 // ---- Signing (5.13) ----
@@ -560,17 +520,11 @@ pub unsafe extern "C" fn C_Sign(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's input buffer and output length pointer.
-        let (data, cap) = unsafe {
-            (
-                bytes_in(data, data_len)?,
-                capacity(signature, signature_len)?,
-            )
-        };
-        let result = signing::sign(session, data, cap);
-        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
-        unsafe { write_out(result, signature, signature_len) }
+    // SAFETY: the caller's input buffer and output buffer/length (PKCS#11 5.13).
+    guard(|| unsafe {
+        input_output(data, data_len, signature, signature_len, |d, cap| {
+            signing::sign(session, d, cap)
+        })
     })
 }
 
@@ -581,11 +535,8 @@ pub unsafe extern "C" fn C_SignUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's input buffer.
-        let part = unsafe { bytes_in(part, part_len)? };
-        signing::sign_update(session, part)
-    })
+    // SAFETY: the caller's input buffer of part_len bytes.
+    guard(|| signing::sign_update(session, unsafe { bytes_in(part, part_len)? }))
 }
 
 /// C_SignFinal.
@@ -595,12 +546,11 @@ pub unsafe extern "C" fn C_SignFinal(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's output length pointer.
-        let cap = unsafe { capacity(signature, signature_len)? };
-        let result = signing::sign_final(session, cap);
-        // SAFETY: output buffer of capacity `cap`, checked by the safe layer.
-        unsafe { write_out(result, signature, signature_len) }
+    // SAFETY: the caller's output buffer and length (PKCS#11 5.13).
+    guard(|| unsafe {
+        output(signature, signature_len, |cap| {
+            signing::sign_final(session, cap)
+        })
     })
 }
 
@@ -651,11 +601,8 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        // SAFETY: caller's input buffer.
-        let part = unsafe { bytes_in(part, part_len)? };
-        verify::verify_update(session, part)
-    })
+    // SAFETY: the caller's input buffer of part_len bytes.
+    guard(|| verify::verify_update(session, unsafe { bytes_in(part, part_len)? }))
 }
 
 /// C_VerifyFinal.

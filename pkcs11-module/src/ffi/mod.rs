@@ -123,6 +123,41 @@ unsafe fn write_out(out: Result<Out>, ptr: *mut u8, len_ptr: *mut CK_ULONG) -> R
     }
 }
 
+/// A call that reads the caller's input and fills an output buffer per the
+/// size-query protocol (C_Sign, C_Digest).
+///
+/// # Safety
+/// As [`bytes_in`] for `data`, as [`write_out`] for `out` and `out_len`.
+unsafe fn input_output(
+    data: *const u8,
+    data_len: CK_ULONG,
+    out: *mut u8,
+    out_len: *mut CK_ULONG,
+    f: impl FnOnce(&[u8], Option<usize>) -> Result<Out>,
+) -> Result<()> {
+    // SAFETY: forwarded contract of the caller's input buffer and length pointer.
+    let (data, cap) = unsafe { (bytes_in(data, data_len)?, capacity(out, out_len)?) };
+    let result = f(data, cap);
+    // SAFETY: forwarded contract; write_out checks the capacity again.
+    unsafe { write_out(result, out, out_len) }
+}
+
+/// A call that only fills an output buffer (C_SignFinal, C_DigestFinal).
+///
+/// # Safety
+/// As [`write_out`].
+unsafe fn output(
+    out: *mut u8,
+    out_len: *mut CK_ULONG,
+    f: impl FnOnce(Option<usize>) -> Result<Out>,
+) -> Result<()> {
+    // SAFETY: forwarded contract of the caller's length pointer.
+    let cap = unsafe { capacity(out, out_len)? };
+    let result = f(cap);
+    // SAFETY: forwarded contract; write_out checks the capacity again.
+    unsafe { write_out(result, out, out_len) }
+}
+
 /// Writes a list (slot ids, mechanisms, interfaces) per the size-query
 /// protocol: NULL list → count only; too small → BUFFER_TOO_SMALL + count.
 ///
@@ -150,15 +185,16 @@ unsafe fn write_list<T: Copy>(items: &[T], list: *mut T, count_ptr: *mut CK_ULON
     Ok(())
 }
 
-/// Writes one output struct.
+/// Checks the output pointer (NULL is ARGUMENTS_BAD, before any work), then
+/// writes the struct `make` produces.
 ///
 /// # Safety
 /// `ptr` must be NULL or point to writable memory for a `T`.
-unsafe fn write_struct<T>(ptr: *mut T, value: Result<T>) -> Result<()> {
+unsafe fn write_struct<T>(ptr: *mut T, make: impl FnOnce() -> Result<T>) -> Result<()> {
     if ptr.is_null() {
         return Err(Pkcs11Error::ArgumentsBad);
     }
-    let value = value?;
+    let value = make()?;
     // SAFETY: checked non-NULL; the caller provides room for one T.
     unsafe { ptr.write_unaligned(value) };
     Ok(())

@@ -11,7 +11,24 @@ pub mod signing;
 pub mod stmgmt;
 pub mod verify;
 
+use cryptoki_sys::CK_SESSION_HANDLE;
+
+use crate::client::lock;
 use crate::error::{Pkcs11Error, Result};
+use crate::library::{self, Library, SessionEntry};
+use crate::session::Session;
+
+/// Runs `f` with the library, the session's table entry and its operations,
+/// locked for the duration (the only lock a daemon round trip may be under).
+pub fn with_session<T>(
+    handle: CK_SESSION_HANDLE,
+    f: impl FnOnce(&Library, &SessionEntry, &mut Session) -> Result<T>,
+) -> Result<T> {
+    let lib = library::get()?;
+    let entry = lib.session(handle)?;
+    let mut session = lock(&entry.session);
+    f(&lib, &entry, &mut session)
+}
 
 /// What a function that fills a caller's buffer produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,64 +6,53 @@ use cryptoki_sys::*;
 
 use crate::attribute::{self, AttrRequest, AttrResult};
 use crate::error::{Pkcs11Error, Result};
+use crate::fns::with_session;
 use crate::library::{self, Library, SessionEntry};
 use crate::objects::Object;
 use crate::session::FindOp;
-use crate::slot::Token;
-use std::sync::Arc;
-
-/// The session's token and whether the application may see private objects.
-fn token_view(lib: &Library, entry: &SessionEntry) -> Result<(Arc<Token>, bool)> {
-    let state = lib.slot(entry.slot)?;
-    let token = state.token.clone().ok_or(Pkcs11Error::DeviceRemoved)?;
-    Ok((token, state.logged_in))
-}
 
 /// C_FindObjectsInit with a template of (type, value bytes).
 pub fn find_objects_init(
     handle: CK_SESSION_HANDLE,
     template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
 ) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(handle)?;
-    let mut session = crate::client::lock(&entry.session);
-    if session.find.is_some() {
-        return Err(Pkcs11Error::OperationActive);
-    }
-    let (token, logged_in) = token_view(&lib, &entry)?;
-    let remaining = token
-        .objects
-        .iter()
-        .filter(|o| (logged_in || !o.is_private()) && o.matches(template))
-        .map(|o| o.handle)
-        .collect();
-    session.find = Some(FindOp { remaining });
-    Ok(())
+    with_session(handle, |lib, entry, session| {
+        if session.find.is_some() {
+            return Err(Pkcs11Error::OperationActive);
+        }
+        let (token, logged_in) = lib.token_view(entry.slot)?;
+        let remaining = token
+            .objects
+            .iter()
+            .filter(|o| (logged_in || !o.is_private()) && o.matches(template))
+            .map(|o| o.handle)
+            .collect();
+        session.find = Some(FindOp { remaining });
+        Ok(())
+    })
 }
 
 /// C_FindObjects: up to `max` more handles.
 pub fn find_objects(handle: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
-    let lib = library::get()?;
-    let entry = lib.session(handle)?;
-    let mut session = crate::client::lock(&entry.session);
-    let op = session
-        .find
-        .as_mut()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    let n = max.min(op.remaining.len());
-    Ok(op.remaining.drain(..n).collect())
+    with_session(handle, |_, _, session| {
+        let op = session
+            .find
+            .as_mut()
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let n = max.min(op.remaining.len());
+        Ok(op.remaining.drain(..n).collect())
+    })
 }
 
 /// C_FindObjectsFinal.
 pub fn find_objects_final(handle: CK_SESSION_HANDLE) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(handle)?;
-    let mut session = crate::client::lock(&entry.session);
-    session
-        .find
-        .take()
-        .map(|_| ())
-        .ok_or(Pkcs11Error::OperationNotInitialized)
+    with_session(handle, |_, _, session| {
+        session
+            .find
+            .take()
+            .map(|_| ())
+            .ok_or(Pkcs11Error::OperationNotInitialized)
+    })
 }
 
 /// Runs `f` on an object the session may see (private ones only after login).
@@ -73,7 +62,7 @@ pub fn with_object<T>(
     handle: CK_OBJECT_HANDLE,
     f: impl FnOnce(&Object) -> T,
 ) -> Result<T> {
-    let (token, logged_in) = token_view(lib, entry)?;
+    let (token, logged_in) = lib.token_view(entry.slot)?;
     match token.object(handle) {
         Some(o) if logged_in || !o.is_private() => Ok(f(o)),
         _ => Err(Pkcs11Error::ObjectHandleInvalid),

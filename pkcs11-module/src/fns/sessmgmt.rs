@@ -8,6 +8,7 @@ use lanyard_proto::agent::{request, Login, Logout};
 use crate::client::Retry;
 use crate::error::{Pkcs11Error, Result};
 use crate::fns::stmgmt::pin_text;
+use crate::fns::with_session;
 use crate::library;
 use crate::session::session_state;
 
@@ -117,20 +118,19 @@ pub fn logout(handle: CK_SESSION_HANDLE) -> Result<()> {
 
 /// C_SessionCancel (3.0): ends the operations named by `flags`.
 pub fn session_cancel(handle: CK_SESSION_HANDLE, flags: CK_FLAGS) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(handle)?;
-    let mut s = crate::client::lock(&entry.session);
-    if flags & CKF_SIGN != 0 {
-        s.sign = None;
-    }
-    if flags & CKF_VERIFY != 0 {
-        s.verify = None;
-    }
-    if flags & CKF_DIGEST != 0 {
-        s.digest = None;
-    }
-    if flags & CKF_FIND_OBJECTS != 0 {
-        s.find = None;
-    }
-    Ok(())
+    with_session(handle, |_, _, s| {
+        if flags & CKF_SIGN != 0 {
+            s.sign = None;
+        }
+        if flags & CKF_VERIFY != 0 {
+            s.verify = None;
+        }
+        if flags & CKF_DIGEST != 0 {
+            s.digest = None;
+        }
+        if flags & CKF_FIND_OBJECTS != 0 {
+            s.find = None;
+        }
+        Ok(())
+    })
 }

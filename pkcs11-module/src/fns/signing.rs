@@ -5,13 +5,13 @@
 use cryptoki_sys::*;
 use lanyard_proto::agent::{request, response, HashAlgorithm, Sign, SignAlgorithm};
 
-use crate::client::{lock, Retry};
+use crate::client::Retry;
 use crate::error::{Pkcs11Error, Result};
-use crate::fns::{fits, Out};
-use crate::library::{self, Library, SessionEntry};
+use crate::fns::{fits, with_session, Out};
+use crate::library::{Library, SessionEntry};
 use crate::mechanism::{Mechanism, SignScheme};
 use crate::objects::ObjectKind;
-use crate::session::{Accumulator, SignOp};
+use crate::session::{begin, update, KeyOp, SignOp};
 
 /// C_SignInit; `None` mechanism cancels an active signature (PKCS#11 3.0).
 pub fn sign_init(
@@ -19,105 +19,66 @@ pub fn sign_init(
     mech: Option<&Mechanism>,
     key: CK_OBJECT_HANDLE,
 ) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let Some(mech) = mech else {
-        s.sign = None;
-        return Ok(());
-    };
-    if s.sign.is_some() {
-        return Err(Pkcs11Error::OperationActive);
-    }
-    let (token, logged_in) = {
-        let state = lib.slot(entry.slot)?;
-        (
-            state.token.clone().ok_or(Pkcs11Error::DeviceRemoved)?,
-            state.logged_in,
-        )
-    };
-    match token.object(key).map(|o| o.kind) {
-        Some(ObjectKind::PrivateKey) if !logged_in => return Err(Pkcs11Error::UserNotLoggedIn),
-        Some(ObjectKind::PrivateKey) => {}
-        Some(ObjectKind::PublicKey) => return Err(Pkcs11Error::KeyFunctionNotPermitted),
-        _ => return Err(Pkcs11Error::KeyHandleInvalid),
-    }
-    let scheme = SignScheme::parse(mech, token.kind, token.key_bits)?;
-    s.sign = Some(SignOp {
-        card_id: token.card.card_id.clone(),
-        scheme,
-        signature_len: token.signature_len,
-        multi_part: false,
-        acc: Accumulator::for_scheme(&scheme, token.signature_len)?,
-    });
-    Ok(())
+    with_session(session, |lib, entry, s| {
+        let Some(mech) = begin(&mut s.sign, mech)? else {
+            return Ok(());
+        };
+        let (token, logged_in) = lib.token_view(entry.slot)?;
+        match token.object(key).map(|o| o.kind) {
+            Some(ObjectKind::PrivateKey) if !logged_in => return Err(Pkcs11Error::UserNotLoggedIn),
+            Some(ObjectKind::PrivateKey) => {}
+            Some(ObjectKind::PublicKey) => return Err(Pkcs11Error::KeyFunctionNotPermitted),
+            _ => return Err(Pkcs11Error::KeyHandleInvalid),
+        }
+        let scheme = SignScheme::parse(mech, token.kind, token.key_bits)?;
+        s.sign = Some(SignOp {
+            card_id: token.card.card_id.clone(),
+            op: KeyOp::new(scheme, token.signature_len)?,
+        });
+        Ok(())
+    })
 }
 
 /// C_Sign (single part).
 pub fn sign(session: CK_SESSION_HANDLE, data: &[u8], capacity: Option<usize>) -> Result<Out> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let op = s
-        .sign
-        .as_ref()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    if op.multi_part {
-        return Err(Pkcs11Error::OperationActive);
-    }
-    if !fits(capacity, op.signature_len)? {
-        return Ok(Out::Length(op.signature_len));
-    }
-    // From here the operation ends, whatever the outcome.
-    let op = s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
-    let input = match op.scheme.prehash() {
-        Some(h) => h.digest(data)?,
-        None => data.to_vec(),
-    };
-    let signature = sign_with_daemon(&lib, &entry, &op, input)?;
-    Ok(Out::Bytes(signature))
+    with_session(session, |lib, entry, s| {
+        let active = s
+            .sign
+            .as_ref()
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        if active.op.multi_part {
+            return Err(Pkcs11Error::OperationActive);
+        }
+        if !fits(capacity, active.op.signature_len)? {
+            return Ok(Out::Length(active.op.signature_len));
+        }
+        // From here the operation ends, whatever the outcome.
+        let SignOp { card_id, op } = s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let input = op.single_input(data)?;
+        sign_with_daemon(lib, entry, &card_id, &op, input).map(Out::Bytes)
+    })
 }
 
 /// C_SignUpdate: hashing mechanisms hash here; raw ones collect the input.
 pub fn sign_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let op = s
-        .sign
-        .as_mut()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    op.multi_part = true;
-    let result = op.acc.update(part);
-    if result.is_err() {
-        s.sign = None;
-    }
-    result
+    with_session(session, |_, _, s| update(&mut s.sign, part))
 }
 
 /// C_SignFinal.
 pub fn sign_final(session: CK_SESSION_HANDLE, capacity: Option<usize>) -> Result<Out> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let op = s
-        .sign
-        .as_ref()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    if !fits(capacity, op.signature_len)? {
-        return Ok(Out::Length(op.signature_len));
-    }
-    let mut op = s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
-    let acc = std::mem::replace(
-        &mut op.acc,
-        Accumulator::Raw {
-            data: Vec::new(),
-            limit: 0,
-        },
-    );
-    let input = acc.finish()?;
-    let signature = sign_with_daemon(&lib, &entry, &op, input)?;
-    Ok(Out::Bytes(signature))
+    with_session(session, |lib, entry, s| {
+        let active = s
+            .sign
+            .as_ref()
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        if !fits(capacity, active.op.signature_len)? {
+            return Ok(Out::Length(active.op.signature_len));
+        }
+        let SignOp { card_id, mut op } =
+            s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let input = op.gathered_input()?;
+        sign_with_daemon(lib, entry, &card_id, &op, input).map(Out::Bytes)
+    })
 }
 
 /// Checks the (hashed) input, asks the daemon for the signature and checks
@@ -125,19 +86,21 @@ pub fn sign_final(session: CK_SESSION_HANDLE, capacity: Option<usize>) -> Result
 fn sign_with_daemon(
     lib: &Library,
     entry: &SessionEntry,
-    op: &SignOp,
+    card_id: &str,
+    op: &KeyOp,
     input: Vec<u8>,
 ) -> Result<Vec<u8>> {
-    let data = op.scheme.signing_input(input, op.signature_len)?;
+    let (scheme, signature_len) = (op.scheme, op.signature_len);
+    let data = scheme.signing_input(input, signature_len)?;
     if !lib.slot(entry.slot)?.logged_in {
         return Err(Pkcs11Error::UserNotLoggedIn);
     }
     let mut req = Sign {
-        card_id: op.card_id.clone(),
+        card_id: card_id.to_string(),
         data,
         ..Sign::default()
     };
-    match op.scheme {
+    match scheme {
         SignScheme::RsaPkcs1 { .. } => req.algorithm = SignAlgorithm::RsaPkcs1 as i32,
         SignScheme::RsaPss { params, .. } => {
             req.algorithm = SignAlgorithm::RsaPss as i32;
@@ -151,8 +114,7 @@ fn sign_with_daemon(
             req.hash = HashAlgorithm::Unspecified as i32;
         }
     }
-    let reply = lib.call(request::Body::Sign(req), Retry::Never);
-    let signature = match reply {
+    let signature = match lib.call(request::Body::Sign(req), Retry::Never) {
         Ok(response::Body::Signature(s)) => s.signature,
         Ok(_) => {
             return Err(Pkcs11Error::DeviceError(
@@ -165,8 +127,8 @@ fn sign_with_daemon(
         }
         Err(e) => return Err(e),
     };
-    let rsa = !matches!(op.scheme, SignScheme::Ecdsa { .. });
-    fixed_length(signature, op.signature_len, rsa)
+    let rsa = !matches!(scheme, SignScheme::Ecdsa { .. });
+    fixed_length(signature, signature_len, rsa)
 }
 
 /// RSA signatures are exactly k bytes (left-padded with zeros if the daemon
@@ -185,4 +147,17 @@ fn fixed_length(mut signature: Vec<u8>, len: usize, may_pad: bool) -> Result<Vec
         signature.len(),
         len
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_signatures_are_left_padded_ecdsa_never() {
+        assert_eq!(fixed_length(vec![1, 2], 4, true).unwrap(), vec![0, 0, 1, 2]);
+        assert!(fixed_length(vec![1, 2], 4, false).is_err());
+        assert!(fixed_length(vec![1; 5], 4, true).is_err());
+        assert!(fixed_length(vec![], 4, true).is_err());
+    }
 }

@@ -10,12 +10,11 @@ use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 
-use crate::client::lock;
 use crate::error::{Pkcs11Error, Result};
-use crate::library;
+use crate::fns::with_session;
 use crate::mechanism::{Mechanism, PssParams, SignScheme};
 use crate::objects::ObjectKind;
-use crate::session::{Accumulator, VerifyOp};
+use crate::session::{begin, update, KeyOp, VerifyOp};
 
 /// C_VerifyInit on the public key object; `None` mechanism cancels.
 pub fn verify_init(
@@ -23,110 +22,77 @@ pub fn verify_init(
     mech: Option<&Mechanism>,
     key: CK_OBJECT_HANDLE,
 ) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let Some(mech) = mech else {
-        s.verify = None;
-        return Ok(());
-    };
-    if s.verify.is_some() {
-        return Err(Pkcs11Error::OperationActive);
-    }
-    let token = lib.token(entry.slot)?;
-    let logged_in = lib.slot(entry.slot)?.logged_in;
-    match token.object(key).map(|o| o.kind) {
-        Some(ObjectKind::PublicKey) => {}
-        Some(ObjectKind::PrivateKey) if logged_in => {
-            return Err(Pkcs11Error::KeyFunctionNotPermitted)
+    with_session(session, |lib, entry, s| {
+        let Some(mech) = begin(&mut s.verify, mech)? else {
+            return Ok(());
+        };
+        let (token, logged_in) = lib.token_view(entry.slot)?;
+        match token.object(key).map(|o| o.kind) {
+            Some(ObjectKind::PublicKey) => {}
+            // The private key is only visible after login; it does not verify.
+            Some(ObjectKind::PrivateKey) if logged_in => {
+                return Err(Pkcs11Error::KeyFunctionNotPermitted)
+            }
+            _ => return Err(Pkcs11Error::KeyHandleInvalid),
         }
-        _ => return Err(Pkcs11Error::KeyHandleInvalid),
-    }
-    let scheme = SignScheme::parse(mech, token.kind, token.key_bits)?;
-    s.verify = Some(VerifyOp {
-        public_key: token.public_key.clone(),
-        scheme,
-        signature_len: token.signature_len,
-        multi_part: false,
-        acc: Accumulator::for_scheme(&scheme, token.signature_len)?,
-    });
-    Ok(())
+        let scheme = SignScheme::parse(mech, token.kind, token.key_bits)?;
+        s.verify = Some(VerifyOp {
+            public_key: token.public_key.clone(),
+            op: KeyOp::new(scheme, token.signature_len)?,
+        });
+        Ok(())
+    })
 }
 
 /// C_Verify (single part).
 pub fn verify(session: CK_SESSION_HANDLE, data: &[u8], signature: &[u8]) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let op = s
-        .verify
-        .take()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    if op.multi_part {
-        s.verify = Some(op);
-        return Err(Pkcs11Error::OperationActive);
-    }
-    let input = match op.scheme.prehash() {
-        Some(h) => h.digest(data)?,
-        None => data.to_vec(),
-    };
-    check(&op, input, signature)
+    with_session(session, |_, _, s| {
+        let active = s
+            .verify
+            .as_ref()
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        if active.op.multi_part {
+            return Err(Pkcs11Error::OperationActive);
+        }
+        let op = s
+            .verify
+            .take()
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let input = op.op.single_input(data)?;
+        check(&op, input, signature)
+    })
 }
 
 /// C_VerifyUpdate.
 pub fn verify_update(session: CK_SESSION_HANDLE, part: &[u8]) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let op = s
-        .verify
-        .as_mut()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    op.multi_part = true;
-    let result = op.acc.update(part);
-    if result.is_err() {
-        s.verify = None;
-    }
-    result
+    with_session(session, |_, _, s| update(&mut s.verify, part))
 }
 
 /// C_VerifyFinal.
 pub fn verify_final(session: CK_SESSION_HANDLE, signature: &[u8]) -> Result<()> {
-    let lib = library::get()?;
-    let entry = lib.session(session)?;
-    let mut s = lock(&entry.session);
-    let op = s
-        .verify
-        .take()
-        .ok_or(Pkcs11Error::OperationNotInitialized)?;
-    let VerifyOp {
-        public_key,
-        scheme,
-        signature_len,
-        multi_part,
-        acc,
-    } = op;
-    let input = acc.finish()?;
-    let op = VerifyOp {
-        public_key,
-        scheme,
-        signature_len,
-        multi_part,
-        acc: Accumulator::Raw {
-            data: Vec::new(),
-            limit: 0,
-        },
-    };
-    check(&op, input, signature)
+    with_session(session, |_, _, s| {
+        let mut op = s
+            .verify
+            .take()
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let input = op.op.gathered_input()?;
+        check(&op, input, signature)
+    })
 }
 
-/// Verifies `signature` over `input` (the digest or raw bytes) as `op.scheme`.
+/// Verifies `signature` over `input` (the digest or raw bytes) as the
+/// operation's scheme.
 fn check(op: &VerifyOp, input: Vec<u8>, signature: &[u8]) -> Result<()> {
-    if signature.len() != op.signature_len {
+    let KeyOp {
+        scheme,
+        signature_len,
+        ..
+    } = op.op;
+    if signature.len() != signature_len {
         return Err(Pkcs11Error::SignatureLenRange);
     }
-    let data = op.scheme.signing_input(input, op.signature_len)?;
-    let ok = match op.scheme {
+    let data = scheme.signing_input(input, signature_len)?;
+    let ok = match scheme {
         SignScheme::RsaPkcs1 { .. } => verify_pkcs1(&op.public_key, &data, signature)?,
         SignScheme::RsaPss { params, .. } => {
             verify_pss(&op.public_key, &params, &data, signature).unwrap_or(false)
