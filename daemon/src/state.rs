@@ -462,6 +462,17 @@ impl Daemon {
 
     /// Puts a new card in the store (atomic write) and in its slot.
     pub async fn add_card(&self, new: NewCard, pin: Pin) -> Result<CardInfo> {
+        // Everything the slot will need must be computable before the file exists.
+        cert_facts(
+            &new.card_id,
+            new.slot,
+            &new.holder_name,
+            new.key.key_type(),
+            &new.certificate_der,
+            &new.chain_der,
+            &self.store.card_path(&new.card_id),
+        )
+        .map_err(|e| Error::EnrollFailed(format!("the certificate cannot be used: {e}")))?;
         let store = self.store.clone();
         let file = tokio::task::spawn_blocking(move || store.create(&new, &pin))
             .await
