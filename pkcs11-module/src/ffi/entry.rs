@@ -152,10 +152,7 @@ pub unsafe extern "C" fn C_InitPIN(
     _pin: *mut CK_UTF8CHAR,
     _pin_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        objmgmt::write_refused(session)?;
-        Ok(())
-    })
+    guard(|| stmgmt::init_pin(session))
 }
 
 /// C_SetPIN.

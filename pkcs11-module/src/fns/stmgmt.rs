@@ -106,9 +106,17 @@ pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
     }
 }
 
-/// C_InitToken and C_InitPIN: a virtual card is initialised by enrolment.
+/// C_InitToken: a virtual card is initialised by enrolment.
 pub fn init_token(id: CK_SLOT_ID) -> Result<()> {
     let lib = library::get()?;
     lib.token(lib.slot_index(id)?)?;
     Err(Pkcs11Error::FunctionNotSupported)
+}
+
+/// C_InitPIN needs the Security Officer, whom a virtual card does not have:
+/// the PIN is set at enrolment and reset through the IT desk.
+pub fn init_pin(session: CK_SESSION_HANDLE) -> Result<()> {
+    let lib = library::get()?;
+    lib.session(session)?;
+    Err(Pkcs11Error::UserNotLoggedIn)
 }
