@@ -64,6 +64,8 @@ pub struct Daemon {
     inner: Mutex<Inner>,
     /// Serialises enrolments (slot choice and card creation).
     pub(crate) enroll_lock: tokio::sync::Mutex<()>,
+    /// Card files left out at start, one line each, for `lanyard status`.
+    problems: Vec<String>,
 }
 
 fn blocking_failed(e: tokio::task::JoinError) -> Error {
@@ -80,7 +82,7 @@ impl Daemon {
             parallelism: config.argon2_parallelism,
         };
         let store = CardStore::open(store_dir, kdf)?;
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             policy: PinPolicy::from_config(&config),
             config,
             store: Arc::new(store),
@@ -88,13 +90,17 @@ impl Daemon {
             instance: crate::card_crypto::random_bytes::<16>()?,
             inner: Mutex::new(Inner::default()),
             enroll_lock: tokio::sync::Mutex::new(()),
+            problems: Vec::new(),
         };
+        let mut problems = Vec::new();
         for loaded in daemon.store.load_all()? {
             let result = loaded.and_then(|file| daemon.insert_card(file));
             if let Err(e) = result {
                 tracing::error!(error = %e, "card left out");
+                problems.push(format!("{e}; the file was left out and kept as it is"));
             }
         }
+        daemon.problems = problems;
         Ok(daemon)
     }
 
@@ -169,6 +175,11 @@ impl Daemon {
     /// Path of the agent socket.
     pub fn socket_path(&self) -> &std::path::Path {
         &self.socket_path
+    }
+
+    /// Card files that could not be loaded at start, one line each.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// The card store directory.

@@ -321,7 +321,13 @@ fn a_corrupt_card_file_is_reported_not_fatal() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cards"].as_array().unwrap().len(), 1);
     assert_eq!(v["cards"][0]["card_id"], "GOOD");
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v}");
+    assert!(problems[0].as_str().unwrap().contains("BAD.json"), "{v}");
     assert!(env.log().contains("BAD.json"), "{}", env.log());
+    // The text form tells the clinician too.
+    let out = env.lanyard(&["status"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBLEM"));
 }
 
 #[test]

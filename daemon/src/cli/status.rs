@@ -32,6 +32,8 @@ pub struct StatusJson {
     socket: String,
     store: String,
     cards: Vec<CardJson>,
+    /// Card files the daemon could not load (kept on disk as they are).
+    problems: Vec<String>,
 }
 
 /// A card as JSON (shared with `enroll --json`).
@@ -70,6 +72,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), CliError> {
             socket: status.socket_path,
             store: status.store_path,
             cards: status.cards.iter().map(card_json).collect(),
+            problems: status.problems,
         };
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| CliError::Other(format!("JSON output: {e}")))?;
@@ -79,6 +82,9 @@ pub fn run(socket: &Path, json: bool) -> Result<(), CliError> {
     let _ = writeln!(out, "lanyardd {} is running", status.daemon_version);
     let _ = writeln!(out, "  socket: {}", status.socket_path);
     let _ = writeln!(out, "  store:  {}", status.store_path);
+    for p in &status.problems {
+        let _ = writeln!(out, "  PROBLEM: {p}");
+    }
     if status.cards.is_empty() {
         let _ = writeln!(out, "No card enrolled. Enrol one with `lanyard enroll --ca URL --ca-cert FILE --code CODE`.");
     }

@@ -12,5 +12,6 @@ pub fn apply(daemon: &Daemon) -> response::Body {
         daemon_version: crate::DAEMON_VERSION.into(),
         socket_path: daemon.socket_path().display().to_string(),
         store_path: daemon.store_dir().display().to_string(),
+        problems: daemon.problems().to_vec(),
     })
 }
