@@ -635,3 +635,20 @@ fn set_pin_goes_to_the_daemon_from_a_rw_session() {
     );
     finalize(m);
 }
+
+#[test]
+fn closed_idle_connections_are_replaced_without_losing_sessions() {
+    let (_g, m, agent) = setup();
+    let h = open_session(m, 0, false);
+    assert_eq!(login(m, h, "123456"), CKR_OK);
+    let key = private_key(m, h);
+    let hellos = agent.count("Hello");
+    agent.drop_connections();
+    // The same daemon instance answers on a new connection: the login holds.
+    assert!(sign(m, h, CKM_SHA256_RSA_PKCS, &mut [], key, b"after reconnect").is_ok());
+    assert_eq!(agent.count("Hello"), hellos + 1);
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(p11!(m, C_GetSessionInfo(h, &mut info)), CKR_OK);
+    assert_eq!(info.state, CKS_RO_USER_FUNCTIONS);
+    finalize(m);
+}

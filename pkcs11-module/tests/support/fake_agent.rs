@@ -112,6 +112,14 @@ impl FakeAgent {
         }
     }
 
+    /// Closes every open connection without restarting (as a daemon closing
+    /// idle connections would): logins stay.
+    pub fn drop_connections(&self) {
+        for c in self.state.lock().unwrap().connections.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Removes the card in `slot` (as a revocation would).
     pub fn take_card(&self, slot: u32) -> FakeCard {
         let mut s = self.state.lock().unwrap();
