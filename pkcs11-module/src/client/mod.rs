@@ -64,7 +64,6 @@ struct DaemonSeen {
     /// `daemon_instance` of the first daemon answered; a different one means
     /// the daemon restarted and forgot every login.
     instance: Option<Vec<u8>>,
-    slot_count: Option<u32>,
 }
 
 /// A per-process pool of connections to the agent socket.
@@ -100,22 +99,12 @@ impl AgentClient {
         }
     }
 
-    /// The socket path in use.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
     /// Connects once (Hello included) and keeps the connection; returns the
     /// daemon's HelloReply, or the error if it cannot be reached.
     pub fn probe(&self) -> Result<HelloReply, ClientError> {
         let (conn, hello) = self.connect()?;
         self.checkin(conn);
         Ok(hello)
-    }
-
-    /// Number of slots the daemon asked for, if it was ever reached.
-    pub fn slot_count(&self) -> Option<u32> {
-        lock(&self.seen).slot_count
     }
 
     /// Changes each time a restarted daemon is seen.
@@ -139,8 +128,11 @@ impl AgentClient {
 
     fn send(&self, req: &mut Request, retry: Retry) -> Result<response::Body, ClientError> {
         let mut may_retry = retry == Retry::Idempotent;
+        let mut first_attempt = true;
         loop {
-            let (mut conn, reused) = self.checkout()?;
+            // A retry always goes out on a new connection.
+            let (mut conn, reused) = self.checkout(first_attempt)?;
+            first_attempt = false;
             req.request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
             match conn.round_trip(req, timeout_for(req)) {
                 Ok(resp) => {
@@ -165,22 +157,27 @@ impl AgentClient {
         lock(&self.idle).clear();
     }
 
-    /// Takes an idle connection that is still alive, or connects a new one.
-    /// The flag says whether the connection came from the pool.
-    fn checkout(&self) -> Result<(Connection, bool), ClientError> {
+    /// Takes an idle connection that is still alive (if `pooled_ok`), or
+    /// connects a new one. The flag says whether it came from the pool.
+    fn checkout(&self, pooled_ok: bool) -> Result<(Connection, bool), ClientError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
         }
-        let current = lock(&self.seen).instance.clone();
-        loop {
-            let candidate = lock(&self.idle).pop();
-            let Some(conn) = candidate else { break };
-            if Some(conn.instance()) == current.as_deref() && conn.is_alive() {
-                return Ok((conn, true));
+        if pooled_ok {
+            let current = lock(&self.seen).instance.clone();
+            // Dead or pre-restart connections are dropped on the way.
+            while let Some(conn) = self.pop_idle() {
+                if Some(conn.instance()) == current.as_deref() && conn.is_alive() {
+                    return Ok((conn, true));
+                }
             }
         }
         let (conn, _) = self.connect()?;
         Ok((conn, false))
+    }
+
+    fn pop_idle(&self) -> Option<Connection> {
+        lock(&self.idle).pop()
     }
 
     fn checkin(&self, conn: Connection) {
@@ -233,9 +230,6 @@ impl AgentClient {
             Some(_) => {}
             None => seen.instance = Some(hello.daemon_instance.clone()),
         }
-        if seen.slot_count.is_none() {
-            seen.slot_count = Some(hello.slot_count);
-        }
         drop(seen);
         Ok((conn, hello))
     }
@@ -268,9 +262,10 @@ fn wipe_secrets(req: &mut Request) {
 }
 
 /// Whether an error means the connection itself died (as opposed to the
-/// daemon answering with an error).
+/// daemon answering with an error, or not answering in time: a slow daemon
+/// is not asked twice).
 fn is_broken_connection(e: &ClientError) -> bool {
-    matches!(e, ClientError::Io(_))
+    matches!(e, ClientError::Io(io) if !matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock))
 }
 
 /// Splits a Response into its body or the daemon's error.
