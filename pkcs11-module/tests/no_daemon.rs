@@ -300,3 +300,54 @@ fn unresponsive_daemon_costs_one_connect_timeout() {
     assert_eq!(p11!(m, C_Finalize(null_mut())), CKR_OK);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every entry point of the 3.0 list called with all-zero arguments (NULL
+/// pointers, handle 0), before and after C_Initialize: each returns a CK_RV
+/// and none panics (a caught panic would be CKR_GENERAL_ERROR) or blocks.
+#[test]
+fn every_entry_point_survives_null_arguments() {
+    let _g = serial();
+    let m = module();
+    type Any = unsafe extern "C" fn(
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    ) -> CK_RV;
+    let list = m.f as *const CK_FUNCTION_LIST_3_0;
+    // SAFETY (test): after the CK_VERSION the list is 92 function pointers;
+    // on x86-64 System V, extra integer arguments are ignored by the callee.
+    let entries: Vec<Any> = unsafe {
+        let first = std::ptr::addr_of!((*list).C_Initialize) as *const Option<Any>;
+        (0..92)
+            .map(|i| (*first.add(i)).expect("every entry is set"))
+            .collect()
+    };
+    let (init_fn, finalize_fn) = (entries[0] as usize, entries[1] as usize);
+    // C_CloseAllSessions(slot 0) is a valid call once initialised.
+    let close_all = m.f.C_CloseAllSessions.expect("C_CloseAllSessions") as usize;
+    let call_all = |phase: &str| {
+        for (i, f) in entries.iter().enumerate() {
+            if *f as usize == init_fn || *f as usize == finalize_fn {
+                continue;
+            }
+            let rv = unsafe { f(0, 0, 0, 0, 0, 0, 0, 0, 0) };
+            assert_ne!(
+                rv, CKR_GENERAL_ERROR,
+                "{phase}: entry {i} failed internally"
+            );
+            if *f as usize != close_all {
+                assert_ne!(rv, CKR_OK, "{phase}: entry {i} accepted all-NULL arguments");
+            }
+        }
+    };
+    call_all("before C_Initialize");
+    assert_eq!(initialize(m, &missing_socket()), CKR_OK);
+    call_all("after C_Initialize");
+    assert_eq!(p11!(m, C_Finalize(null_mut())), CKR_OK);
+}
