@@ -652,3 +652,27 @@ fn closed_idle_connections_are_replaced_without_losing_sessions() {
     assert_eq!(info.state, CKS_RO_USER_FUNCTIONS);
     finalize(m);
 }
+
+#[test]
+fn cards_of_a_daemon_started_later_are_slot_events() {
+    let _g = serial();
+    let m = module();
+    let agent = FakeAgent::start();
+    let later = agent.path.with_file_name("later.sock");
+    assert_eq!(initialize(m, &later), CKR_OK);
+    assert_eq!(slot_list(m, true), Vec::<CK_SLOT_ID>::new());
+    std::fs::rename(&agent.path, &later).unwrap();
+    let mut slot: CK_SLOT_ID = 99;
+    assert_eq!(
+        p11!(m, C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut slot, null_mut())),
+        CKR_OK
+    );
+    assert_eq!(slot, 0);
+    assert_eq!(
+        p11!(m, C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut slot, null_mut())),
+        CKR_OK
+    );
+    assert_eq!(slot, 1);
+    assert_eq!(slot_list(m, true), vec![0, 1]);
+    finalize(m);
+}

@@ -56,8 +56,13 @@ pub fn initialize(args: Option<InitArgs>, uid: u32) -> Result<()> {
         };
         Library::new(app_id, client, slots)
     })?;
+    let lib = library::get()?;
     if reached {
-        library::get()?.refresh();
+        lib.refresh();
+    } else {
+        // The application's starting view: no cards. Cards that appear once
+        // the daemon is up are slot events.
+        lib.update_slots(Vec::new());
     }
     Ok(())
 }
