@@ -286,3 +286,75 @@ fn into_body(resp: lanyard_proto::agent::Response) -> Result<response::Body, Cli
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_proto::agent::{ListCards, Login, Sign};
+
+    fn req(body: request::Body) -> Request {
+        Request {
+            request_id: 1,
+            app_id: vec![0; 16],
+            body: Some(body),
+        }
+    }
+
+    #[test]
+    fn state_queries_wait_less_than_key_operations() {
+        assert_eq!(
+            timeout_for(&req(request::Body::ListCards(ListCards {}))),
+            QUERY_TIMEOUT
+        );
+        assert_eq!(
+            timeout_for(&req(request::Body::Sign(Sign::default()))),
+            REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            timeout_for(&req(request::Body::Login(Login::default()))),
+            REQUEST_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn only_a_dead_connection_is_worth_a_retry() {
+        let io = |kind| ClientError::Io(io::Error::new(kind, "x"));
+        assert!(is_broken_connection(&io(io::ErrorKind::BrokenPipe)));
+        assert!(is_broken_connection(&io(io::ErrorKind::UnexpectedEof)));
+        assert!(!is_broken_connection(&io(io::ErrorKind::TimedOut)));
+        assert!(!is_broken_connection(&io(io::ErrorKind::WouldBlock)));
+        assert!(!is_broken_connection(&ClientError::Agent {
+            code: ErrorCode::Internal,
+            message: String::new(),
+            tries_left: 0
+        }));
+    }
+
+    #[test]
+    fn pins_are_wiped_after_sending() {
+        let mut r = req(request::Body::Login(Login {
+            card_id: "C".into(),
+            pin: "123456".into(),
+        }));
+        wipe_secrets(&mut r);
+        let Some(request::Body::Login(l)) = r.body else {
+            panic!("body changed")
+        };
+        assert!(l.pin.is_empty());
+        assert_eq!(l.card_id, "C");
+    }
+
+    #[test]
+    fn an_absent_socket_is_unreachable_at_once() {
+        let client = AgentClient::new("/nonexistent/lanyard/agent.sock".into(), vec![0; 16], true);
+        let start = Instant::now();
+        let err = client.call(request::Body::ListCards(ListCards {}), Retry::Idempotent);
+        assert!(matches!(err, Err(ClientError::Unreachable { .. })));
+        assert!(start.elapsed() < Duration::from_millis(200));
+        client.close();
+        assert!(matches!(
+            client.call(request::Body::ListCards(ListCards {}), Retry::Idempotent),
+            Err(ClientError::Closed)
+        ));
+    }
+}
