@@ -676,3 +676,41 @@ fn cards_of_a_daemon_started_later_are_slot_events() {
     assert_eq!(slot_list(m, true), vec![0, 1]);
     finalize(m);
 }
+
+#[test]
+fn single_part_call_after_update_ends_the_operation() {
+    let (_g, m, agent) = setup();
+    let h = open_session(m, 0, false);
+    assert_eq!(login(m, h, "123456"), CKR_OK);
+    let key = private_key(m, h);
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_SHA256_RSA_PKCS,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(p11!(m, C_SignInit(h, &mut mech, key)), CKR_OK);
+    assert_eq!(
+        p11!(m, C_SignUpdate(h, b"abc".as_ptr() as *mut u8, 3)),
+        CKR_OK
+    );
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    let rv = p11!(
+        m,
+        C_Sign(h, b"abc".as_ptr() as *mut u8, 3, sig.as_mut_ptr(), &mut len)
+    );
+    assert_eq!(rv, CKR_OPERATION_ACTIVE);
+    assert_eq!(
+        p11!(m, C_SignFinal(h, sig.as_mut_ptr(), &mut len)),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+    // A NULL mechanism cancels an active operation (PKCS#11 3.0).
+    assert_eq!(p11!(m, C_SignInit(h, &mut mech, key)), CKR_OK);
+    assert_eq!(p11!(m, C_SignInit(h, null_mut(), key)), CKR_OK);
+    assert_eq!(
+        p11!(m, C_SignFinal(h, sig.as_mut_ptr(), &mut len)),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+    assert_eq!(agent.count("Sign"), 0);
+    finalize(m);
+}

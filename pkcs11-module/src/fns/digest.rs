@@ -37,6 +37,9 @@ pub fn digest(session: CK_SESSION_HANDLE, data: &[u8], capacity: Option<usize>) 
             .as_ref()
             .ok_or(Pkcs11Error::OperationNotInitialized)?;
         if op.multi_part {
+            // A single-part call cannot finish a multi-part operation; like
+            // every failed C_Sign/C_Verify/C_Digest it ends the operation.
+            s.digest = None;
             return Err(Pkcs11Error::OperationActive);
         }
         let alg = op.hash.alg();

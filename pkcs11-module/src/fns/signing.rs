@@ -47,6 +47,9 @@ pub fn sign(session: CK_SESSION_HANDLE, data: &[u8], capacity: Option<usize>) ->
             .as_ref()
             .ok_or(Pkcs11Error::OperationNotInitialized)?;
         if active.op.multi_part {
+            // A single-part call cannot finish a multi-part operation; like
+            // every failed C_Sign/C_Verify/C_Digest it ends the operation.
+            s.sign = None;
             return Err(Pkcs11Error::OperationActive);
         }
         if !fits(capacity, active.op.signature_len)? {

@@ -52,6 +52,9 @@ pub fn verify(session: CK_SESSION_HANDLE, data: &[u8], signature: &[u8]) -> Resu
             .as_ref()
             .ok_or(Pkcs11Error::OperationNotInitialized)?;
         if active.op.multi_part {
+            // A single-part call cannot finish a multi-part operation; like
+            // every failed C_Sign/C_Verify/C_Digest it ends the operation.
+            s.verify = None;
             return Err(Pkcs11Error::OperationActive);
         }
         let op = s
