@@ -107,6 +107,7 @@ fn certificate_attrs(
     id: &[u8],
     trusted: bool,
 ) -> Vec<(CK_ATTRIBUTE_TYPE, AttrValue)> {
+    let (start, end) = validity(value);
     let mut a = common(CKO_CERTIFICATE, false, label);
     a.extend([
         (CKA_CERTIFICATE_TYPE, ulong_value(CKC_X_509)),
@@ -117,8 +118,8 @@ fn certificate_attrs(
             ulong_value(if trusted { 2 } else { 1 }),
         ),
         (CKA_CHECK_VALUE, bytes_value(&check_value(value))),
-        (CKA_START_DATE, bytes_value(&[])),
-        (CKA_END_DATE, bytes_value(&[])),
+        (CKA_START_DATE, bytes_value(&start)),
+        (CKA_END_DATE, bytes_value(&end)),
         (CKA_SUBJECT, bytes_value(subject)),
         (CKA_ISSUER, bytes_value(issuer)),
         (CKA_SERIAL_NUMBER, bytes_value(serial)),
@@ -131,6 +132,44 @@ fn certificate_attrs(
         (CKA_NAME_HASH_ALGORITHM, ulong_value(CKM_SHA_1)),
     ]);
     a
+}
+
+/// CKA_START_DATE and CKA_END_DATE (CK_DATE, "YYYYMMDD") of a certificate;
+/// empty (as PKCS#11 allows) if its validity cannot be read.
+fn validity(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let dates = X509::from_der(der).ok().and_then(|cert| {
+        Some((
+            ck_date(cert.not_before())?.to_vec(),
+            ck_date(cert.not_after())?.to_vec(),
+        ))
+    });
+    dates.unwrap_or_default()
+}
+
+/// An ASN.1 time as a CK_DATE.
+fn ck_date(t: &openssl::asn1::Asn1TimeRef) -> Option<[u8; 8]> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let days = epoch.diff(t).ok()?.days;
+    let (y, m, d) = civil_from_days(i64::from(days));
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    format!("{y:04}{m:02}{d:02}").into_bytes().try_into().ok()
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian;
+/// H. Hinnant's civil_from_days).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// CKA_CHECK_VALUE of a certificate: the first 3 bytes of its SHA-1.
@@ -350,6 +389,26 @@ pub(crate) mod tests {
             }
         }
         card
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(20_507), (2026, 2, 23));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn certificate_dates_are_ck_dates() {
+        let card = sample_card(KeyKind::Ec);
+        let objs = build(0, &card, KeyKind::Ec).unwrap();
+        let Some(AttrValue::Bytes(start)) = objs[0].get(CKA_START_DATE) else {
+            panic!("no start date")
+        };
+        assert_eq!(start.len(), 8);
+        assert!(start.iter().all(u8::is_ascii_digit));
+        assert!(start.as_slice() >= b"20260101".as_slice());
     }
 
     #[test]
