@@ -714,3 +714,106 @@ fn single_part_call_after_update_ends_the_operation() {
     assert_eq!(agent.count("Sign"), 0);
     finalize(m);
 }
+
+/// Many threads mixing every kind of call, with card removal and a daemon
+/// restart in the middle: no deadlock, no internal error.
+#[test]
+fn mixed_concurrent_calls_do_not_deadlock() {
+    let (_g, m, agent) = setup();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut workers = Vec::new();
+            for t in 0..6u64 {
+                let done = &done;
+                workers.push(
+                    std::thread::Builder::new()
+                        .spawn_scoped(s, move || {
+                            let mut n = 0u64;
+                            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                                n += 1;
+                                let slot = (t + n) % 2;
+                                let mut h = 0;
+                                let rv = p11!(
+                                    m,
+                                    C_OpenSession(
+                                        slot,
+                                        CKF_SERIAL_SESSION,
+                                        null_mut(),
+                                        None,
+                                        &mut h
+                                    )
+                                );
+                                if rv != CKR_OK {
+                                    assert_ne!(rv, CKR_GENERAL_ERROR);
+                                    continue;
+                                }
+                                let pin = if slot == 0 { "123456" } else { "654321" };
+                                let rv = login(m, h, pin);
+                                assert_ne!(rv, CKR_GENERAL_ERROR);
+                                let mut class = CKO_PRIVATE_KEY;
+                                let mut t = [CK_ATTRIBUTE {
+                                    type_: CKA_CLASS,
+                                    pValue: &mut class as *mut _ as *mut c_void,
+                                    ulValueLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+                                }];
+                                let mut keys = [0; 4];
+                                let mut found = 0;
+                                if p11!(m, C_FindObjectsInit(h, t.as_mut_ptr(), 1)) == CKR_OK {
+                                    let _ =
+                                        p11!(m, C_FindObjects(h, keys.as_mut_ptr(), 4, &mut found));
+                                    let _ = p11!(m, C_FindObjectsFinal(h));
+                                }
+                                if found == 1 {
+                                    let mech = if slot == 0 {
+                                        CKM_SHA256_RSA_PKCS
+                                    } else {
+                                        CKM_ECDSA_SHA256
+                                    };
+                                    if let Err(rv) = sign(m, h, mech, &mut [], keys[0], b"doc") {
+                                        assert_ne!(rv, CKR_GENERAL_ERROR);
+                                    }
+                                }
+                                let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+                                assert_ne!(
+                                    p11!(m, C_GetTokenInfo(slot, &mut info)),
+                                    CKR_GENERAL_ERROR
+                                );
+                                let mut ev = 0;
+                                assert_ne!(
+                                    p11!(
+                                        m,
+                                        C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut ev, null_mut())
+                                    ),
+                                    CKR_GENERAL_ERROR
+                                );
+                                if n % 3 == 1 {
+                                    assert_ne!(p11!(m, C_Logout(h)), CKR_GENERAL_ERROR);
+                                }
+                                assert_ne!(p11!(m, C_CloseSession(h)), CKR_GENERAL_ERROR);
+                            }
+                        })
+                        .unwrap(),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let card = agent.take_card(1);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            agent.put_card(card);
+            agent.restart();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            for w in workers {
+                w.join().unwrap();
+            }
+            tx.send(()).unwrap();
+        });
+        // A deadlock shows as no answer here.
+        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            eprintln!("deadlock: workers did not finish");
+            std::process::abort();
+        }
+    });
+    finalize(m);
+}
