@@ -14,4 +14,4 @@ pub use daemon::{Daemon, DaemonBuilder, KeyType};
 pub use paths::{bin_path, module_path, release_dir};
 pub use pkcs11_tool::{ObjectInfo, Pkcs11Tool, SlotInfo};
 pub use process::{run, CmdOutput};
-pub use tools::{require_tool, tool_available};
+pub use tools::{in_ci, require_tool, tool_available};

@@ -21,7 +21,8 @@ pub fn tool_available(tool: &str) -> bool {
     find_on_path(tool).is_some()
 }
 
-fn in_ci() -> bool {
+/// Whether this is a CI run (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
     matches!(
         std::env::var("CI").map(|v| v.to_ascii_lowercase()),
         Ok(v) if v == "true" || v == "1"
