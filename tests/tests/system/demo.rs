@@ -26,6 +26,27 @@ fn target_dir() -> PathBuf {
         .expect("release dir has a parent")
 }
 
+/// `bash scripts/demo.sh` with the environment a person's shell would have: without
+/// the per-package variables `cargo test` sets (ring's build script tracks
+/// CARGO_MANIFEST_DIR, so they would make the demo's `cargo build` rebuild
+/// everything), and with the test binaries' target directory.
+fn demo_command(program: &str, spawn_owned_child: bool) -> Command {
+    let mut cmd = if spawn_owned_child {
+        owned_command(program)
+    } else {
+        Command::new(program)
+    };
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        let from_cargo = name == "CARGO" || (name.starts_with("CARGO_") && name != "CARGO_HOME");
+        if from_cargo || name == "LD_LIBRARY_PATH" || name == "RUST_RECURSION_COUNT" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.arg(demo_script()).env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
 fn field<'a>(stdout: &'a str, name: &str) -> Option<&'a str> {
     stdout.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -38,12 +59,10 @@ fn the_demo_runs_for_real_with_no_wait() {
     if !tools_present() || !lanyard_test_support::require_tool("jq") {
         return;
     }
-    let mut cmd = Command::new("bash");
-    cmd.arg(demo_script())
-        // The whole script, install-deps and `cargo build --release` included: after
-        // scripts/test.sh built everything both are quick no-ops.
-        .arg("--no-wait")
-        .env("CARGO_TARGET_DIR", target_dir());
+    let mut cmd = demo_command("bash", false);
+    // The whole script, install-deps and `cargo build --release` included: after
+    // scripts/test.sh built everything both are quick no-ops.
+    cmd.arg("--no-wait");
     let out = run(cmd, None, Duration::from_secs(300));
     out.assert_success("scripts/demo.sh --no-wait");
     assert!(out.stdout.contains("demo: signature verified"), "{out}");
@@ -75,11 +94,9 @@ fn the_demo_prints_commands_that_work_as_printed() {
     let scratch = scratch();
     let dir = scratch.path().join("demo");
     let pin = "13572468";
-    let mut cmd = owned_command("bash");
-    cmd.arg(demo_script())
-        .args(["--no-build", "--pin-stdin", "--dir"])
+    let mut cmd = demo_command("bash", true);
+    cmd.args(["--no-build", "--pin-stdin", "--dir"])
         .arg(&dir)
-        .env("CARGO_TARGET_DIR", target_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
