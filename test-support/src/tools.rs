@@ -52,3 +52,15 @@ pub fn require_tool(tool: &str) -> bool {
     );
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_tools_on_path_and_not_others() {
+        assert!(find_on_path("sh").is_some_and(|p| p.is_absolute()));
+        assert!(!tool_available("lanyard-no-such-tool-0f3a"));
+        assert!(require_tool("sh"));
+    }
+}
