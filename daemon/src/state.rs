@@ -312,6 +312,7 @@ impl Daemon {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Not a wrong PIN (e.g. a corrupt file): this attempt does not count.
+                tracing::error!(card = %card_id, error = %e, "PIN check could not complete; attempt not counted");
                 self.persist_failures(card_id, failures).await?;
                 return Err(e);
             }

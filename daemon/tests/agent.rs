@@ -395,6 +395,12 @@ fn a_tampered_private_key_is_store_corrupt_and_not_counted() {
     let out = env.lanyard(&["status", "--json"], "");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cards"][0]["pin_failures"], 0);
+    // The daemon's log names the card and says why, for the IT desk.
+    let log = env.log();
+    assert!(
+        log.contains("CARD-1") && log.contains("not counted"),
+        "{log}"
+    );
 }
 
 #[test]
