@@ -163,14 +163,21 @@ fn repeated_wrong_codes_are_rate_limited_and_logged() {
     if !tools_present() {
         return;
     }
-    // Default limit (5 failures), a short window so the test can see it end.
-    let ca = Ca::start_with_env(&[("LANYARD_CA_RATE_LIMIT_WINDOW_SECS", "3")]);
+    // Default limit (5 failures), a short window so the test can see it end,
+    // yet long enough that five attempts fit in it on a loaded machine (EC
+    // keys: the daemon makes a new key for every attempt, and RSA key
+    // generation can take seconds when the machine is busy).
+    const WINDOW_SECS: u64 = 8;
+    let ca = Ca::start_with_env(&[(
+        "LANYARD_CA_RATE_LIMIT_WINDOW_SECS",
+        &WINDOW_SECS.to_string(),
+    )]);
     let issued = ca.issue_card("Dr Lee Limit", "555000000010", ROLE);
     let daemon = Daemon::start();
     let mut limited = None;
     for attempt in 1..=8 {
         let wrong = format!("WXYZ-WXYZ-WXYZ-WXY{attempt}");
-        let out = daemon.try_enroll(ca.url(), &ca.root_pem(), &wrong, KeyType::Rsa2048, "246802");
+        let out = daemon.try_enroll(ca.url(), &ca.root_pem(), &wrong, KeyType::EcP256, "246802");
         assert_clear_enrol_failure(&out, "enrolment with a wrong code");
         if out.stderr.to_lowercase().contains("too many") {
             limited = Some((attempt, out));
@@ -184,7 +191,7 @@ fn repeated_wrong_codes_are_rate_limited_and_logged() {
         ca.url(),
         &ca.root_pem(),
         &issued.code,
-        KeyType::Rsa2048,
+        KeyType::EcP256,
         "246802",
     );
     assert_clear_enrol_failure(&early, "enrolment while rate-limited");
@@ -196,13 +203,13 @@ fn repeated_wrong_codes_are_rate_limited_and_logged() {
         ca.logs()
     );
 
-    std::thread::sleep(std::time::Duration::from_millis(3500));
+    std::thread::sleep(std::time::Duration::from_millis(WINDOW_SECS * 1000 + 500));
     daemon
         .try_enroll(
             ca.url(),
             &ca.root_pem(),
             &issued.code,
-            KeyType::Rsa2048,
+            KeyType::EcP256,
             "246802",
         )
         .assert_success("enrolment after the rate-limit window");
