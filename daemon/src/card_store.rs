@@ -321,6 +321,10 @@ impl CardStore {
         let Some(card_key) = self.unwrap(card, old_pin)? else {
             return Ok(None);
         };
+        // A new PIN for a card whose key no longer opens would only hide the
+        // damage until the next login: report it now, and write nothing.
+        let path = self.card_path(&card.card_id);
+        card_crypto::open_private_key(&card_key, &card.card_id, &card.private_key, &path)?;
         let wrapped =
             card_crypto::wrap_card_key(&card_key, &card.card_id, new_pin, &self.secret, self.kdf)?;
         let mut updated = card.clone();
@@ -435,6 +439,17 @@ mod tests {
         let err = store.unlock(&card, &pin("123456")).err().unwrap();
         assert!(matches!(err, Error::StoreCorrupt { .. }), "{err}");
         assert!(err.to_string().contains("CARD1.json"), "{err}");
+    }
+
+    #[test]
+    fn rewrap_refuses_a_card_whose_key_does_not_open() {
+        let (_t, store, mut card, _) = store_with_card();
+        card.private_key.ciphertext[5] ^= 0x40;
+        let err = store
+            .rewrap(&card, &pin("123456"), &pin("654321"))
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::StoreCorrupt { .. }), "{err}");
     }
 
     #[test]
