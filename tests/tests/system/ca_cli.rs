@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::world::{openssl, shared_ca, tools_present, ROLE};
+use crate::world::{openssl_verify, shared_ca, tools_present, ROLE};
 
 #[test]
 fn init_writes_a_root_and_an_issuing_ca_that_chain() {
@@ -14,12 +14,7 @@ fn init_writes_a_root_and_an_issuing_ca_that_chain() {
     let ca = shared_ca();
     let root = ca.root_pem();
     let issuing = ca.issuing_pem();
-    let out = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().expect("utf-8"),
-        issuing.to_str().expect("utf-8"),
-    ]);
+    let out = openssl_verify(&root, None, &issuing);
     out.assert_success("openssl verify issuing.pem against root.pem");
     for key in ["root.key", "issuing.key"] {
         let mode = std::fs::metadata(ca.dir().join(key))

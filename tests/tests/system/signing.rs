@@ -9,8 +9,8 @@ use std::time::Duration;
 use lanyard_test_support::run;
 
 use crate::world::{
-    export_certificate, openssl, public_key_of, scratch, shared_ca, sign, tools_present,
-    verify_sha256, world, Card,
+    export_certificate, openssl, openssl_verify, public_key_of, scratch, shared_ca, sign,
+    tools_present, verify_sha256, world, Card,
 };
 
 fn sign_and_verify(card: &Card, mechanism: &str, extra: &[&str]) {
@@ -67,24 +67,12 @@ fn check_chain(card: &Card, dir: &Path) {
     let cert = export_certificate(&w.daemon.pkcs11_tool(), card, dir);
     let root = ca.root_pem();
     let issuing = ca.issuing_pem();
-    let out = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().expect("utf-8"),
-        "-untrusted",
-        issuing.to_str().expect("utf-8"),
-        cert.to_str().expect("utf-8"),
-    ]);
+    let out = openssl_verify(&root, Some(&issuing), &cert);
     out.assert_success("openssl verify of the card certificate");
     assert!(out.stdout.contains(": OK"), "{out}");
 
     // Without the issuing CA the chain must not verify: the root alone did not sign it.
-    let alone = openssl(&[
-        "verify",
-        "-CAfile",
-        root.to_str().expect("utf-8"),
-        cert.to_str().expect("utf-8"),
-    ]);
+    let alone = openssl_verify(&root, None, &cert);
     assert!(
         !alone.success(),
         "card certificate verified without its issuing CA\n{alone}"

@@ -147,6 +147,16 @@ pub fn openssl(args: &[&str]) -> CmdOutput {
     run(cmd, None, Duration::from_secs(60))
 }
 
+/// Runs `openssl verify -CAfile ROOT [-untrusted INTERMEDIATE] CERT`.
+pub fn openssl_verify(root: &Path, untrusted: Option<&Path>, cert: &Path) -> CmdOutput {
+    let mut args = vec!["verify", "-CAfile", path_str(root)];
+    if let Some(i) = untrusted {
+        args.extend(["-untrusted", path_str(i)]);
+    }
+    args.push(path_str(cert));
+    openssl(&args)
+}
+
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
