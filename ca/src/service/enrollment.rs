@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lanyard_proto::ca::enrollment_server::Enrollment;
-use lanyard_proto::ca::{EnrollRequest, EnrollResponse};
+use lanyard_proto::ca::{EnrollRequest, EnrollResponse, ResetPinRequest};
 use tonic::{Request, Response, Status};
 
 use crate::enrolment::{Enrolled, Enroller};
@@ -46,5 +46,15 @@ impl Enrollment for EnrollmentService {
         let code = zeroize::Zeroizing::new(req.code);
         let enrolled = self.enroller.enroll(peer, &code, &req.csr_der).await?;
         Ok(Response::new(enrolled.into()))
+    }
+
+    async fn reset_pin(
+        &self,
+        _request: Request<ResetPinRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        // Being built under issue 4.
+        Err(Status::unimplemented(
+            "PIN reset is not available on this CA yet",
+        ))
     }
 }

@@ -105,5 +105,11 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
                 .await
                 .map_err(|e| (e, Some(card)))
         }
+        // Being built under issue 4 (renewal, PIN reset, check-in).
+        Some(request::Body::Renew(_) | request::Body::ResetPin(_) | request::Body::CheckIn(_)) => {
+            Err(no_card(Error::BadRequest(
+                "this daemon does not support that request yet".into(),
+            )))
+        }
     }
 }
