@@ -9,6 +9,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::crl_url::{distribution_points, CrlUrl};
 use crate::{CertSerial, CertsError, CheckedCsr};
 
 /// How far before "now" a certificate's validity starts, for clients whose clocks run slow.
@@ -80,7 +81,7 @@ impl CardHolder {
     }
 }
 
-fn check_text(field: &'static str, value: &str) -> Result<(), CertsError> {
+pub(crate) fn check_text(field: &'static str, value: &str) -> Result<(), CertsError> {
     let refuse = |reason: &str| {
         Err(CertsError::InvalidCardField {
             field,
@@ -112,7 +113,8 @@ pub struct Validity {
 }
 
 impl Validity {
-    /// `lifetime` from `now`, starting [`CLOCK_SKEW_ALLOWANCE`] early.
+    /// `lifetime` from `now`, starting [`CLOCK_SKEW_ALLOWANCE`] early (at
+    /// most [`MAX_CARD_LIFETIME_DAYS`]; operator certificates use it too).
     pub fn card(now: OffsetDateTime, lifetime: Duration) -> Result<Self, CertsError> {
         if lifetime <= Duration::ZERO || lifetime > Duration::days(MAX_CARD_LIFETIME_DAYS) {
             return Err(CertsError::InvalidLifetime {
@@ -127,11 +129,29 @@ impl Validity {
     }
 }
 
+/// Choices the CA makes for every card certificate, beyond the holder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardProfileOptions {
+    /// Where relying parties fetch the CRL (the CRL Distribution Points
+    /// extension); `None` leaves the extension out.
+    pub crl_url: Option<CrlUrl>,
+}
+
 /// The rcgen parameters of a card certificate (without the public key).
 pub fn card_certificate_params(
     holder: &CardHolder,
     serial: &CertSerial,
     validity: Validity,
+) -> Result<CertificateParams, CertsError> {
+    card_certificate_params_with(holder, serial, validity, &CardProfileOptions::default())
+}
+
+/// As [`card_certificate_params`], with the CA's options.
+pub fn card_certificate_params_with(
+    holder: &CardHolder,
+    serial: &CertSerial,
+    validity: Validity,
+    options: &CardProfileOptions,
 ) -> Result<CertificateParams, CertsError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = holder.distinguished_name()?;
@@ -141,8 +161,10 @@ pub fn card_certificate_params(
     // ExplicitNoCa makes rcgen write basicConstraints CA:false and the SKI.
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // clientAuth only: never id-kp-cmcRA, which marks an IT-desk operator.
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
+    params.crl_distribution_points = distribution_points(options.crl_url.as_ref());
     Ok(params)
 }
 
@@ -155,7 +177,26 @@ pub fn issue_card_certificate(
     validity: Validity,
     issuer: &Issuer<'_, impl SigningKey>,
 ) -> Result<Vec<u8>, CertsError> {
-    let params = card_certificate_params(holder, serial, validity)?;
+    issue_card_certificate_with(
+        csr,
+        holder,
+        serial,
+        validity,
+        issuer,
+        &CardProfileOptions::default(),
+    )
+}
+
+/// As [`issue_card_certificate`], with the CA's options (the CRL URL).
+pub fn issue_card_certificate_with(
+    csr: &CheckedCsr,
+    holder: &CardHolder,
+    serial: &CertSerial,
+    validity: Validity,
+    issuer: &Issuer<'_, impl SigningKey>,
+    options: &CardProfileOptions,
+) -> Result<Vec<u8>, CertsError> {
+    let params = card_certificate_params_with(holder, serial, validity, options)?;
     let public_key = SubjectPublicKeyInfo::from_der(csr.spki_der())?;
     let cert = params.signed_by(&public_key, issuer)?;
     Ok(cert.der().to_vec())
@@ -164,37 +205,16 @@ pub fn issue_card_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{check_csr, issuing_ca_params, root_ca_params, verify_issued_by};
-    use rcgen::KeyPair;
+    use crate::test_ca::TestCa;
+    use crate::{check_csr, verify_issued_by};
     use x509_parser::extensions::ParsedExtension;
     use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
     const RSA2048: &[u8] = include_bytes!("../testdata/rsa2048.csr.der");
     const P256: &[u8] = include_bytes!("../testdata/p256.csr.der");
 
-    struct TestCa {
-        root_der: Vec<u8>,
-        issuing_der: Vec<u8>,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
     fn test_ca() -> TestCa {
-        let now = OffsetDateTime::now_utc();
-        let root_key = crate::generate_ca_key().unwrap();
-        let root_params =
-            root_ca_params("Test Trust", &CertSerial::from_random([1; 16]), now).unwrap();
-        let root_cert = root_params.self_signed(&root_key).unwrap();
-        let root = Issuer::new(root_params, root_key);
-        let issuing_key = crate::generate_ca_key().unwrap();
-        let issuing_params =
-            issuing_ca_params("Test Trust", &CertSerial::from_random([2; 16]), now).unwrap();
-        let issuing_cert = issuing_params.signed_by(&issuing_key, &root).unwrap();
-        let issuer = Issuer::from_ca_cert_der(issuing_cert.der(), issuing_key).unwrap();
-        TestCa {
-            root_der: root_cert.der().to_vec(),
-            issuing_der: issuing_cert.der().to_vec(),
-            issuer,
-        }
+        TestCa::new()
     }
 
     fn holder() -> CardHolder {
@@ -309,6 +329,66 @@ mod tests {
         assert_eq!(ca_cert.public_key().raw, csr.spki_der());
         assert_ne!(ca_cert.raw_serial(), cb_cert.raw_serial());
         verify_issued_by(&a, &ca.issuing_der).unwrap();
+    }
+
+    #[test]
+    fn crl_url_goes_into_distribution_points_and_never_the_ra_role() {
+        let ca = test_ca();
+        let csr = check_csr(P256).unwrap();
+        let validity = Validity::card(OffsetDateTime::now_utc(), Duration::days(1)).unwrap();
+        let url = "http://127.0.0.1:8080/issuing.crl";
+        let options = CardProfileOptions {
+            crl_url: Some(CrlUrl::parse(url).unwrap()),
+        };
+        let with = issue_card_certificate_with(
+            &csr,
+            &holder(),
+            &CertSerial::from_random([5; 16]),
+            validity,
+            &ca.issuer,
+            &options,
+        )
+        .unwrap();
+        let without = issue_card_certificate(
+            &csr,
+            &holder(),
+            &CertSerial::from_random([6; 16]),
+            validity,
+            &ca.issuer,
+        )
+        .unwrap();
+        let dp_uris = |der: &[u8]| -> Vec<String> {
+            let (_, cert) = X509Certificate::from_der(der).unwrap();
+            let mut uris = Vec::new();
+            for ext in cert.extensions() {
+                if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+                    for p in points.iter() {
+                        if let Some(x509_parser::extensions::DistributionPointName::FullName(
+                            names,
+                        )) = &p.distribution_point
+                        {
+                            for n in names {
+                                if let x509_parser::extensions::GeneralName::URI(u) = n {
+                                    uris.push(u.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            uris
+        };
+        assert_eq!(dp_uris(&with), vec![url.to_string()]);
+        assert!(dp_uris(&without).is_empty());
+        verify_issued_by(&with, &ca.issuing_der).unwrap();
+
+        for der in [&with, &without] {
+            let (_, cert) = X509Certificate::from_der(der).unwrap();
+            let eku = cert.extended_key_usage().unwrap().unwrap().value;
+            assert!(eku.client_auth);
+            assert!(eku.other.is_empty(), "{:?}", eku.other);
+            assert!(!eku.any);
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@ use crate::CertsError;
 
 /// Verifies that `issuer_der`'s key signed `cert_der` and that the names chain.
 pub fn verify_issued_by(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), CertsError> {
-    let cert = parse(cert_der)?;
-    let issuer = parse(issuer_der)?;
+    let cert = parse_certificate(cert_der)?;
+    let issuer = parse_certificate(issuer_der)?;
     if cert.issuer() != issuer.subject() {
         return Err(CertsError::BadCertificateSignature);
     }
@@ -16,7 +16,8 @@ pub fn verify_issued_by(cert_der: &[u8], issuer_der: &[u8]) -> Result<(), CertsE
         .map_err(|_| CertsError::BadCertificateSignature)
 }
 
-fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertsError> {
+/// Parses one DER certificate with nothing after it.
+pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, CertsError> {
     let (rest, cert) = X509Certificate::from_der(der)
         .map_err(|e| CertsError::CertificateMalformed(e.to_string()))?;
     if !rest.is_empty() {

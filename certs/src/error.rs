@@ -60,7 +60,7 @@ pub enum CertsError {
     BadCsrSignature,
 
     /// A field of the card holder's identity cannot go into a certificate.
-    #[error("the card's {field} cannot be used in a certificate: {reason}")]
+    #[error("the {field} cannot be used in a certificate: {reason}")]
     InvalidCardField {
         /// Which field: holder name, user id, role, card id or organisation.
         field: &'static str,
@@ -89,6 +89,43 @@ pub enum CertsError {
     /// A certificate's signature does not verify with its supposed issuer's key.
     #[error("the certificate's signature does not verify with the issuer's key")]
     BadCertificateSignature,
+
+    /// A CRL Distribution Points URL that cannot go into a certificate.
+    #[error("{url:?} cannot be used as a CRL URL: {reason}")]
+    InvalidCrlUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A revocation reason that RFC 5280 does not define.
+    #[error("{given:?} is not an RFC 5280 revocation reason; use one of: {}", crate::crl::RevocationReason::NAMES.join(", "))]
+    UnknownRevocationReason {
+        /// The code or name as given.
+        given: String,
+    },
+
+    /// A CRL whose nextUpdate is not after its thisUpdate.
+    #[error("the CRL's next update must be after its this update")]
+    InvalidCrlPeriod,
+
+    /// A serial number that is not one this CA writes (32 hex digits, positive).
+    #[error("{given:?} is not a certificate serial number of this CA (32 hex digits, first byte 01 to 7f)")]
+    InvalidSerial {
+        /// The serial as given.
+        given: String,
+    },
+
+    /// A certificate that is not what the caller expected (e.g. an operator
+    /// certificate where a card certificate is needed).
+    #[error("not a {expected} certificate: {reason}")]
+    WrongCertificateKind {
+        /// What was expected: "card" or "operator".
+        expected: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// rcgen refused to build or sign a certificate.
     #[error("could not build the certificate: {0}")]
