@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -76,10 +76,10 @@ fn row_hash(prev_hash: &str, row: &Hashed<'_>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends `event` at `at`. Call inside a write transaction (`BEGIN IMMEDIATE`)
+/// Appends `event` at `at`. Call inside a write transaction ([`crate::store::Store::begin_write`])
 /// so that reading the last hash and inserting are atomic.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     event: &AuditEvent,
     at: OffsetDateTime,
 ) -> Result<(), CaError> {
@@ -102,7 +102,7 @@ pub async fn append(
     let hash = row_hash(&prev_hash, &row);
     sqlx::query(
         "INSERT INTO audit (at, actor, action, card_id, peer, detail, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(row.at)
     .bind(row.actor)
@@ -118,7 +118,7 @@ pub async fn append(
 }
 
 /// Recomputes the whole chain; returns the number of rows, or the first broken `seq`.
-pub async fn verify_chain(conn: &mut SqliteConnection) -> Result<Result<u64, i64>, CaError> {
+pub async fn verify_chain(conn: &mut AnyConnection) -> Result<Result<u64, i64>, CaError> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, card_id, peer, detail, prev_hash, hash FROM audit ORDER BY seq",
     )

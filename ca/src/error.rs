@@ -70,6 +70,19 @@ pub enum CaError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 
+    /// The database setting is not usable.
+    #[error("bad database setting: {0}")]
+    BadDatabase(String),
+
+    /// The database could not be reached.
+    #[error("cannot open the database ({location}): {reason}")]
+    DbConnect {
+        /// Where (without any password).
+        location: String,
+        /// What the driver said.
+        reason: String,
+    },
+
     /// The database schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

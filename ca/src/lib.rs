@@ -11,6 +11,7 @@ pub mod enrolment;
 pub mod enrolment_code;
 pub mod error;
 pub mod issuer;
+pub mod peer;
 pub mod rate_limit;
 pub mod service;
 pub mod store;

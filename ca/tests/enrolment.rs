@@ -366,6 +366,7 @@ async fn expired_code_is_refused() {
         .filename(ca.dir().join("ca.db"))
         .busy_timeout(Duration::from_secs(10));
     let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    // (A test's own direct connection, the way an attacker or a DBA would edit the file.)
     sqlx::query("UPDATE enrolment_codes SET expires_at = expires_at - 3601")
         .execute(&pool)
         .await
@@ -479,7 +480,7 @@ async fn issue_card_works_while_serving_and_init_refuses_existing() {
         .all(|c| c["state"] == "issued"));
 
     // The audit chain is intact after all of this.
-    let store = lanyard_ca::store::Store::open(&ca.dir().join("ca.db"))
+    let store = lanyard_ca::store::Store::open_sqlite(&ca.dir().join("ca.db"))
         .await
         .unwrap();
     let rows = store.verify_audit().await.unwrap().unwrap();

@@ -94,7 +94,7 @@ async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
     let user_id = args.user_id.trim().to_string();
     let role = args.role.trim().to_string();
 
-    let store = Store::open(&dir.database()).await?;
+    let store = Store::open_configured(&dir, &config).await?;
     let result = async {
         let expires_at = (OffsetDateTime::now_utc() + Duration::hours(i64::from(hours)))
             .replace_nanosecond(0)
@@ -167,7 +167,8 @@ async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
 async fn list_cards(args: ListCardsArgs) -> Result<(), CaError> {
     let dir = CaDir::new(&args.dir);
     dir.require_initialised()?;
-    let store = Store::open(&dir.database()).await?;
+    let config = CaConfig::load(&dir.config())?;
+    let store = Store::open_configured(&dir, &config).await?;
     let cards = store.cards().await;
     store.close().await;
     let cards = cards?;

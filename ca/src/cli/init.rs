@@ -203,7 +203,7 @@ async fn write_everything(
     // The database holds code hashes and the audit log: 0600, and SQLite gives
     // its -wal and -shm files the same mode.
     write_atomic(&db, b"", KEY_MODE)?;
-    let store = Store::create(&db).await?;
+    let store = Store::create(&crate::store::DbLocation::Sqlite(db.clone())).await?;
     let audited = store
         .record_audit(&AuditEvent {
             actor: admin_actor(),

@@ -51,7 +51,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CaError> {
     let config = CaConfig::load(&dir.config())?;
     let issuer = IssuingCa::load(&dir)?;
     let tls = server_tls_config(&dir)?.timeout(TLS_HANDSHAKE_TIMEOUT);
-    let store = Store::open(&dir.database()).await?;
+    let store = Store::open_configured(&dir, &config).await?;
     info!(
         organisation = %config.organisation,
         cert_lifetime_days = config.cert_lifetime_days,

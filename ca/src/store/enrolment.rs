@@ -1,28 +1,16 @@
-//! The CA's SQLite store through sqlx: opening (WAL, busy timeout, foreign
-//! keys, migrations), cards and their codes, and the enrolment transaction
-//! that marks a code used and records the certificate atomically.
-
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+//! Cards and their enrolment codes: issuing a card with its code, and the
+//! enrolment transaction that marks a code used and records the certificate
+//! atomically.
 
 use lanyard_certs::{CardHolder, CertSerial, KeyKind, Validity};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 use time::OffsetDateTime;
 
+use super::{Store, Tx};
 use crate::audit::{self, AuditEvent};
 use crate::enrolment_code::CodeHash;
 use crate::error::CaError;
-
-/// How long a writer waits for another (e.g. `admin` while `serve` runs).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The migrations in ca/migrations, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A card as the IT desk recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +26,7 @@ pub struct CardRecord {
 }
 
 impl CardRecord {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
         Ok(CardRecord {
             card_id: row.try_get("card_id")?,
             holder_name: row.try_get("holder_name")?,
@@ -91,58 +79,7 @@ pub struct IssuedCert<'a> {
     pub validity: Validity,
 }
 
-/// The CA database.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pool: SqlitePool,
-}
-
 impl Store {
-    /// Creates a new database file and applies the migrations.
-    pub async fn create(path: &Path) -> Result<Self, CaError> {
-        Self::connect(path, true).await
-    }
-
-    /// Opens an existing database and applies any new migrations.
-    pub async fn open(path: &Path) -> Result<Self, CaError> {
-        Self::connect(path, false).await
-    }
-
-    async fn connect(path: &Path, create: bool) -> Result<Self, CaError> {
-        let opts = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
-    }
-
-    /// Closes every connection (checkpoints the WAL).
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// A write transaction that takes SQLite's write lock at once, so a
-    /// read-then-write sequence cannot interleave with another writer.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, CaError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Appends one audit record in its own transaction.
-    pub async fn record_audit(&self, event: &AuditEvent) -> Result<(), CaError> {
-        let mut tx = self.begin_write().await?;
-        audit::append(&mut tx, event, OffsetDateTime::now_utc()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Inserts a card and its enrolment code, with the audit record, in one
     /// transaction. Returns `false` (and changes nothing) if the card id is taken.
     pub async fn insert_card(
@@ -154,7 +91,7 @@ impl Store {
     ) -> Result<bool, CaError> {
         let now = OffsetDateTime::now_utc();
         let mut tx = self.begin_write().await?;
-        let taken = sqlx::query("SELECT 1 FROM cards WHERE card_id = ?")
+        let taken = sqlx::query("SELECT 1 FROM cards WHERE card_id = $1")
             .bind(&card.card_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -165,7 +102,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO cards (card_id, holder_name, user_id, role, state, created_at, created_by) \
-             VALUES (?, ?, ?, ?, 'issued', ?, ?)",
+             VALUES ($1, $2, $3, $4, 'issued', $5, $6)",
         )
         .bind(&card.card_id)
         .bind(&card.holder_name)
@@ -176,7 +113,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO enrolment_codes (code_hash, card_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO enrolment_codes (code_hash, card_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(code_hash.to_hex())
         .bind(&card.card_id)
@@ -200,7 +137,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT c.card_id, c.holder_name, c.user_id, c.role, e.expires_at, e.used_at \
              FROM enrolment_codes e JOIN cards c ON c.card_id = e.card_id \
-             WHERE e.code_hash = ?",
+             WHERE e.code_hash = $1",
         )
         .bind(code_hash.to_hex())
         .fetch_optional(&mut *tx)
@@ -242,18 +179,12 @@ impl Store {
             .map(|r| Ok((CardRecord::from_row(&r)?, r.try_get("state")?)))
             .collect()
     }
-
-    /// Checks the audit chain: `Ok(rows)` or `Err(first broken seq)`.
-    pub async fn verify_audit(&self) -> Result<Result<u64, i64>, CaError> {
-        let mut conn = self.pool.acquire().await?;
-        audit::verify_chain(&mut conn).await
-    }
 }
 
 /// An enrolment holding SQLite's write lock; dropping it rolls back and leaves the code unused.
 #[derive(Debug)]
 pub struct PendingEnrolment {
-    tx: Transaction<'static, Sqlite>,
+    tx: Tx,
     card: CardRecord,
     code_hash: CodeHash,
 }
@@ -271,7 +202,7 @@ impl PendingEnrolment {
 
     /// Whether no certificate with `serial` was ever recorded.
     pub async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
-        Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = ?")
+        Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = $1")
             .bind(serial.to_hex())
             .fetch_optional(&mut *self.tx)
             .await?
@@ -288,7 +219,7 @@ impl PendingEnrolment {
     ) -> Result<(), CaError> {
         let now = OffsetDateTime::now_utc();
         let marked = sqlx::query(
-            "UPDATE enrolment_codes SET used_at = ?, used_from = ? WHERE code_hash = ? AND used_at IS NULL",
+            "UPDATE enrolment_codes SET used_at = $1, used_from = $2 WHERE code_hash = $3 AND used_at IS NULL",
         )
         .bind(now.unix_timestamp())
         .bind(peer)
@@ -301,7 +232,7 @@ impl PendingEnrolment {
         }
         sqlx::query(
             "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(cert.serial.to_hex())
         .bind(&self.card.card_id)
@@ -312,7 +243,7 @@ impl PendingEnrolment {
         .bind(now.unix_timestamp())
         .execute(&mut *self.tx)
         .await?;
-        sqlx::query("UPDATE cards SET state = 'active' WHERE card_id = ? AND state = 'issued'")
+        sqlx::query("UPDATE cards SET state = 'active' WHERE card_id = $1 AND state = 'issued'")
             .bind(&self.card.card_id)
             .execute(&mut *self.tx)
             .await?;
@@ -359,7 +290,9 @@ mod tests {
         expires_in: time::Duration,
     ) -> (tempfile::TempDir, Store, EnrolmentCode) {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::create(&tmp.path().join("ca.db")).await.unwrap();
+        let store = Store::create(&crate::store::DbLocation::Sqlite(tmp.path().join("ca.db")))
+            .await
+            .unwrap();
         let (inserted, code) = insert(&store, expires_in).await;
         assert!(inserted);
         (tmp, store, code)
@@ -445,12 +378,12 @@ mod tests {
     async fn audit_rows_cannot_be_changed_or_deleted() {
         let (_tmp, store, _code) = store_with_card(time::Duration::hours(1)).await;
         let err = sqlx::query("UPDATE audit SET actor = 'someone else'")
-            .execute(&store.pool)
+            .execute(store.pool())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
         let err = sqlx::query("DELETE FROM audit")
-            .execute(&store.pool)
+            .execute(store.pool())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
@@ -469,7 +402,7 @@ mod tests {
             "INSERT INTO audit (at, actor, action, detail, prev_hash, hash) \
              VALUES ('2026-01-01T00:00:00Z', 'x', 'card_issued', '{}', 'bogus', 'bogus')",
         )
-        .execute(&store.pool)
+        .execute(store.pool())
         .await
         .unwrap();
         assert_eq!(store.verify_audit().await.unwrap(), Err(3));
