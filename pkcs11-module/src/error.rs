@@ -148,21 +148,52 @@ impl From<ClientError> for Pkcs11Error {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Unreachable { .. } => Pkcs11Error::DeviceRemoved,
-            ClientError::Agent { code, message, .. } => match code {
-                ErrorCode::PinIncorrect => Pkcs11Error::PinIncorrect,
-                ErrorCode::PinLocked => Pkcs11Error::PinLocked,
-                ErrorCode::PinLenRange => Pkcs11Error::PinLenRange,
-                ErrorCode::PinInvalid => Pkcs11Error::PinInvalid,
-                ErrorCode::NotLoggedIn => Pkcs11Error::UserNotLoggedIn,
-                ErrorCode::MechanismInvalid => Pkcs11Error::MechanismInvalid,
-                ErrorCode::DataLenRange => Pkcs11Error::DataLenRange,
-                ErrorCode::MechanismParamInvalid => Pkcs11Error::MechanismParamInvalid,
-                ErrorCode::NoSuchCard => Pkcs11Error::DeviceRemoved,
-                ErrorCode::BadRequest => Pkcs11Error::ArgumentsBad,
-                _ => Pkcs11Error::DeviceError(message),
-            },
+            ClientError::Agent { code, message, .. } => from_agent(code, message),
             other => Pkcs11Error::DeviceError(other.to_string()),
         }
+    }
+}
+
+/// The daemon's error codes, each mapped on purpose (no catch-all, so a new
+/// code does not compile until it is given its `CKR_*`).
+fn from_agent(code: ErrorCode, message: String) -> Pkcs11Error {
+    match code {
+        ErrorCode::PinIncorrect => Pkcs11Error::PinIncorrect,
+        ErrorCode::PinLocked => Pkcs11Error::PinLocked,
+        ErrorCode::PinLenRange => Pkcs11Error::PinLenRange,
+        ErrorCode::PinInvalid => Pkcs11Error::PinInvalid,
+        ErrorCode::NotLoggedIn => Pkcs11Error::UserNotLoggedIn,
+        ErrorCode::MechanismInvalid => Pkcs11Error::MechanismInvalid,
+        ErrorCode::DataLenRange => Pkcs11Error::DataLenRange,
+        ErrorCode::MechanismParamInvalid => Pkcs11Error::MechanismParamInvalid,
+        ErrorCode::BadRequest => Pkcs11Error::ArgumentsBad,
+        // The card is gone from the device, for now (suspended) or for good
+        // (revoked, deleted): PKCS#11's removed token. The caller's session
+        // ends with it (Library::call refreshes the slots).
+        ErrorCode::NoSuchCard | ErrorCode::CardRevoked | ErrorCode::CardSuspended => {
+            Pkcs11Error::DeviceRemoved
+        }
+        // The certificate expired: the card is still there (it stays listed
+        // until the IT desk re-issues it under the same id), the key works,
+        // but the daemon refuses to use it. Not a PIN matter (PIN_EXPIRED
+        // would send the user to change a PIN that is fine), not a broken
+        // device (DEVICE_ERROR): the function was refused, the token and the
+        // session stay valid.
+        ErrorCode::CardExpired => Pkcs11Error::FunctionFailed(message),
+        // Requests the module never sends (enrolment, PIN reset, renewal):
+        // if one ever comes back, the function failed; the token is fine.
+        ErrorCode::EnrollFailed
+        | ErrorCode::CaUnavailable
+        | ErrorCode::CaBusy
+        | ErrorCode::CaRefused
+        | ErrorCode::ResetCodeRejected
+        | ErrorCode::SlotsFull => Pkcs11Error::FunctionFailed(message),
+        // The daemon cannot serve us (its store, its protocol, our uid).
+        ErrorCode::Unspecified
+        | ErrorCode::Internal
+        | ErrorCode::UnsupportedVersion
+        | ErrorCode::StoreCorrupt
+        | ErrorCode::PermissionDenied => Pkcs11Error::DeviceError(message),
     }
 }
 
@@ -203,5 +234,49 @@ mod tests {
             Pkcs11Error::from(agent(ErrorCode::Internal)).rv(),
             CKR_DEVICE_ERROR
         );
+    }
+
+    #[test]
+    fn every_daemon_code_has_its_ckr() {
+        let expected = [
+            (ErrorCode::Unspecified, CKR_DEVICE_ERROR),
+            (ErrorCode::Internal, CKR_DEVICE_ERROR),
+            (ErrorCode::BadRequest, CKR_ARGUMENTS_BAD),
+            (ErrorCode::UnsupportedVersion, CKR_DEVICE_ERROR),
+            (ErrorCode::NoSuchCard, CKR_DEVICE_REMOVED),
+            (ErrorCode::PinIncorrect, CKR_PIN_INCORRECT),
+            (ErrorCode::PinLocked, CKR_PIN_LOCKED),
+            (ErrorCode::PinLenRange, CKR_PIN_LEN_RANGE),
+            (ErrorCode::PinInvalid, CKR_PIN_INVALID),
+            (ErrorCode::NotLoggedIn, CKR_USER_NOT_LOGGED_IN),
+            (ErrorCode::MechanismInvalid, CKR_MECHANISM_INVALID),
+            (ErrorCode::DataLenRange, CKR_DATA_LEN_RANGE),
+            (
+                ErrorCode::MechanismParamInvalid,
+                CKR_MECHANISM_PARAM_INVALID,
+            ),
+            (ErrorCode::EnrollFailed, CKR_FUNCTION_FAILED),
+            (ErrorCode::CaUnavailable, CKR_FUNCTION_FAILED),
+            (ErrorCode::StoreCorrupt, CKR_DEVICE_ERROR),
+            (ErrorCode::PermissionDenied, CKR_DEVICE_ERROR),
+            (ErrorCode::SlotsFull, CKR_FUNCTION_FAILED),
+            (ErrorCode::CardRevoked, CKR_DEVICE_REMOVED),
+            (ErrorCode::CardSuspended, CKR_DEVICE_REMOVED),
+            (ErrorCode::CardExpired, CKR_FUNCTION_FAILED),
+            (ErrorCode::ResetCodeRejected, CKR_FUNCTION_FAILED),
+            (ErrorCode::CaBusy, CKR_FUNCTION_FAILED),
+            (ErrorCode::CaRefused, CKR_FUNCTION_FAILED),
+        ];
+        for (code, rv) in expected {
+            let got = Pkcs11Error::from(ClientError::Agent {
+                code,
+                message: "m".into(),
+                tries_left: 0,
+            });
+            assert_eq!(got.rv(), rv, "{code:?}");
+        }
+        // Every code the protocol defines is in the table above.
+        let defined = (0..64).filter(|n| ErrorCode::try_from(*n).is_ok()).count();
+        assert_eq!(defined, expected.len());
     }
 }
