@@ -14,6 +14,7 @@ pub mod hash;
 pub mod library;
 pub mod mechanism;
 pub mod objects;
+pub mod presence;
 pub mod session;
 pub mod slot;
 

@@ -1,18 +1,19 @@
 //! The state of an initialised module in this process: the application id,
-//! the daemon client, the fixed slots and the open sessions. Locks are fine
-//! grained and never held across a daemon round trip (except a session's own).
+//! the daemon client, the fixed slots and the open sessions (each tied to one
+//! card arrival, see `presence.rs`). Locks are fine grained and never held
+//! across a daemon round trip (except a session's own).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use cryptoki_sys::*;
-use lanyard_proto::agent::{request, response, CardInfo, ListCards, Logout};
+use lanyard_proto::agent::{request, response, Logout};
 
 use crate::client::{lock, AgentClient, Retry};
 use crate::error::{Pkcs11Error, Result};
 use crate::session::Session;
-use crate::slot::{SlotState, Token};
+use crate::slot::{Insertion, SlotState, Token};
 
 /// Number of slots when the daemon cannot be asked.
 pub const DEFAULT_SLOT_COUNT: usize = 2;
@@ -25,24 +26,36 @@ static LIBRARY: RwLock<Option<Arc<Library>>> = RwLock::new(None);
 #[derive(Clone)]
 pub struct SessionEntry {
     pub slot: usize,
+    /// The card arrival the session was opened on; once the slot holds
+    /// another (or none), the session reports DEVICE_REMOVED until closed.
+    pub insertion: Insertion,
     pub rw: bool,
     pub session: Arc<Mutex<Session>>,
 }
+
+/// A slot and the card arrival in it, e.g. whose last session just closed.
+pub type Place = (usize, Insertion);
 
 /// Everything C_Initialize sets up.
 pub struct Library {
     pid: u32,
     pub app_id: Vec<u8>,
     pub client: AgentClient,
-    slots: Vec<Mutex<SlotState>>,
+    pub(crate) slots: Vec<Mutex<SlotState>>,
     sessions: Mutex<HashMap<CK_SESSION_HANDLE, SessionEntry>>,
     next_session: AtomicU64,
     /// The client epoch whose consequences (lost logins) were applied.
     epoch_applied: AtomicU64,
     /// Slots whose card came or went since C_WaitForSlotEvent last looked.
-    events: Mutex<Vec<usize>>,
+    pub(crate) events: Mutex<Vec<usize>>,
     /// Cards seen at the first look are the starting state, not events.
-    looked: AtomicBool,
+    pub(crate) looked: AtomicBool,
+    /// Source of [`Insertion`] numbers (0 is an empty slot's).
+    pub(crate) next_insertion: AtomicU64,
+    /// Card lists are numbered when asked for ...
+    pub(crate) next_ticket: AtomicU64,
+    /// ... and one older than the last applied is dropped (held while applying).
+    pub(crate) applied_ticket: Mutex<u64>,
 }
 
 /// Installs a new library state. A state left by the parent of a forked
@@ -68,8 +81,7 @@ pub fn uninstall() -> Result<()> {
     match taken {
         Some(lib) if lib.pid == std::process::id() => {
             // The application's logins end with it (best effort, outside the lock).
-            let all: Vec<usize> = (0..lib.slot_count()).collect();
-            lib.logout_if_idle(&all);
+            lib.logout_if_idle(&lib.current_places());
             lib.client.close();
             Ok(())
         }
@@ -107,6 +119,9 @@ impl Library {
             epoch_applied: AtomicU64::new(epoch),
             events: Mutex::new(Vec::new()),
             looked: AtomicBool::new(false),
+            next_insertion: AtomicU64::new(1),
+            next_ticket: AtomicU64::new(1),
+            applied_ticket: Mutex::new(0),
         }
     }
 
@@ -139,18 +154,41 @@ impl Library {
             .ok_or(Pkcs11Error::TokenNotPresent)
     }
 
-    /// The token in a slot and whether this application is logged in to it.
-    pub fn token_view(&self, index: usize) -> Result<(Arc<Token>, bool)> {
-        let state = self.slot(index)?;
+    /// Locks the slot of a session, which must still hold the card arrival
+    /// the session was opened on (else DEVICE_REMOVED).
+    pub fn live_slot(&self, entry: &SessionEntry) -> Result<MutexGuard<'_, SlotState>> {
+        let state = self.slot(entry.slot)?;
+        if state.token.is_none() || state.insertion != entry.insertion {
+            return Err(Pkcs11Error::DeviceRemoved);
+        }
+        Ok(state)
+    }
+
+    /// The token of a session and whether this application is logged in to it.
+    pub fn session_token(&self, entry: &SessionEntry) -> Result<(Arc<Token>, bool)> {
+        let state = self.live_slot(entry)?;
         let token = state.token.clone().ok_or(Pkcs11Error::DeviceRemoved)?;
         Ok((token, state.logged_in))
     }
 
+    /// Records this application's login state on a session's token.
+    pub fn set_logged_in(&self, entry: &SessionEntry, logged_in: bool) -> Result<()> {
+        self.live_slot(entry)?.logged_in = logged_in;
+        Ok(())
+    }
+
     /// One daemon round trip, then the consequences of a restarted daemon.
+    /// A card the daemon says is gone (revoked, suspended, deleted; or the
+    /// daemon itself) is looked up again at once, so the slot and its
+    /// sessions follow.
     pub fn call(&self, body: request::Body, retry: Retry) -> Result<response::Body> {
         let result = self.client.call(body, retry);
         self.apply_epoch();
-        Ok(result?)
+        let result = result.map_err(Pkcs11Error::from);
+        if matches!(result, Err(Pkcs11Error::DeviceRemoved)) {
+            self.refresh();
+        }
+        result
     }
 
     /// If the daemon restarted since we last looked, every login is gone:
@@ -166,120 +204,90 @@ impl Library {
         }
     }
 
-    /// Asks the daemon for the cards and updates every slot. An unreachable
-    /// daemon means no card is present.
-    pub fn refresh(&self) {
-        let cards = match self.call(request::Body::ListCards(ListCards {}), Retry::Idempotent) {
-            Ok(response::Body::Cards(list)) => list.cards,
-            _ => Vec::new(),
+    /// Opens a session on the card now in a slot (TOKEN_NOT_PRESENT if none).
+    pub fn open_session(&self, slot: usize, rw: bool) -> Result<CK_SESSION_HANDLE> {
+        let insertion = {
+            let state = self.slot(slot)?;
+            state.token.as_ref().ok_or(Pkcs11Error::TokenNotPresent)?;
+            state.insertion
         };
-        self.update_slots(cards);
-    }
-
-    /// Puts `cards` into their slots. A slot whose card changed (or went)
-    /// loses its sessions and login.
-    pub fn update_slots(&self, cards: Vec<CardInfo>) {
-        let mut by_slot: Vec<Option<CardInfo>> = vec![None; self.slots.len()];
-        for card in cards {
-            if let Some(place) = by_slot.get_mut(card.slot as usize) {
-                *place = Some(card);
-            }
-        }
-        for (index, card) in by_slot.into_iter().enumerate() {
-            let mut state = lock(&self.slots[index]);
-            let old_id = state.token.as_ref().map(|t| t.card.card_id.clone());
-            match card {
-                None => {
-                    *state = SlotState::default();
-                }
-                Some(card) => {
-                    let keep = state.token.as_ref().is_some_and(|t| t.same_content(&card));
-                    state.pin = card.pin.unwrap_or_default();
-                    state.pin_min_len = card.pin_min_len;
-                    state.pin_max_len = card.pin_max_len;
-                    state.logged_in = card.logged_in;
-                    if !keep {
-                        // A card the module cannot present stays invisible.
-                        state.token = Token::new(index, card).ok().map(Arc::new);
-                    }
-                }
-            }
-            let new_id = state.token.as_ref().map(|t| t.card.card_id.clone());
-            drop(state);
-            if old_id.is_some() && old_id != new_id {
-                self.drop_sessions(|e| e.slot == index);
-            }
-            if old_id != new_id && self.looked.load(Ordering::Acquire) {
-                let mut events = lock(&self.events);
-                if !events.contains(&index) {
-                    events.push(index);
-                }
-            }
-        }
-        self.looked.store(true, Ordering::Release);
-    }
-
-    /// The next slot with a card event, if any (C_WaitForSlotEvent).
-    pub fn take_event(&self) -> Option<usize> {
-        let mut events = lock(&self.events);
-        (!events.is_empty()).then(|| events.remove(0))
-    }
-
-    /// Opens a session on a slot.
-    pub fn open_session(&self, slot: usize, rw: bool) -> CK_SESSION_HANDLE {
         let handle = self.next_session.fetch_add(1, Ordering::Relaxed);
         let entry = SessionEntry {
             slot,
+            insertion,
             rw,
             session: Arc::new(Mutex::new(Session::default())),
         };
         lock(&self.sessions).insert(handle, entry);
-        handle
+        Ok(handle)
     }
 
-    /// The session with this handle.
+    /// The session with this handle, as far as the module knows: unknown
+    /// handles are SESSION_HANDLE_INVALID, sessions whose card has gone
+    /// DEVICE_REMOVED.
     pub fn session(&self, handle: CK_SESSION_HANDLE) -> Result<SessionEntry> {
-        lock(&self.sessions)
+        let entry = lock(&self.sessions)
             .get(&handle)
             .cloned()
-            .ok_or(Pkcs11Error::SessionHandleInvalid)
+            .ok_or(Pkcs11Error::SessionHandleInvalid)?;
+        drop(self.live_slot(&entry)?);
+        Ok(entry)
     }
 
-    /// Closes one session; returns its slot if that was the slot's last session.
-    pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<Vec<usize>> {
+    /// The session with this handle after asking the daemon for its cards, so
+    /// that a card removed since the last call is noticed by this one.
+    pub fn fresh_session(&self, handle: CK_SESSION_HANDLE) -> Result<SessionEntry> {
+        // A bad handle costs no round trip.
+        self.session(handle)?;
+        self.refresh();
+        self.session(handle)
+    }
+
+    /// Closes one session, also one whose card has gone; returns its place if
+    /// that was the last session on that card arrival.
+    pub fn close_session(&self, handle: CK_SESSION_HANDLE) -> Result<Vec<Place>> {
         let mut sessions = lock(&self.sessions);
         let entry = sessions
             .remove(&handle)
             .ok_or(Pkcs11Error::SessionHandleInvalid)?;
-        let last = !sessions.values().any(|e| e.slot == entry.slot);
-        Ok(if last { vec![entry.slot] } else { Vec::new() })
+        let place = (entry.slot, entry.insertion);
+        let last = !sessions.values().any(|e| (e.slot, e.insertion) == place);
+        Ok(if last { vec![place] } else { Vec::new() })
     }
 
-    /// Closes sessions matching `which`; returns the slots that lost their
+    /// Closes sessions matching `which`; returns the places that lost their
     /// last session.
-    pub fn drop_sessions(&self, which: impl Fn(&SessionEntry) -> bool) -> Vec<usize> {
+    pub fn drop_sessions(&self, which: impl Fn(&SessionEntry) -> bool) -> Vec<Place> {
         let mut sessions = lock(&self.sessions);
-        let mut touched: Vec<usize> = Vec::new();
+        let mut touched: Vec<Place> = Vec::new();
         sessions.retain(|_, e| {
             let close = which(e);
-            if close && !touched.contains(&e.slot) {
-                touched.push(e.slot);
+            if close && !touched.contains(&(e.slot, e.insertion)) {
+                touched.push((e.slot, e.insertion));
             }
             !close
         });
-        touched.retain(|slot| !sessions.values().any(|e| e.slot == *slot));
+        touched.retain(|place| !sessions.values().any(|e| (e.slot, e.insertion) == *place));
         touched
     }
 
+    /// The place of every slot's current card, e.g. for C_Finalize.
+    pub fn current_places(&self) -> Vec<Place> {
+        (0..self.slots.len())
+            .filter_map(|i| self.slot(i).ok().map(|s| (i, s.insertion)))
+            .collect()
+    }
+
     /// Closing the last session of an application logs it out of the token
-    /// (PKCS#11 3.0 5.6): tell the daemon too, best effort.
-    pub fn logout_if_idle(&self, slots: &[usize]) {
-        for &index in slots {
+    /// (PKCS#11 3.0 5.6): tell the daemon too, best effort. A place whose
+    /// card has gone since has no login left to end.
+    pub fn logout_if_idle(&self, places: &[Place]) {
+        for &(index, insertion) in places {
             let card_id = {
                 let Ok(mut state) = self.slot(index) else {
                     continue;
                 };
-                if !state.logged_in {
+                if !state.logged_in || state.insertion != insertion {
                     continue;
                 }
                 state.logged_in = false;
@@ -291,12 +299,17 @@ impl Library {
         }
     }
 
-    /// (all, read/write) session counts on a slot.
+    /// (all, read/write) counts of the sessions on a slot's current card.
     pub fn session_counts(&self, slot: usize) -> (CK_ULONG, CK_ULONG) {
+        let Ok(insertion) = self.slot(slot).map(|s| s.insertion) else {
+            return (0, 0);
+        };
         let sessions = lock(&self.sessions);
-        let on_slot = sessions.values().filter(|e| e.slot == slot);
+        let on_card = sessions
+            .values()
+            .filter(|e| e.slot == slot && e.insertion == insertion);
         let (mut all, mut rw) = (0, 0);
-        for e in on_slot {
+        for e in on_card {
             all += 1;
             if e.rw {
                 rw += 1;

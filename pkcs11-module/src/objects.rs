@@ -53,7 +53,8 @@ const PRIVATE_KEY: CK_OBJECT_HANDLE = 3;
 const CHAIN_BASE: CK_OBJECT_HANDLE = 0x10;
 
 /// The handle of object `n` of slot `slot`: stable for as long as the slot
-/// holds a card, never 0 (CK_INVALID_HANDLE).
+/// holds a card, also across its renewals (see `fns::objmgmt::with_object`),
+/// never 0 (CK_INVALID_HANDLE).
 pub fn handle(slot: usize, n: CK_OBJECT_HANDLE) -> CK_OBJECT_HANDLE {
     ((slot as CK_OBJECT_HANDLE + 1) << 16) | n
 }

@@ -66,10 +66,24 @@ impl Token {
     }
 }
 
+/// Which arrival of a card in a slot a token is. A card coming into a slot
+/// (or replacing another) gets a new one; a renewal of the same card (new
+/// certificate and key, same card id) keeps it. Sessions belong to one
+/// insertion and report DEVICE_REMOVED once it is gone.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Insertion(pub u64);
+
+impl Insertion {
+    /// The insertion of an empty slot; no session has it.
+    pub const NONE: Insertion = Insertion(0);
+}
+
 /// What one slot holds right now.
 #[derive(Default, Clone)]
 pub struct SlotState {
     pub token: Option<Arc<Token>>,
+    /// The arrival `token` belongs to ([`Insertion::NONE`] while empty).
+    pub insertion: Insertion,
     pub pin: PinState,
     pub pin_min_len: u32,
     pub pin_max_len: u32,

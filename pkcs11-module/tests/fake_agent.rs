@@ -16,28 +16,6 @@ use support::*;
 
 const UNAVAILABLE: CK_ULONG = !0;
 
-fn setup() -> (
-    std::sync::MutexGuard<'static, ()>,
-    &'static Module,
-    FakeAgent,
-) {
-    let g = serial();
-    let agent = FakeAgent::start();
-    let m = module();
-    assert_eq!(initialize(m, &agent.path), CKR_OK);
-    (g, m, agent)
-}
-
-fn finalize(m: &Module) {
-    assert_eq!(p11!(m, C_Finalize(null_mut())), CKR_OK);
-}
-
-fn private_key(m: &Module, h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
-    let keys = find(m, h, CKO_PRIVATE_KEY);
-    assert_eq!(keys.len(), 1);
-    keys[0]
-}
-
 fn ulong(bytes: &[u8]) -> CK_ULONG {
     CK_ULONG::from_ne_bytes(bytes.try_into().unwrap())
 }
@@ -444,16 +422,52 @@ fn daemon_restart_closes_sessions_and_logins() {
     assert_eq!(login(m, h, "123456"), CKR_OK);
     let key = private_key(m, h);
     assert!(sign(m, h, CKM_SHA256_RSA_PKCS, &mut [], key, b"after restart").is_ok());
-    // A restart detected by C_Sign itself: no crash, a clean error.
+    // A restart detected by C_Sign itself (C_SignInit, which asks the
+    // daemon for its cards, came before it): no crash, a clean error.
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_SHA256_RSA_PKCS,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(p11!(m, C_SignInit(h, &mut mech, key)), CKR_OK);
     agent.restart();
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
     assert_eq!(
-        sign(m, h, CKM_SHA256_RSA_PKCS, &mut [], key, b"x"),
-        Err(CKR_USER_NOT_LOGGED_IN)
+        p11!(
+            m,
+            C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len)
+        ),
+        CKR_USER_NOT_LOGGED_IN
     );
     assert_eq!(
         p11!(m, C_GetSessionInfo(h, &mut info)),
         CKR_SESSION_HANDLE_INVALID
     );
+    finalize(m);
+}
+
+#[test]
+fn a_failing_list_keeps_the_tokens_and_a_gone_daemon_removes_them() {
+    let (_g, m, agent) = setup();
+    let h = open_session(m, 0, false);
+    assert_eq!(login(m, h, "123456"), CKR_OK);
+    agent.state.lock().unwrap().fail_list = true;
+    // The daemon is there but cannot list: nothing is concluded from that.
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(p11!(m, C_GetSessionInfo(h, &mut info)), CKR_OK);
+    assert_eq!(info.state, CKS_RO_USER_FUNCTIONS);
+    assert_eq!(slot_list(m, true), vec![0, 1]);
+    let mut slot: CK_SLOT_ID = 99;
+    assert_eq!(
+        p11!(m, C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut slot, null_mut())),
+        CKR_NO_EVENT
+    );
+    // No daemon at all: no cards.
+    drop(agent);
+    assert_eq!(p11!(m, C_GetSessionInfo(h, &mut info)), CKR_DEVICE_REMOVED);
+    assert_eq!(slot_list(m, true), Vec::<CK_SLOT_ID>::new());
+    assert_eq!(p11!(m, C_CloseSession(h)), CKR_OK);
     finalize(m);
 }
 
@@ -569,11 +583,11 @@ fn slot_events_when_cards_come_and_go() {
     assert_eq!(wait(CKF_DONT_BLOCK, &mut slot), CKR_OK);
     assert_eq!(slot, 1);
     assert_eq!(wait(CKF_DONT_BLOCK, &mut slot), CKR_NO_EVENT);
+    // The session outlives its card only to report it (card_lifecycle.rs
+    // tests this in depth).
     let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        p11!(m, C_GetSessionInfo(h, &mut info)),
-        CKR_SESSION_HANDLE_INVALID
-    );
+    assert_eq!(p11!(m, C_GetSessionInfo(h, &mut info)), CKR_DEVICE_REMOVED);
+    assert_eq!(p11!(m, C_CloseSession(h)), CKR_OK);
     assert_eq!(slot_list(m, true), vec![0]);
     // A blocking wait returns when the card is back.
     std::thread::scope(|s| {
@@ -610,18 +624,7 @@ fn finalize_ends_the_applications_logins() {
 #[test]
 fn set_pin_goes_to_the_daemon_from_a_rw_session() {
     let (_g, m, agent) = setup();
-    let set = |h, old: &str, new: &str| {
-        p11!(
-            m,
-            C_SetPIN(
-                h,
-                old.as_ptr() as *mut u8,
-                old.len() as CK_ULONG,
-                new.as_ptr() as *mut u8,
-                new.len() as CK_ULONG
-            )
-        )
-    };
+    let set = |h, old, new| set_pin(m, h, old, new);
     let ro = open_session(m, 0, false);
     assert_eq!(set(ro, "123456", "24681357"), CKR_SESSION_READ_ONLY);
     let rw = open_session(m, 0, true);

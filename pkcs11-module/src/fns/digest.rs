@@ -15,7 +15,7 @@ pub fn digest_init(session: CK_SESSION_HANDLE, mech: Option<&Mechanism>) -> Resu
         let Some(mech) = begin(&mut s.digest, mech)? else {
             return Ok(());
         };
-        let token = lib.token(entry.slot)?;
+        let (token, _) = lib.session_token(entry)?;
         if !mechanism::offers(token.kind, mech.mechanism, CKF_DIGEST) {
             return Err(Pkcs11Error::MechanismInvalid);
         }

@@ -20,6 +20,8 @@ use crate::session::Session;
 
 /// Runs `f` with the library, the session's table entry and its operations,
 /// locked for the duration (the only lock a daemon round trip may be under).
+/// For calls within a running operation (updates, C_Sign, length queries):
+/// the module's current view of the card decides, no extra round trip.
 pub fn with_session<T>(
     handle: CK_SESSION_HANDLE,
     f: impl FnOnce(&Library, &SessionEntry, &mut Session) -> Result<T>,
@@ -28,6 +30,17 @@ pub fn with_session<T>(
     let entry = lib.session(handle)?;
     let mut session = lock(&entry.session);
     f(&lib, &entry, &mut session)
+}
+
+/// Like [`with_session`], after asking the daemon for its cards: calls that
+/// start something or read the token notice a card removed since the last
+/// call (DEVICE_REMOVED) and see a renewed card's new objects.
+pub fn with_fresh_session<T>(
+    handle: CK_SESSION_HANDLE,
+    f: impl FnOnce(&Library, &SessionEntry, &mut Session) -> Result<T>,
+) -> Result<T> {
+    library::get()?.fresh_session(handle)?;
+    with_session(handle, f)
 }
 
 /// What a function that fills a caller's buffer produced.

@@ -6,7 +6,7 @@ use cryptoki_sys::*;
 
 use crate::attribute::{self, AttrRequest, AttrResult};
 use crate::error::{Pkcs11Error, Result};
-use crate::fns::with_session;
+use crate::fns::with_fresh_session;
 use crate::library::{self, Library, SessionEntry};
 use crate::objects::Object;
 use crate::session::FindOp;
@@ -16,11 +16,11 @@ pub fn find_objects_init(
     handle: CK_SESSION_HANDLE,
     template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
 ) -> Result<()> {
-    with_session(handle, |lib, entry, session| {
+    with_fresh_session(handle, |lib, entry, session| {
         if session.find.is_some() {
             return Err(Pkcs11Error::OperationActive);
         }
-        let (token, logged_in) = lib.token_view(entry.slot)?;
+        let (token, logged_in) = lib.session_token(entry)?;
         let remaining = token
             .objects
             .iter()
@@ -32,9 +32,10 @@ pub fn find_objects_init(
     })
 }
 
-/// C_FindObjects: up to `max` more handles.
+/// C_FindObjects: up to `max` more handles (of the objects found at
+/// C_FindObjectsInit; a card removed since is DEVICE_REMOVED).
 pub fn find_objects(handle: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
-    with_session(handle, |_, _, session| {
+    with_fresh_session(handle, |_, _, session| {
         let op = session
             .find
             .as_mut()
@@ -46,7 +47,7 @@ pub fn find_objects(handle: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJE
 
 /// C_FindObjectsFinal.
 pub fn find_objects_final(handle: CK_SESSION_HANDLE) -> Result<()> {
-    with_session(handle, |_, _, session| {
+    with_fresh_session(handle, |_, _, session| {
         session
             .find
             .take()
@@ -56,13 +57,23 @@ pub fn find_objects_final(handle: CK_SESSION_HANDLE) -> Result<()> {
 }
 
 /// Runs `f` on an object the session may see (private ones only after login).
+///
+/// Handles name an object's role on the card in its slot (leaf certificate,
+/// public key, private key, n-th CA certificate), not one version of it: after
+/// a renewal (same card, new certificate and key) a handle found before reads
+/// the new object. The private key handle must stay valid, since applications
+/// keep it and the daemon signs with the card's current key; its attributes
+/// (CKA_ID, CKA_MODULUS...) must then describe that key, and the certificate
+/// and public key handles follow the same rule rather than some handles
+/// turning OBJECT_HANDLE_INVALID and others not. A handle whose object is
+/// gone (a shorter chain) is OBJECT_HANDLE_INVALID.
 pub fn with_object<T>(
     lib: &Library,
     entry: &SessionEntry,
     handle: CK_OBJECT_HANDLE,
     f: impl FnOnce(&Object) -> T,
 ) -> Result<T> {
-    let (token, logged_in) = lib.token_view(entry.slot)?;
+    let (token, logged_in) = lib.session_token(entry)?;
     match token.object(handle) {
         Some(o) if logged_in || !o.is_private() => Ok(f(o)),
         _ => Err(Pkcs11Error::ObjectHandleInvalid),
@@ -76,7 +87,7 @@ pub fn get_attribute_value(
     template: &[AttrRequest],
 ) -> Result<(Vec<AttrResult>, Result<()>)> {
     let lib = library::get()?;
-    let entry = lib.session(session)?;
+    let entry = lib.fresh_session(session)?;
     with_object(&lib, &entry, object_handle, |obj| {
         attribute::get_values(|t| obj.get(t), template)
     })
@@ -88,7 +99,7 @@ pub fn get_object_size(
     object_handle: CK_OBJECT_HANDLE,
 ) -> Result<CK_ULONG> {
     let lib = library::get()?;
-    let entry = lib.session(session)?;
+    let entry = lib.fresh_session(session)?;
     with_object(&lib, &entry, object_handle, |_| ())?;
     Ok(crate::CK_UNAVAILABLE_INFORMATION)
 }

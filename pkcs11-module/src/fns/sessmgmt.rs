@@ -22,17 +22,16 @@ pub fn open_session(id: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HANDLE
     if flags & !(CKF_SERIAL_SESSION | CKF_RW_SESSION) != 0 {
         return Err(Pkcs11Error::ArgumentsBad);
     }
-    if lib.slot(index)?.token.is_none() {
-        lib.refresh();
-    }
-    lib.token(index)?;
+    // A card revoked or suspended since the last call is TOKEN_NOT_PRESENT
+    // now, not a session that fails later.
+    lib.refresh();
     // Read/write sessions are allowed although the token is write protected:
     // like OpenSC's card modules, writes then fail one by one, and clients
     // such as pkcs11-tool --test need a R/W session to sign.
-    Ok(lib.open_session(index, flags & CKF_RW_SESSION != 0))
+    lib.open_session(index, flags & CKF_RW_SESSION != 0)
 }
 
-/// C_CloseSession.
+/// C_CloseSession; also closes a session whose card has gone.
 pub fn close_session(handle: CK_SESSION_HANDLE) -> Result<()> {
     let lib = library::get()?;
     let emptied = lib.close_session(handle)?;
@@ -44,6 +43,7 @@ pub fn close_session(handle: CK_SESSION_HANDLE) -> Result<()> {
 pub fn close_all_sessions(id: CK_SLOT_ID) -> Result<()> {
     let lib = library::get()?;
     let index = lib.slot_index(id)?;
+    // Sessions of a card that has gone are closed too.
     let emptied = lib.drop_sessions(|e| e.slot == index);
     lib.logout_if_idle(&emptied);
     Ok(())
@@ -52,8 +52,8 @@ pub fn close_all_sessions(id: CK_SLOT_ID) -> Result<()> {
 /// C_GetSessionInfo.
 pub fn session_info(handle: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
     let lib = library::get()?;
-    let entry = lib.session(handle)?;
-    let logged_in = lib.slot(entry.slot)?.logged_in;
+    let entry = lib.fresh_session(handle)?;
+    let (_, logged_in) = lib.session_token(&entry)?;
     let mut flags = CKF_SERIAL_SESSION;
     if entry.rw {
         flags |= CKF_RW_SESSION;
@@ -69,11 +69,10 @@ pub fn session_info(handle: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
 /// C_Login. `pin` is `None` for a NULL pin pointer.
 pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) -> Result<()> {
     let lib = library::get()?;
-    lib.session(handle)?;
-    // Learn of a restarted daemon (and its login state) before sending the
-    // PIN, so the login is not made on behalf of sessions that are gone.
-    lib.refresh();
-    let entry = lib.session(handle)?;
+    // Learn of a restarted daemon (and its login state) or a removed card
+    // before sending the PIN, so the login is not made on behalf of sessions
+    // that are gone.
+    let entry = lib.fresh_session(handle)?;
     match user {
         CKU_USER => {}
         // The key does not need CKA_ALWAYS_AUTHENTICATE, so no operation waits for it.
@@ -81,27 +80,26 @@ pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) 
         _ => return Err(Pkcs11Error::UserTypeInvalid),
     }
     let card_id = {
-        let state = lib.slot(entry.slot)?;
-        if state.logged_in {
+        let (token, logged_in) = lib.session_token(&entry)?;
+        if logged_in {
             return Err(Pkcs11Error::UserAlreadyLoggedIn);
         }
-        let token = state.token.as_ref().ok_or(Pkcs11Error::DeviceRemoved)?;
         token.card.card_id.clone()
     };
     let pin = pin_text(pin.ok_or(Pkcs11Error::ArgumentsBad)?)?;
     lib.call(request::Body::Login(Login { card_id, pin }), Retry::Never)?;
-    // The session may have been closed meanwhile if the daemon restarted.
+    // The session may have been closed meanwhile if the daemon restarted, or
+    // its card removed.
     lib.session(handle)?;
-    lib.slot(entry.slot)?.logged_in = true;
-    Ok(())
+    lib.set_logged_in(&entry, true)
 }
 
 /// C_Logout.
 pub fn logout(handle: CK_SESSION_HANDLE) -> Result<()> {
     let lib = library::get()?;
-    let entry = lib.session(handle)?;
+    let entry = lib.fresh_session(handle)?;
     let card_id = {
-        let mut state = lib.slot(entry.slot)?;
+        let mut state = lib.live_slot(&entry)?;
         if !state.logged_in {
             return Err(Pkcs11Error::UserNotLoggedIn);
         }

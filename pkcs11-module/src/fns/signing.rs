@@ -7,7 +7,7 @@ use lanyard_proto::agent::{request, response, HashAlgorithm, Sign, SignAlgorithm
 
 use crate::client::Retry;
 use crate::error::{Pkcs11Error, Result};
-use crate::fns::{fits, with_session, Out};
+use crate::fns::{fits, with_fresh_session, with_session, Out};
 use crate::library::{Library, SessionEntry};
 use crate::mechanism::{Mechanism, SignScheme};
 use crate::objects::ObjectKind;
@@ -19,11 +19,11 @@ pub fn sign_init(
     mech: Option<&Mechanism>,
     key: CK_OBJECT_HANDLE,
 ) -> Result<()> {
-    with_session(session, |lib, entry, s| {
+    with_fresh_session(session, |lib, entry, s| {
         let Some(mech) = begin(&mut s.sign, mech)? else {
             return Ok(());
         };
-        let (token, logged_in) = lib.token_view(entry.slot)?;
+        let (token, logged_in) = lib.session_token(entry)?;
         match token.object(key).map(|o| o.kind) {
             Some(ObjectKind::PrivateKey) if !logged_in => return Err(Pkcs11Error::UserNotLoggedIn),
             Some(ObjectKind::PrivateKey) => {}
@@ -39,7 +39,8 @@ pub fn sign_init(
     })
 }
 
-/// C_Sign (single part).
+/// C_Sign (single part). A card removed meanwhile is learnt from the
+/// daemon's answer (see [`Library::call`]), not from an extra round trip.
 pub fn sign(session: CK_SESSION_HANDLE, data: &[u8], capacity: Option<usize>) -> Result<Out> {
     with_session(session, |lib, entry, s| {
         let active = s
@@ -95,7 +96,7 @@ fn sign_with_daemon(
 ) -> Result<Vec<u8>> {
     let (scheme, signature_len) = (op.scheme, op.signature_len);
     let data = scheme.signing_input(input, signature_len)?;
-    if !lib.slot(entry.slot)?.logged_in {
+    if !lib.session_token(entry)?.1 {
         return Err(Pkcs11Error::UserNotLoggedIn);
     }
     let mut req = Sign {
@@ -125,7 +126,7 @@ fn sign_with_daemon(
             ))
         }
         Err(Pkcs11Error::UserNotLoggedIn) => {
-            lib.slot(entry.slot)?.logged_in = false;
+            lib.set_logged_in(entry, false)?;
             return Err(Pkcs11Error::UserNotLoggedIn);
         }
         Err(e) => return Err(e),

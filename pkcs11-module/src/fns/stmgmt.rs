@@ -48,25 +48,29 @@ pub fn token_info(id: CK_SLOT_ID) -> Result<CK_TOKEN_INFO> {
 /// C_GetMechanismList.
 pub fn mechanism_list(id: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>> {
     let lib = library::get()?;
-    let token = lib.token(lib.slot_index(id)?)?;
+    let index = lib.slot_index(id)?;
+    lib.refresh();
+    let token = lib.token(index)?;
     Ok(mechanism::mechanism_list(token.kind))
 }
 
 /// C_GetMechanismInfo.
 pub fn mechanism_info(id: CK_SLOT_ID, mech: CK_MECHANISM_TYPE) -> Result<CK_MECHANISM_INFO> {
     let lib = library::get()?;
-    let token = lib.token(lib.slot_index(id)?)?;
+    let index = lib.slot_index(id)?;
+    lib.refresh();
+    let token = lib.token(index)?;
     mechanism::mechanism_info(token.kind, mech).ok_or(Pkcs11Error::MechanismInvalid)
 }
 
 /// C_SetPIN: the user's PIN, through the daemon (which enforces the policy).
 pub fn set_pin(session: CK_SESSION_HANDLE, old_pin: &[u8], new_pin: &[u8]) -> Result<()> {
     let lib = library::get()?;
-    let entry = lib.session(session)?;
+    let entry = lib.fresh_session(session)?;
     if !entry.rw {
         return Err(Pkcs11Error::SessionReadOnly);
     }
-    let token = lib.token(entry.slot)?;
+    let (token, _) = lib.session_token(&entry)?;
     let old_pin = pin_text(old_pin)?;
     let new_pin = pin_text(new_pin)?;
     lib.call(
@@ -88,9 +92,11 @@ pub fn pin_text(pin: &[u8]) -> Result<String> {
 /// How often a blocking C_WaitForSlotEvent asks the daemon for its cards.
 const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// C_WaitForSlotEvent: a card enrolled into, or gone from, a slot since the
-/// last call. Blocking waits poll the daemon and end with
-/// CRYPTOKI_NOT_INITIALIZED when another thread calls C_Finalize.
+/// C_WaitForSlotEvent: a card enrolled into, or gone from (revoked,
+/// suspended, deleted), a slot since the last call; a card back from
+/// suspension is an event too. A renewal is not: the token stays. Blocking
+/// waits poll the daemon and end with CRYPTOKI_NOT_INITIALIZED when another
+/// thread calls C_Finalize.
 pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
     loop {
         let lib = library::get()?;
@@ -109,7 +115,9 @@ pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
 /// C_InitToken: a virtual card is initialised by enrolment.
 pub fn init_token(id: CK_SLOT_ID) -> Result<()> {
     let lib = library::get()?;
-    lib.token(lib.slot_index(id)?)?;
+    let index = lib.slot_index(id)?;
+    lib.refresh();
+    lib.token(index)?;
     Err(Pkcs11Error::FunctionNotSupported)
 }
 

@@ -11,7 +11,7 @@ use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 
 use crate::error::{Pkcs11Error, Result};
-use crate::fns::with_session;
+use crate::fns::{with_fresh_session, with_session};
 use crate::mechanism::{Mechanism, PssParams, SignScheme};
 use crate::objects::ObjectKind;
 use crate::session::{begin, update, KeyOp, VerifyOp};
@@ -22,11 +22,11 @@ pub fn verify_init(
     mech: Option<&Mechanism>,
     key: CK_OBJECT_HANDLE,
 ) -> Result<()> {
-    with_session(session, |lib, entry, s| {
+    with_fresh_session(session, |lib, entry, s| {
         let Some(mech) = begin(&mut s.verify, mech)? else {
             return Ok(());
         };
-        let (token, logged_in) = lib.token_view(entry.slot)?;
+        let (token, logged_in) = lib.session_token(entry)?;
         match token.object(key).map(|o| o.kind) {
             Some(ObjectKind::PublicKey) => {}
             // The private key is only visible after login; it does not verify.

@@ -1,7 +1,9 @@
 //! A fake lanyardd for the module's own tests: it speaks agent.proto on a
 //! Unix socket and signs with real OpenSSL keys, so the module's protocol
 //! handling (handshake, errors, restarts, round-trip counts) can be checked
-//! without the real daemon. Whole-system tests use the real lanyardd.
+//! without the real daemon. Tests can take a card away and put it back,
+//! suspend, revoke, expire and resume it, or renew it with a new key, as the
+//! CA's lifecycle does to the real one. Whole-system tests use the real lanyardd.
 
 use std::collections::HashSet;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -31,6 +33,10 @@ pub struct FakeCard {
     pub key: PKey<Private>,
     pub pin: String,
     pub failures: u32,
+    /// As the CA last told the daemon. Suspended and revoked cards are left
+    /// out of ListCards; Login and Sign on them (and on expired ones) get the
+    /// matching error, as lanyardd answers.
+    pub status: CardStatus,
 }
 
 /// The fake daemon's state, visible to tests.
@@ -45,6 +51,8 @@ pub struct FakeState {
     /// Every Sign request, for checking what the module sent.
     pub signs: Vec<Sign>,
     pub connections: Vec<UnixStream>,
+    /// ListCards answers ERROR_CODE_INTERNAL while set.
+    pub fail_list: bool,
 }
 
 /// A running fake agent. Dropping it stops it.
@@ -89,6 +97,7 @@ impl FakeAgent {
             log: Vec::new(),
             signs: Vec::new(),
             connections: Vec::new(),
+            fail_list: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = Some(serve(&path, Arc::clone(&state), Arc::clone(&stop)));
@@ -136,6 +145,27 @@ impl FakeAgent {
         self.state.lock().unwrap().cards.push(card);
     }
 
+    /// Sets the CA status of the card in `slot` (suspend, revoke, expire,
+    /// resume). Logins are left as they are: whether a suspension ends them
+    /// is the daemon's business, and the module must cope either way.
+    pub fn set_status(&self, slot: u32, status: CardStatus) {
+        self.state.lock().unwrap().card(slot).status = status;
+    }
+
+    /// Renews the card in `slot` with re-key: a new key pair of the same
+    /// type and a new certificate, same card id and slot; logins stay.
+    pub fn renew(&self, slot: u32) {
+        let old = self.card_info(slot as usize);
+        let key_type = KeyType::try_from(old.key_type).expect("key type");
+        // Made outside the lock: RSA generation is slow.
+        let key = new_key(key_type);
+        let info = card_info(slot, &old.card_id, &old.holder_name, key_type, &key);
+        let mut s = self.state.lock().unwrap();
+        let card = s.card(slot);
+        card.info = info;
+        card.key = key;
+    }
+
     /// Number of requests named `name` received so far.
     pub fn count(&self, name: &str) -> usize {
         self.state
@@ -149,10 +179,23 @@ impl FakeAgent {
 
     /// The SubjectPublicKeyInfo of the card in `slot`.
     pub fn public_key_der(&self, slot: usize) -> Vec<u8> {
-        self.state.lock().unwrap().cards[slot]
-            .info
-            .public_key_der
-            .clone()
+        self.card_info(slot).public_key_der
+    }
+
+    /// The CardInfo of the card in `slot` (as listed when active).
+    pub fn card_info(&self, slot: usize) -> CardInfo {
+        let slot = u32::try_from(slot).expect("slot number");
+        self.state.lock().unwrap().card(slot).info.clone()
+    }
+}
+
+impl FakeState {
+    /// The card in `slot`; the test is wrong if there is none.
+    pub fn card(&mut self, slot: u32) -> &mut FakeCard {
+        self.cards
+            .iter_mut()
+            .find(|c| c.info.slot == slot)
+            .expect("card in slot")
     }
 }
 
@@ -241,11 +284,19 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
         }
         request::Body::ListCards(_) => {
             s.log.push("ListCards");
+            if s.fail_list {
+                return error(id, ErrorCode::Internal, 0);
+            }
             let cards = s
                 .cards
                 .iter()
+                .filter(|c| !matches!(c.status, CardStatus::Suspended | CardStatus::Revoked))
                 .map(|c| {
                     let mut info = c.info.clone();
+                    info.lifecycle = Some(Lifecycle {
+                        status: c.status as i32,
+                        ..Lifecycle::default()
+                    });
                     info.logged_in = s
                         .logins
                         .contains(&(req.app_id.clone(), info.card_id.clone()));
@@ -264,6 +315,9 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
             let Some(i) = s.cards.iter().position(|c| c.info.card_id == l.card_id) else {
                 return error(id, ErrorCode::NoSuchCard, 0);
             };
+            if let Some(code) = refusal(s.cards[i].status) {
+                return error(id, code, 0);
+            }
             if !(6..=8).contains(&l.pin.len()) {
                 return error(id, ErrorCode::PinLenRange, 0);
             }
@@ -290,6 +344,14 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
         request::Body::Sign(sign) => {
             s.log.push("Sign");
             s.signs.push(sign.clone());
+            let status = s
+                .cards
+                .iter()
+                .find(|c| c.info.card_id == sign.card_id)
+                .map(|c| c.status);
+            if let Some(code) = status.and_then(refusal) {
+                return error(id, code, 0);
+            }
             if !s
                 .logins
                 .contains(&(req.app_id.clone(), sign.card_id.clone()))
@@ -316,6 +378,16 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
             ok(response::Body::ChangePin(ChangePinReply {}))
         }
         _ => error(id, ErrorCode::BadRequest, 0),
+    }
+}
+
+/// The error lanyardd answers Login and Sign with for a card in `status`.
+fn refusal(status: CardStatus) -> Option<ErrorCode> {
+    match status {
+        CardStatus::Suspended => Some(ErrorCode::CardSuspended),
+        CardStatus::Revoked => Some(ErrorCode::CardRevoked),
+        CardStatus::Expired => Some(ErrorCode::CardExpired),
+        CardStatus::Active | CardStatus::Unspecified => None,
     }
 }
 
@@ -400,13 +472,44 @@ fn keys() -> &'static (PKey<Private>, PKey<Private>, PKey<Private>) {
     })
 }
 
+/// A fresh key pair of `key_type`.
+fn new_key(key_type: KeyType) -> PKey<Private> {
+    match key_type {
+        KeyType::EcP256 => {
+            let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+            PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap()
+        }
+        _ => PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap(),
+    }
+}
+
 fn make_card(slot: u32, card_id: &str, holder: &str, key_type: KeyType, pin: &str) -> FakeCard {
-    let (rsa, ec, ca_key) = keys();
+    let (rsa, ec, _) = keys();
     let key = match key_type {
         KeyType::EcP256 => ec.clone(),
         _ => rsa.clone(),
     };
-    let (cert, subject) = self_signed(&key, holder);
+    let info = card_info(slot, card_id, holder, key_type, &key);
+    FakeCard {
+        info,
+        key,
+        pin: pin.into(),
+        failures: 0,
+        status: CardStatus::Active,
+    }
+}
+
+/// What the daemon lists for a card with `key` (a new self-signed
+/// certificate each time, so a renewal changes it).
+fn card_info(
+    slot: u32,
+    card_id: &str,
+    holder: &str,
+    key_type: KeyType,
+    key: &PKey<Private>,
+) -> CardInfo {
+    let (_, _, ca_key) = keys();
+    let (cert, subject) = self_signed(key, holder);
     let (issuing, _) = self_signed(ca_key, "Fake Issuing CA");
     let (root, _) = self_signed(ca_key, "Fake Root CA");
     let spki = key.public_key_to_der().unwrap();
@@ -452,10 +555,5 @@ fn make_card(slot: u32, card_id: &str, holder: &str, key_type: KeyType, pin: &st
             info.key_bits = 2048;
         }
     }
-    FakeCard {
-        info,
-        key,
-        pin: pin.into(),
-        failures: 0,
-    }
+    info
 }

@@ -99,6 +99,35 @@ pub fn initialize(m: &Module, sock: &std::path::Path) -> CK_RV {
     p11!(m, C_Initialize(std::ptr::null_mut()))
 }
 
+/// This test's turn with the module, a fake agent with its two cards, and
+/// the module initialised against it.
+pub fn setup() -> (
+    MutexGuard<'static, ()>,
+    &'static Module,
+    fake_agent::FakeAgent,
+) {
+    let g = serial();
+    let agent = fake_agent::FakeAgent::start();
+    let m = module();
+    // A test that failed half-way left the module initialised; each test
+    // starts from a clean module, so one failure does not hide the others.
+    let _ = p11!(m, C_Finalize(std::ptr::null_mut()));
+    assert_eq!(initialize(m, &agent.path), CKR_OK);
+    (g, m, agent)
+}
+
+/// C_Finalize, which must succeed.
+pub fn finalize(m: &Module) {
+    assert_eq!(p11!(m, C_Finalize(std::ptr::null_mut())), CKR_OK);
+}
+
+/// The one private key a logged-in session sees.
+pub fn private_key(m: &Module, h: CK_SESSION_HANDLE) -> CK_OBJECT_HANDLE {
+    let keys = find(m, h, CKO_PRIVATE_KEY);
+    assert_eq!(keys.len(), 1);
+    keys[0]
+}
+
 /// C_GetSlotList(present) as a Vec.
 pub fn slot_list(m: &Module, present: bool) -> Vec<CK_SLOT_ID> {
     let mut n: CK_ULONG = 0;
@@ -133,6 +162,28 @@ pub fn login(m: &Module, h: CK_SESSION_HANDLE, pin: &str) -> CK_RV {
     p11!(
         m,
         C_Login(h, CKU_USER, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)
+    )
+}
+
+/// C_SetPIN(old, new).
+pub fn set_pin(m: &Module, h: CK_SESSION_HANDLE, old: &str, new: &str) -> CK_RV {
+    p11!(
+        m,
+        C_SetPIN(
+            h,
+            old.as_ptr() as *mut u8,
+            old.len() as CK_ULONG,
+            new.as_ptr() as *mut u8,
+            new.len() as CK_ULONG
+        )
+    )
+}
+
+/// C_SignUpdate with `part`.
+pub fn sign_update(m: &Module, h: CK_SESSION_HANDLE, part: &[u8]) -> CK_RV {
+    p11!(
+        m,
+        C_SignUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG)
     )
 }
 
@@ -176,7 +227,7 @@ pub fn attribute(
     buf
 }
 
-/// C_SignInit + C_Sign with a buffer of `cap` bytes.
+/// C_SignInit + C_Sign.
 pub fn sign(
     m: &Module,
     h: CK_SESSION_HANDLE,
@@ -198,6 +249,11 @@ pub fn sign(
     if rv != CKR_OK {
         return Err(rv);
     }
+    sign_initialised(m, h, data)
+}
+
+/// C_Sign on an operation already initialised, with room for any signature.
+pub fn sign_initialised(m: &Module, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
     let mut sig = vec![0u8; 1024];
     let mut len = sig.len() as CK_ULONG;
     let rv = p11!(
