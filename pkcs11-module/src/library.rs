@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
 use lanyard_proto::agent::{request, response, Logout};
@@ -56,6 +57,23 @@ pub struct Library {
     pub(crate) next_ticket: AtomicU64,
     /// ... and one older than the last applied is dropped (held while applying).
     pub(crate) applied_ticket: Mutex<u64>,
+    /// When the daemon's card list was last asked for.
+    pub(crate) last_refresh: Mutex<Option<Instant>>,
+    /// Session calls reuse a card list younger than this (see [`Library::fresh_session`]).
+    session_refresh_interval: Duration,
+}
+
+/// Default for [`Library::fresh_session`]'s reuse of a recent card list.
+pub const DEFAULT_SESSION_REFRESH: Duration = Duration::from_millis(200);
+
+/// The session refresh interval: `LANYARD_PKCS11_REFRESH_MS` or the default.
+/// 0 asks the daemon on every session call that starts something.
+fn session_refresh_interval() -> Duration {
+    std::env::var("LANYARD_PKCS11_REFRESH_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_SESSION_REFRESH)
 }
 
 /// Installs a new library state. A state left by the parent of a forked
@@ -122,6 +140,8 @@ impl Library {
             next_insertion: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
             applied_ticket: Mutex::new(0),
+            last_refresh: Mutex::new(None),
+            session_refresh_interval: session_refresh_interval(),
         }
     }
 
@@ -236,10 +256,20 @@ impl Library {
 
     /// The session with this handle after asking the daemon for its cards, so
     /// that a card removed since the last call is noticed by this one.
+    ///
+    /// A card list younger than the session refresh interval (200 ms by
+    /// default) is reused: C_SignInit/C_FindObjectsInit are on the signing
+    /// path, and a round trip each would cost fast (ECDSA) signing a large
+    /// share of its rate. A removal is still noticed within that interval,
+    /// and at once by any call the daemon answers with a removed card.
     pub fn fresh_session(&self, handle: CK_SESSION_HANDLE) -> Result<SessionEntry> {
         // A bad handle costs no round trip.
         self.session(handle)?;
-        self.refresh();
+        let recent =
+            lock(&self.last_refresh).is_some_and(|at| at.elapsed() < self.session_refresh_interval);
+        if !recent {
+            self.refresh();
+        }
         self.session(handle)
     }
 

@@ -19,6 +19,7 @@ impl Library {
     /// most calls, and one slow answer must not end every session).
     pub fn refresh(&self) {
         let ticket = self.next_ticket.fetch_add(1, Ordering::AcqRel);
+        *lock(&self.last_refresh) = Some(std::time::Instant::now());
         // Not `self.call`: that refreshes after DEVICE_REMOVED.
         let result = self
             .client

@@ -538,3 +538,29 @@ fn a_renewed_card_keeps_sessions_and_login_and_shows_its_new_objects() {
     assert_eq!(slot_list(m, true), vec![0, 1]);
     finalize(m);
 }
+
+#[test]
+fn signing_reuses_a_recent_card_list_and_still_learns_of_a_removal() {
+    let (_g, m, agent) = setup();
+    // Initialise again with the production default (a recent list is reused).
+    finalize(m);
+    std::env::set_var("LANYARD_PKCS11_REFRESH_MS", "60000");
+    let rv = initialize(m, &agent.path);
+    std::env::set_var("LANYARD_PKCS11_REFRESH_MS", "0");
+    assert_eq!(rv, CKR_OK);
+    let h = open_session(m, 1, false);
+    assert_eq!(login(m, h, EC_PIN), CKR_OK);
+    let lists = agent.count("ListCards");
+    for _ in 0..5 {
+        sign_init(m, h);
+        assert!(sign_initialised(m, h, b"document").is_ok());
+    }
+    // Five C_SignInit + C_Sign pairs: five Signs, no extra card lists.
+    assert_eq!(agent.count("ListCards"), lists);
+    // A revocation is still noticed by the next signature the daemon refuses.
+    agent.set_status(1, CardStatus::Revoked);
+    sign_init(m, h);
+    assert_eq!(sign_initialised(m, h, b"document"), Err(CKR_DEVICE_REMOVED));
+    assert_eq!(slot_list(m, true), vec![0]);
+    finalize(m);
+}

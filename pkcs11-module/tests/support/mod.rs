@@ -96,6 +96,11 @@ macro_rules! p11 {
 /// Initialises the module with the agent socket at `sock` (NULL args).
 pub fn initialize(m: &Module, sock: &std::path::Path) -> CK_RV {
     std::env::set_var("LANYARD_AGENT_SOCK", sock);
+    // These tests look at the first call after a change: no reuse of a
+    // recent card list (the default reuse has its own test).
+    if std::env::var_os("LANYARD_PKCS11_REFRESH_MS").is_none() {
+        std::env::set_var("LANYARD_PKCS11_REFRESH_MS", "0");
+    }
     p11!(m, C_Initialize(std::ptr::null_mut()))
 }
 
