@@ -35,8 +35,12 @@ pub fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 pub struct CertFacts {
     /// Leaf certificate subject as text (RFC 4514 style).
     pub subject: String,
+    /// Not-before, Unix seconds.
+    pub not_before: i64,
     /// Not-after, Unix seconds.
     pub not_after: i64,
+    /// Serial number as lower-case hex without leading zero octets (as the CA writes it).
+    pub serial_hex: String,
     /// The CardInfo with every certificate/key field filled; PIN state and
     /// login fields are set per request.
     pub info: CardInfo,
@@ -62,7 +66,10 @@ pub fn cert_facts(
     let spki = cert.public_key();
     let key_id = openssl::sha::sha1(&spki.subject_public_key.data).to_vec();
     let subject = cert.subject().to_string();
+    let not_before = cert.validity().not_before.timestamp();
     let not_after = cert.validity().not_after.timestamp();
+    let serial = cert.raw_serial();
+    let serial_hex = hex::encode(&serial[serial.iter().take_while(|b| **b == 0).count()..]);
 
     let ossl = X509::from_der(cert_der).map_err(|e| bad(format!("certificate: {e}")))?;
     let public = ossl
@@ -106,7 +113,9 @@ pub fn cert_facts(
     }
     Ok(CertFacts {
         subject,
+        not_before,
         not_after,
+        serial_hex,
         info,
     })
 }

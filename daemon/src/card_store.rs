@@ -1,72 +1,18 @@
 //! The on-disk card store: `device.secret` and one JSON file per card under
-//! `cards/`, every write atomic (temp file, fsync, rename, fsync directory).
-//! Files that do not parse or verify are reported as `StoreCorrupt`, naming the file.
+//! `cards/` (format in `card_file.rs`), every write atomic (temp file, fsync,
+//! rename, fsync directory). Files that do not parse or verify are `StoreCorrupt`, naming the file.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::card_crypto::{
-    self, random_bytes, CardKey, DeviceSecret, KdfParams, Sealed, WrappedKey,
-};
+use crate::card_crypto::{self, random_bytes, CardKey, DeviceSecret, KdfParams, Sealed};
 use crate::error::{Error, Result};
-use crate::keys::{KeyType, SigningKey};
+use crate::keys::SigningKey;
 use crate::paths::create_private_dir;
 use crate::pin::Pin;
 
-/// Version of the card file format written by this build.
-pub const CARD_FORMAT_VERSION: u32 = 1;
-
-/// Whether `id` is acceptable as a card id (it becomes a file name).
-pub fn valid_card_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-}
-
-/// One card, exactly as in `cards/<CARD_ID>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CardFile {
-    /// File format version.
-    pub version: u32,
-    /// The CA's card id.
-    pub card_id: String,
-    /// Fixed slot of this card.
-    pub slot: u32,
-    /// Holder's name from the CA.
-    pub holder_name: String,
-    /// Holder's user id (UUID) from the CA.
-    pub user_id: String,
-    /// Holder's role from the CA.
-    pub role: String,
-    /// `rsa-2048` or `ec-p256`.
-    pub key_type: String,
-    /// Leaf certificate, DER.
-    #[serde(with = "crate::b64_serde::bytes")]
-    pub certificate: Vec<u8>,
-    /// Chain above the leaf, DER, issuing first.
-    #[serde(with = "crate::b64_serde::list")]
-    pub chain: Vec<Vec<u8>>,
-    /// The card key under the PIN.
-    pub wrapped_card_key: WrappedKey,
-    /// The private key under the card key.
-    pub private_key: Sealed,
-    /// Consecutive wrong PINs (persisted before each check).
-    pub pin_failures: u32,
-}
-
-impl CardFile {
-    /// The key type, checked.
-    pub fn key_type(&self) -> Option<KeyType> {
-        KeyType::parse(&self.key_type)
-    }
-}
+pub use crate::card_file::{valid_card_id, CardFile, CardState, CARD_FORMAT_VERSION};
 
 /// What is needed to put a new card in the store.
 pub struct NewCard {
@@ -86,6 +32,19 @@ pub struct NewCard {
     pub certificate_der: Vec<u8>,
     /// Chain, DER, issuing first.
     pub chain_der: Vec<Vec<u8>>,
+    /// `https://HOST:PORT` of the CA the card renews with (empty: none).
+    pub ca_url: String,
+    /// PEM bundle the CA's TLS certificate must chain to (empty: none).
+    pub ca_cert_pem: String,
+}
+
+/// A card opened with its PIN: the signing key, and the card key that seals
+/// it (kept while the card is unlocked, so a renewed key can be sealed without the PIN).
+pub struct OpenedCard {
+    /// The private key.
+    pub key: SigningKey,
+    /// The card key (wiped on drop).
+    pub card_key: CardKey,
 }
 
 /// The store directory with its device secret.
@@ -198,8 +157,8 @@ impl CardStore {
         let card: CardFile = serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(path, format!("not a valid card file: {e}")))?;
         let bad = |r: &str| Err(Error::corrupt(path, r.to_string()));
-        if card.version != CARD_FORMAT_VERSION {
-            return bad(&format!("unknown format version {}", card.version));
+        if let Some(why) = card.inconsistency() {
+            return bad(&why);
         }
         if !valid_card_id(&card.card_id) || self.card_path(&card.card_id) != path {
             return bad("card_id does not match the file name");
@@ -207,9 +166,10 @@ impl CardStore {
         if card.key_type().is_none() {
             return bad(&format!("unknown key type {:?}", card.key_type));
         }
-        if !card.wrapped_card_key.is_supported() || card.private_key.aead != card_crypto::AEAD_NAME
-        {
-            return bad("unknown encryption scheme");
+        if let Some(m) = card.key_material() {
+            if !m.wrapped_card_key.is_supported() || m.private_key.aead != card_crypto::AEAD_NAME {
+                return bad("unknown encryption scheme");
+            }
         }
         Ok(card)
     }
@@ -233,36 +193,31 @@ impl CardStore {
         Ok(out)
     }
 
-    /// Writes a card file atomically.
+    /// Writes a card file atomically, always in the current format version.
     pub fn save(&self, card: &CardFile) -> Result<()> {
-        let json = serde_json::to_vec_pretty(card)
+        let mut card = std::borrow::Cow::Borrowed(card);
+        if card.version != CARD_FORMAT_VERSION {
+            card.to_mut().version = CARD_FORMAT_VERSION;
+        }
+        let json = serde_json::to_vec_pretty(&*card)
             .map_err(|e| Error::Internal(format!("card serialisation: {e}")))?;
         write_atomic(&self.card_path(&card.card_id), &json)
     }
 
-    /// Creates a card: a fresh card key seals the private key and is wrapped
-    /// under `pin`. Fails if a card with this id already exists. This is
-    /// also how tests put a card in the store without a CA.
-    pub fn create(&self, new: &NewCard, pin: &Pin) -> Result<CardFile> {
+    /// A card file for `new` (not yet saved): a fresh card key seals the
+    /// private key and is wrapped under `pin`.
+    pub fn seal_new(&self, new: &NewCard, pin: &Pin) -> Result<CardFile> {
         if !valid_card_id(&new.card_id) {
             return Err(Error::EnrollFailed(format!(
                 "the CA returned an unusable card id {:?}",
                 new.card_id
             )));
         }
-        let path = self.card_path(&new.card_id);
-        if path.exists() {
-            return Err(Error::EnrollFailed(format!(
-                "card {} is already in this store",
-                new.card_id
-            )));
-        }
         let card_key = CardKey::generate()?;
-        let pkcs8 = new.key.to_pkcs8()?;
-        let sealed = card_crypto::seal_private_key(&card_key, &new.card_id, &pkcs8)?;
+        let sealed = self.seal_key(&card_key, &new.card_id, &new.key)?;
         let wrapped =
             card_crypto::wrap_card_key(&card_key, &new.card_id, pin, &self.secret, self.kdf)?;
-        let card = CardFile {
+        Ok(CardFile {
             version: CARD_FORMAT_VERSION,
             card_id: new.card_id.clone(),
             slot: new.slot,
@@ -272,17 +227,41 @@ impl CardStore {
             key_type: new.key.key_type().as_str().into(),
             certificate: new.certificate_der.clone(),
             chain: new.chain_der.clone(),
-            wrapped_card_key: wrapped,
-            private_key: sealed,
+            wrapped_card_key: Some(wrapped),
+            private_key: Some(sealed),
             pin_failures: 0,
-        };
+            ca_url: new.ca_url.clone(),
+            ca_cert_pem: new.ca_cert_pem.clone(),
+            status: CardState::Active,
+            lifecycle: Default::default(),
+        })
+    }
+
+    /// Creates a card (see [`Self::seal_new`]) and writes it. Fails if a
+    /// card with this id already exists. This is also how tests put a card
+    /// in the store without a CA.
+    pub fn create(&self, new: &NewCard, pin: &Pin) -> Result<CardFile> {
+        let card = self.seal_new(new, pin)?;
+        if self.card_path(&new.card_id).exists() {
+            return Err(Error::EnrollFailed(format!(
+                "card {} is already in this store",
+                new.card_id
+            )));
+        }
         self.save(&card)?;
         Ok(card)
     }
 
+    /// Seals `key` (PKCS#8) under `card_key` for `card_id`.
+    pub fn seal_key(&self, card_key: &CardKey, card_id: &str, key: &SigningKey) -> Result<Sealed> {
+        let pkcs8 = key.to_pkcs8()?;
+        card_crypto::seal_private_key(card_key, card_id, &pkcs8)
+    }
+
     fn unwrap(&self, card: &CardFile, pin: &Pin) -> Result<Option<CardKey>> {
+        let m = card.key_material().ok_or_else(|| destroyed(card))?;
         card_crypto::unwrap_card_key(
-            &card.wrapped_card_key,
+            m.wrapped_card_key,
             &card.card_id,
             pin,
             &self.secret,
@@ -290,15 +269,11 @@ impl CardStore {
         )
     }
 
-    /// Decrypts the card's private key with `pin`. `Ok(None)`: wrong PIN.
-    /// Does not touch the failure counter (the caller persists it first).
-    pub fn unlock(&self, card: &CardFile, pin: &Pin) -> Result<Option<SigningKey>> {
+    /// Opens the sealed private key with an unwrapped card key, checking its type.
+    pub fn open_key(&self, card: &CardFile, card_key: &CardKey) -> Result<SigningKey> {
         let path = self.card_path(&card.card_id);
-        let Some(card_key) = self.unwrap(card, pin)? else {
-            return Ok(None);
-        };
-        let pkcs8 =
-            card_crypto::open_private_key(&card_key, &card.card_id, &card.private_key, &path)?;
+        let m = card.key_material().ok_or_else(|| destroyed(card))?;
+        let pkcs8 = card_crypto::open_private_key(card_key, &card.card_id, m.private_key, &path)?;
         let key = SigningKey::from_pkcs8(&pkcs8)
             .map_err(|e| Error::corrupt(&path, format!("private key: {e}")))?;
         if Some(key.key_type()) != card.key_type() {
@@ -307,7 +282,17 @@ impl CardStore {
                 "private key type does not match key_type",
             ));
         }
-        Ok(Some(key))
+        Ok(key)
+    }
+
+    /// Decrypts the card's private key with `pin`. `Ok(None)`: wrong PIN.
+    /// Does not touch the failure counter (the caller persists it first).
+    pub fn unlock(&self, card: &CardFile, pin: &Pin) -> Result<Option<OpenedCard>> {
+        let Some(card_key) = self.unwrap(card, pin)? else {
+            return Ok(None);
+        };
+        let key = self.open_key(card, &card_key)?;
+        Ok(Some(OpenedCard { key, card_key }))
     }
 
     /// Re-wraps the card key under `new_pin` with a fresh salt, returning the
@@ -323,14 +308,24 @@ impl CardStore {
         };
         // A new PIN for a card whose key no longer opens would only hide the
         // damage until the next login: report it now, and write nothing.
-        let path = self.card_path(&card.card_id);
-        card_crypto::open_private_key(&card_key, &card.card_id, &card.private_key, &path)?;
+        self.open_key(card, &card_key)?;
         let wrapped =
             card_crypto::wrap_card_key(&card_key, &card.card_id, new_pin, &self.secret, self.kdf)?;
         let mut updated = card.clone();
-        updated.wrapped_card_key = wrapped;
+        updated.wrapped_card_key = Some(wrapped);
         updated.pin_failures = 0;
         Ok(Some(updated))
+    }
+}
+
+/// The error for using the keys of a tombstone.
+fn destroyed(card: &CardFile) -> Error {
+    Error::CardRevoked {
+        card_id: card.card_id.clone(),
+        reason: format!(
+            "card {} was revoked and its keys were destroyed on this device",
+            card.card_id
+        ),
     }
 }
 
@@ -383,6 +378,8 @@ pub mod testing {
             key,
             certificate_der: cert.clone(),
             chain_der: vec![cert],
+            ca_url: String::new(),
+            ca_cert_pem: String::new(),
         })
     }
 }
@@ -414,7 +411,7 @@ mod tests {
         let loaded = store.load(&store.card_path("CARD1")).unwrap();
         assert_eq!(loaded, card);
         let k = store.unlock(&loaded, &pin("123456")).unwrap().unwrap();
-        assert_eq!(k.public_key_der().unwrap(), key);
+        assert_eq!(k.key.public_key_der().unwrap(), key);
     }
 
     #[test]
@@ -435,7 +432,7 @@ mod tests {
     #[test]
     fn tampered_ciphertext_is_store_corrupt() {
         let (_t, store, mut card, _) = store_with_card();
-        card.private_key.ciphertext[5] ^= 0x40;
+        card.private_key.as_mut().unwrap().ciphertext[5] ^= 0x40;
         let err = store.unlock(&card, &pin("123456")).err().unwrap();
         assert!(matches!(err, Error::StoreCorrupt { .. }), "{err}");
         assert!(err.to_string().contains("CARD1.json"), "{err}");
@@ -444,7 +441,7 @@ mod tests {
     #[test]
     fn rewrap_refuses_a_card_whose_key_does_not_open() {
         let (_t, store, mut card, _) = store_with_card();
-        card.private_key.ciphertext[5] ^= 0x40;
+        card.private_key.as_mut().unwrap().ciphertext[5] ^= 0x40;
         let err = store
             .rewrap(&card, &pin("123456"), &pin("654321"))
             .err()
@@ -459,7 +456,8 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         for bad in [
             text.replacen("\"card_id\": \"CARD1\"", "\"card_id\": \"CARD2\"", 1),
-            text.replacen("\"version\": 1", "\"version\": \"one\"", 1),
+            text.replacen("\"version\": 2", "\"version\": \"two\"", 1),
+            text.replacen("\"version\": 2", "\"version\": 9", 1),
             text.replacen("\"key_type\": \"ec-p256\"", "\"key_type\": \"dsa\"", 1),
             text.replacen("\"nonce\": \"", "\"nonce\": \"!!", 1),
         ] {
@@ -497,7 +495,10 @@ mod tests {
             .rewrap(&card, &pin("123456"), &pin("654321"))
             .unwrap()
             .unwrap();
-        assert_ne!(new.wrapped_card_key.salt, card.wrapped_card_key.salt);
+        assert_ne!(
+            new.wrapped_card_key.as_ref().unwrap().salt,
+            card.wrapped_card_key.as_ref().unwrap().salt
+        );
         store.save(&new).unwrap();
         assert!(store.unlock(&new, &pin("123456")).unwrap().is_none());
         assert!(store.unlock(&new, &pin("654321")).unwrap().is_some());
@@ -529,10 +530,57 @@ mod tests {
     }
 
     #[test]
-    fn card_ids_are_file_name_safe() {
-        assert!(valid_card_id("LNY-7F3K-20"));
-        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
-            assert!(!valid_card_id(bad), "{bad}");
+    fn a_tombstone_on_disk_holds_no_key_material() {
+        use base64::Engine as _;
+        let (_t, store, card, _) = store_with_card();
+        let path = store.card_path("CARD1");
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let secrets = [
+            b64(&card.private_key.as_ref().unwrap().ciphertext),
+            b64(&card.wrapped_card_key.as_ref().unwrap().card_key.ciphertext),
+        ];
+        let before = std::fs::read_to_string(&path).unwrap();
+        assert!(secrets.iter().all(|s| before.contains(s.as_str())));
+        store.save(&card.tombstone()).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        for s in &secrets {
+            assert!(!after.contains(s.as_str()), "key material left on disk");
         }
+        let loaded = store.load(&path).unwrap();
+        assert_eq!(loaded.status, CardState::Revoked);
+        assert_eq!((loaded.slot, &loaded.certificate), (0, &card.certificate));
+        let err = store.unlock(&loaded, &pin("123456")).err().unwrap();
+        assert!(matches!(err, Error::CardRevoked { .. }), "{err}");
+        // Nothing else of the card is left in the directory.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("CARD1.json")]);
+    }
+
+    #[test]
+    fn a_v1_card_file_is_read_and_rewritten_as_v2() {
+        let (_t, store, card, public) = store_with_card();
+        let path = store.card_path("CARD1");
+        // What version 1 wrote: no v2 fields at all.
+        let mut v1: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let obj = v1.as_object_mut().unwrap();
+        for k in ["ca_url", "ca_cert_pem", "status", "lifecycle"] {
+            obj.remove(k);
+        }
+        obj.insert("version".into(), 1.into());
+        std::fs::write(&path, serde_json::to_vec_pretty(&v1).unwrap()).unwrap();
+        let loaded = store.load(&path).unwrap();
+        assert_eq!(loaded.version, 1);
+        assert_eq!(loaded.status, CardState::Active);
+        assert!(!loaded.has_ca());
+        let opened = store.unlock(&loaded, &pin("123456")).unwrap().unwrap();
+        assert_eq!(opened.key.public_key_der().unwrap(), public);
+        store.save(&loaded).unwrap();
+        let again = store.load(&path).unwrap();
+        assert_eq!(again.version, CARD_FORMAT_VERSION);
+        assert_eq!(again.certificate, card.certificate);
     }
 }

@@ -1,5 +1,6 @@
 //! The daemon's configuration: one typed struct loaded from
-//! `lanyardd.toml`. A missing file means the defaults; a malformed one is an error.
+//! `lanyardd.toml`, the lifecycle timings overridable by `LANYARDD_*`
+//! environment variables. A missing file means the defaults; a malformed one is an error.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// Everything an operator can tune, with the documented defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Number of fixed slots (tokens) the module exposes.
@@ -27,7 +28,29 @@ pub struct Config {
     pub argon2_parallelism: u32,
     /// Default log filter (`RUST_LOG` overrides it).
     pub log_level: String,
+    /// When to renew, as a fraction of the certificate's lifetime after not_before.
+    pub renewal_fraction: f64,
+    /// Random spread of the renewal time, plus or minus this fraction of the lifetime.
+    pub renewal_jitter_fraction: f64,
+    /// First wait after a failed renewal, seconds; doubled after each further failure.
+    pub renewal_retry_min_secs: u64,
+    /// Longest wait between renewal attempts, seconds.
+    pub renewal_retry_max_secs: u64,
+    /// Warn when less than this fraction of the lifetime is left and renewal fails.
+    pub expiry_warning_fraction: f64,
+    /// Seconds between check-ins with the CA (revocation, suspension).
+    pub check_in_interval_secs: u64,
 }
+
+/// The environment variables that override lifecycle keys, each named after its key.
+pub const ENV_OVERRIDES: [&str; 6] = [
+    "LANYARDD_RENEWAL_FRACTION",
+    "LANYARDD_RENEWAL_JITTER_FRACTION",
+    "LANYARDD_RENEWAL_RETRY_MIN_SECS",
+    "LANYARDD_RENEWAL_RETRY_MAX_SECS",
+    "LANYARDD_EXPIRY_WARNING_FRACTION",
+    "LANYARDD_CHECK_IN_INTERVAL_SECS",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -40,16 +63,23 @@ impl Default for Config {
             argon2_iterations: 3,
             argon2_parallelism: 1,
             log_level: "info".into(),
+            renewal_fraction: 0.67,
+            renewal_jitter_fraction: 0.05,
+            renewal_retry_min_secs: 5,
+            renewal_retry_max_secs: 3600,
+            expiry_warning_fraction: 0.1,
+            check_in_interval_secs: 900,
         }
     }
 }
 
 impl Config {
-    /// Loads `path`; a file that does not exist gives the defaults.
+    /// Loads `path` (a file that does not exist gives the defaults), then
+    /// applies the `LANYARDD_*` environment overrides.
     pub fn load(path: &Path) -> Result<Self> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => {
                 return Err(Error::Config {
                     path: path.into(),
@@ -57,10 +87,17 @@ impl Config {
                 })
             }
         };
-        Self::parse(&text).map_err(|reason| Error::Config {
+        let config_error = |reason| Error::Config {
             path: path.into(),
             reason,
-        })
+        };
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| config_error(e.message().to_string()))?;
+        config
+            .apply_env(|k| std::env::var(k).ok())
+            .map_err(config_error)?;
+        config.validate().map_err(config_error)?;
+        Ok(config)
     }
 
     /// Parses and validates TOML text.
@@ -68,6 +105,38 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Overrides lifecycle keys from [`ENV_OVERRIDES`], read through `get`.
+    pub fn apply_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<(), String> {
+        fn parse<T: std::str::FromStr>(name: &str, v: &str) -> std::result::Result<T, String> {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("environment variable {name}={v:?} is not a valid number"))
+        }
+        let [fraction, jitter, retry_min, retry_max, warning, check_in] = ENV_OVERRIDES;
+        if let Some(v) = get(fraction) {
+            self.renewal_fraction = parse(fraction, &v)?;
+        }
+        if let Some(v) = get(jitter) {
+            self.renewal_jitter_fraction = parse(jitter, &v)?;
+        }
+        if let Some(v) = get(retry_min) {
+            self.renewal_retry_min_secs = parse(retry_min, &v)?;
+        }
+        if let Some(v) = get(retry_max) {
+            self.renewal_retry_max_secs = parse(retry_max, &v)?;
+        }
+        if let Some(v) = get(warning) {
+            self.expiry_warning_fraction = parse(warning, &v)?;
+        }
+        if let Some(v) = get(check_in) {
+            self.check_in_interval_secs = parse(check_in, &v)?;
+        }
+        Ok(())
     }
 
     /// Checks the values make sense together.
@@ -101,6 +170,43 @@ impl Config {
         }
         if self.argon2_parallelism == 0 {
             return Err("argon2_parallelism must be at least 1".into());
+        }
+        let fraction = |name: &str, v: f64, zero_ok: bool, below: f64| {
+            let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+            if v.is_finite() && low_ok && v < below {
+                Ok(())
+            } else {
+                let low = if zero_ok { "from 0" } else { "above 0" };
+                Err(format!("{name} must be {low} and below {below}, not {v}"))
+            }
+        };
+        fraction("renewal_fraction", self.renewal_fraction, false, 1.0)?;
+        fraction(
+            "renewal_jitter_fraction",
+            self.renewal_jitter_fraction,
+            true,
+            0.5,
+        )?;
+        fraction(
+            "expiry_warning_fraction",
+            self.expiry_warning_fraction,
+            true,
+            1.0,
+        )?;
+        if self.renewal_fraction + self.renewal_jitter_fraction >= 1.0 {
+            return Err("renewal_fraction + renewal_jitter_fraction must stay below 1".into());
+        }
+        if self.renewal_retry_min_secs == 0 {
+            return Err("renewal_retry_min_secs must be at least 1".into());
+        }
+        if self.renewal_retry_max_secs < self.renewal_retry_min_secs {
+            return Err(format!(
+                "renewal_retry_max_secs ({}) must be at least renewal_retry_min_secs ({})",
+                self.renewal_retry_max_secs, self.renewal_retry_min_secs
+            ));
+        }
+        if self.check_in_interval_secs == 0 {
+            return Err("check_in_interval_secs must be at least 1".into());
         }
         Ok(())
     }
@@ -136,6 +242,60 @@ mod tests {
         assert!(Config::parse("slots = ").is_err());
         assert!(Config::parse("slot = 2").is_err());
         assert!(Config::parse("slots = \"two\"").is_err());
+    }
+
+    #[test]
+    fn lifecycle_defaults_and_bounds() {
+        let c = Config::default();
+        assert_eq!(c.renewal_fraction, 0.67);
+        assert_eq!(c.renewal_jitter_fraction, 0.05);
+        assert_eq!(
+            (c.renewal_retry_min_secs, c.renewal_retry_max_secs),
+            (5, 3600)
+        );
+        assert_eq!(c.expiry_warning_fraction, 0.1);
+        assert_eq!(c.check_in_interval_secs, 900);
+        let c = Config::parse(
+            "renewal_fraction = 0.5\nrenewal_jitter_fraction = 0.0\ncheck_in_interval_secs = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.renewal_fraction,
+                c.renewal_jitter_fraction,
+                c.check_in_interval_secs
+            ),
+            (0.5, 0.0, 2)
+        );
+        for bad in [
+            "renewal_fraction = 0.0",
+            "renewal_fraction = 1.0",
+            "renewal_fraction = nan",
+            "renewal_jitter_fraction = -0.1",
+            "renewal_fraction = 0.9\nrenewal_jitter_fraction = 0.2",
+            "renewal_retry_min_secs = 0",
+            "renewal_retry_min_secs = 10\nrenewal_retry_max_secs = 5",
+            "check_in_interval_secs = 0",
+            "expiry_warning_fraction = 1.5",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_lifecycle_keys() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "LANYARDD_CHECK_IN_INTERVAL_SECS" => Some("3".into()),
+            "LANYARDD_RENEWAL_FRACTION" => Some(" 0.5 ".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((c.check_in_interval_secs, c.renewal_fraction), (3, 0.5));
+        let err = c
+            .apply_env(|k| (k == "LANYARDD_RENEWAL_RETRY_MAX_SECS").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(err.contains("LANYARDD_RENEWAL_RETRY_MAX_SECS"), "{err}");
     }
 
     #[test]

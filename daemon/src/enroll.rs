@@ -2,26 +2,19 @@
 //! `Enroll` called over TLS trusting only the given bundle (with bounded
 //! retries on transport errors), the answer checked, then the card stored.
 
-use std::time::Duration;
-
 use lanyard_proto::agent::CardInfo;
 use lanyard_proto::ca::enrollment_client::EnrollmentClient;
 use lanyard_proto::ca::{EnrollRequest, EnrollResponse};
 use openssl::hash::MessageDigest;
 use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use zeroize::Zeroizing;
 
+use crate::ca_client::{self, error_chain, status_message, with_retries, CaFailure, Retries};
 use crate::card_store::NewCard;
 use crate::error::{Error, Result};
 use crate::keys::{KeyType, SigningKey};
 use crate::pin::Pin;
 use crate::state::Daemon;
-
-/// Attempts at reaching the CA before giving up.
-pub const CA_ATTEMPTS: u32 = 3;
-/// Delay before the first retry; doubled for each further one.
-pub const CA_FIRST_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the CLI sends to enrol a card.
 pub struct EnrollParams {
@@ -51,118 +44,46 @@ pub fn build_csr(key: &SigningKey) -> Result<Vec<u8>> {
     Ok(req.build().to_der()?)
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
-}
-
-enum Attempt {
-    /// Worth another try (transport error, UNAVAILABLE).
-    Transient(String),
-    /// Final answer from the CA.
-    Refused(tonic::Status),
-}
-
-fn endpoint(url: &str, pem: &[u8]) -> Result<Endpoint> {
-    let uri: tonic::transport::Uri = url
-        .parse()
-        .map_err(|e| Error::BadRequest(format!("CA URL {url:?} is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("https") || uri.host().is_none() {
-        return Err(Error::BadRequest(format!(
-            "CA URL must look like https://HOST:PORT, not {url:?}"
-        )));
-    }
-    if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
-        return Err(Error::BadRequest(
-            "the CA certificate file holds no PEM certificate".into(),
-        ));
-    }
-    // tonic takes the TLS server name from the URL host; an IP address
-    // becomes a rustls IpAddress name and is checked against IP SANs.
-    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-    Ok(Endpoint::from(uri)
-        .tls_config(tls)
-        .map_err(|e| Error::BadRequest(format!("CA TLS settings: {}", error_chain(&e))))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30)))
-}
-
-async fn attempt(
-    endpoint: &Endpoint,
-    req: EnrollRequest,
-) -> std::result::Result<EnrollResponse, Attempt> {
-    let channel: Channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| Attempt::Transient(error_chain(&e)))?;
-    let mut client = EnrollmentClient::new(channel);
-    match client.enroll(req).await {
-        Ok(resp) => Ok(resp.into_inner()),
-        Err(status) if status.code() == tonic::Code::Unavailable => {
-            Err(Attempt::Transient(status.message().to_string()))
-        }
-        Err(status) => Err(Attempt::Refused(status)),
-    }
-}
-
-/// Calls the CA's Enroll with retries on transport errors and UNAVAILABLE only.
+/// Calls the CA's Enroll (retrying transport failures and a busy CA within
+/// the interactive budget). A refusal is ENROLL_FAILED with the CA's message.
 pub async fn call_ca(
     url: &str,
     pem: &[u8],
     code: &str,
     csr_der: Vec<u8>,
 ) -> Result<EnrollResponse> {
-    let endpoint = endpoint(url, pem)?;
-    let mut delay = CA_FIRST_BACKOFF;
-    let mut last = String::new();
-    for n in 1..=CA_ATTEMPTS {
+    let endpoint = ca_client::server_auth_endpoint(url, pem)?;
+    let result = with_retries(url, Retries::INTERACTIVE, || {
+        let endpoint = endpoint.clone();
         let req = EnrollRequest {
             code: code.to_string(),
             csr_der: csr_der.clone(),
         };
-        match attempt(&endpoint, req).await {
-            Ok(resp) => return Ok(resp),
-            Err(Attempt::Refused(status)) => {
-                tracing::warn!(ca = %url, grpc_status = ?status.code(), message = %status.message(), "CA refused the enrolment");
-                return Err(Error::EnrollFailed(format!(
-                    "the CA refused it: {}",
-                    if status.message().is_empty() {
-                        format!("{:?}", status.code())
-                    } else {
-                        status.message().to_string()
-                    }
-                )));
-            }
-            Err(Attempt::Transient(why)) => {
-                if n < CA_ATTEMPTS {
-                    tracing::warn!(
-                        "CA at {url} unreachable ({why}); retrying in {} s",
-                        delay.as_secs()
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                last = why;
-            }
+        async move {
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| CaFailure::Transport(error_chain(&e)))?;
+            EnrollmentClient::new(channel)
+                .enroll(req)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(CaFailure::from_status)
         }
-    }
-    Err(Error::CaUnavailable(format!(
-        "CA at {url} unreachable after {CA_ATTEMPTS} attempts ({last}); check the URL and that the CA is running"
-    )))
+    })
+    .await;
+    result.map_err(|failure| match failure {
+        CaFailure::Refused(status) => {
+            tracing::warn!(ca = %url, grpc_status = ?status.code(), message = %status.message(), "CA refused the enrolment");
+            Error::EnrollFailed(format!("the CA refused it: {}", status_message(&status)))
+        }
+        other => other.into_error(url, "enrolment"),
+    })
 }
 
 /// Checks the CA's answer: the leaf carries our public key and is signed by
-/// the first chain certificate.
-fn check_issued(key: &SigningKey, resp: &EnrollResponse) -> Result<()> {
+/// the first chain certificate. Failures are ENROLL_FAILED.
+pub fn check_issued(key: &SigningKey, resp: &EnrollResponse) -> Result<()> {
     let leaf = X509::from_der(&resp.certificate_der).map_err(|e| {
         Error::EnrollFailed(format!("the CA returned an unreadable certificate: {e}"))
     })?;
@@ -191,39 +112,52 @@ fn check_issued(key: &SigningKey, resp: &EnrollResponse) -> Result<()> {
 }
 
 /// The whole enrolment. On any failure nothing is written to the store.
+/// An answer naming a card this device already has (a re-issue) replaces
+/// that card in place, keeping its slot.
 pub async fn enroll(daemon: &Daemon, params: EnrollParams) -> Result<CardInfo> {
     daemon.policy().check_format(&params.pin)?;
+    ca_client::parse_ca_url(&params.ca_url)?;
+    ca_client::check_pem(&params.ca_cert_pem)?;
+    let ca_cert_pem = String::from_utf8(params.ca_cert_pem.clone())
+        .map_err(|_| Error::BadRequest("the CA certificate file is not PEM text".into()))?;
     let _guard = daemon.enroll_lock.lock().await;
-    if daemon.free_slot().is_none() {
+    // With every slot taken only a re-issue of a revoked or expired card
+    // can succeed; refuse before the code is spent at the CA otherwise.
+    if daemon.free_slot().is_none() && !daemon.has_replaceable_card() {
         return Err(Error::SlotsFull(daemon.config().slots));
     }
     let key_type = params.key_type;
     tracing::info!(ca = %params.ca_url, key = key_type.as_str(), "enrolment started");
-    let (key, csr) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let key = SigningKey::generate(key_type)?;
-        let csr = build_csr(&key)?;
-        Ok((key, csr))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
+    let (key, csr) = new_key_and_csr(key_type).await?;
     let resp = call_ca(&params.ca_url, &params.ca_cert_pem, &params.code, csr).await?;
     check_issued(&key, &resp)?;
-    let slot = daemon
-        .free_slot()
-        .ok_or_else(|| Error::SlotsFull(daemon.config().slots))?;
     let new = NewCard {
         card_id: resp.card_id,
-        slot,
+        slot: 0,
         holder_name: resp.holder_name,
         user_id: resp.user_id,
         role: resp.role,
         key,
         certificate_der: resp.certificate_der,
         chain_der: resp.chain_der,
+        ca_url: params.ca_url,
+        ca_cert_pem,
     };
     let info = daemon.add_card(new, params.pin).await?;
-    tracing::info!(card = %info.card_id, slot, subject = %info.subject, "card enrolled");
+    tracing::info!(card = %info.card_id, slot = info.slot, subject = %info.subject, "card enrolled");
+    daemon.signals().check_in.notify_one();
     Ok(info)
+}
+
+/// A new key of `key_type` and a CSR signed by it (off the async threads).
+pub async fn new_key_and_csr(key_type: KeyType) -> Result<(SigningKey, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || -> Result<_> {
+        let key = SigningKey::generate(key_type)?;
+        let csr = build_csr(&key)?;
+        Ok((key, csr))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("key generation task: {e}")))?
 }
 
 #[cfg(test)]
@@ -240,22 +174,5 @@ mod tests {
             req.public_key().unwrap().public_key_to_der().unwrap(),
             key.public_key_der().unwrap()
         );
-    }
-
-    #[test]
-    fn bad_urls_are_refused_before_any_network() {
-        let pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-        assert!(matches!(
-            endpoint("http://x:1", pem),
-            Err(Error::BadRequest(_))
-        ));
-        assert!(matches!(
-            endpoint("not a url", pem),
-            Err(Error::BadRequest(_))
-        ));
-        assert!(matches!(
-            endpoint("https://x:1", b"junk"),
-            Err(Error::BadRequest(_))
-        ));
     }
 }

@@ -50,6 +50,27 @@ pub enum Error {
     /// The CA could not be reached.
     #[error("{0}")]
     CaUnavailable(String),
+    /// The CA is overloaded; it may have said how long to wait.
+    #[error("{message}")]
+    CaBusy {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The CA refused the request (permission, card state, bad request).
+    #[error("{0}")]
+    CaRefused(String),
+    /// The CA did not accept the PIN reset code.
+    #[error("{0}")]
+    ResetCodeRejected(String),
+    /// The card was revoked (or its keys destroyed); the IT desk must re-issue it.
+    #[error("{reason}: ask your IT desk to re-issue card {card_id}")]
+    CardRevoked { card_id: String, reason: String },
+    /// The IT desk suspended the card.
+    #[error("card {0} is suspended by your IT desk; it works again when they resume it")]
+    CardSuspended(String),
+    /// The card's certificate expired; `date` as RFC 3339.
+    #[error("card {card_id}'s certificate expired on {date}: ask your IT desk to re-issue it")]
+    CardExpired { card_id: String, date: String },
     /// Every fixed slot already holds a card.
     #[error("all {0} slots already hold a card; remove one before enrolling another")]
     SlotsFull(u32),
@@ -113,6 +134,12 @@ impl Error {
             Error::MechanismParamInvalid(_) => ErrorCode::MechanismParamInvalid,
             Error::EnrollFailed(_) => ErrorCode::EnrollFailed,
             Error::CaUnavailable(_) => ErrorCode::CaUnavailable,
+            Error::CaBusy { .. } => ErrorCode::CaBusy,
+            Error::CaRefused(_) => ErrorCode::CaRefused,
+            Error::ResetCodeRejected(_) => ErrorCode::ResetCodeRejected,
+            Error::CardRevoked { .. } => ErrorCode::CardRevoked,
+            Error::CardSuspended(_) => ErrorCode::CardSuspended,
+            Error::CardExpired { .. } => ErrorCode::CardExpired,
             Error::SlotsFull(_) => ErrorCode::SlotsFull,
             Error::StoreCorrupt { .. } => ErrorCode::StoreCorrupt,
             Error::Io { .. }
@@ -172,5 +199,38 @@ mod tests {
             ErrorCode::StoreCorrupt
         );
         assert_eq!(Error::SlotsFull(2).code(), ErrorCode::SlotsFull);
+    }
+
+    #[test]
+    fn lifecycle_errors_carry_their_codes_and_one_line() {
+        let revoked = Error::CardRevoked {
+            card_id: "C1".into(),
+            reason: "card C1 was revoked".into(),
+        };
+        assert_eq!(revoked.code(), ErrorCode::CardRevoked);
+        assert_eq!(
+            revoked.to_string(),
+            "card C1 was revoked: ask your IT desk to re-issue card C1"
+        );
+        let expired = Error::CardExpired {
+            card_id: "C1".into(),
+            date: "2025-01-02T03:04:05Z".into(),
+        };
+        assert_eq!(expired.code(), ErrorCode::CardExpired);
+        assert!(!expired.to_string().contains('\n'));
+        assert_eq!(
+            Error::CardSuspended("C1".into()).code(),
+            ErrorCode::CardSuspended
+        );
+        let busy = Error::CaBusy {
+            message: "busy".into(),
+            retry_after: None,
+        };
+        assert_eq!(busy.code(), ErrorCode::CaBusy);
+        assert_eq!(Error::CaRefused("no".into()).code(), ErrorCode::CaRefused);
+        assert_eq!(
+            Error::ResetCodeRejected("no".into()).code(),
+            ErrorCode::ResetCodeRejected
+        );
     }
 }

@@ -6,9 +6,13 @@
 
 pub mod app_sessions;
 pub mod b64_serde;
+pub mod ca_client;
+pub mod ca_tls;
 pub mod card_crypto;
+pub mod card_file;
 pub mod card_info;
 pub mod card_store;
+pub mod check_in;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -16,9 +20,13 @@ pub mod connection;
 pub mod enroll;
 pub mod error;
 pub mod keys;
+pub mod lifecycle;
 pub mod paths;
 pub mod pin;
 pub mod pin_policy;
+pub mod renewal;
+pub mod renewal_schedule;
+pub mod reset_pin;
 pub mod server;
 pub mod shutdown;
 pub mod state;

@@ -1,27 +1,47 @@
 //! The daemon's shared state (like mini-redis's `db.rs`): the cards in their
-//! slots, which are unlocked (key kept ready + PIN verifier), and the login
+//! slots, which are unlocked (keys kept ready + PIN verifier), and the login
 //! state per application. PIN checks persist the retry counter before checking.
+//! Renewal, check-in, revocation and re-keying live in `state/transitions.rs`.
+
+mod transitions;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lanyard_proto::agent::{CardInfo, PinState};
+use lanyard_proto::agent::{CardInfo, CardStatus, PinState};
 
 use crate::app_sessions::{AppId, AppSessions};
-use crate::card_crypto::KdfParams;
+use crate::card_crypto::{CardKey, KdfParams};
 use crate::card_info::{cert_facts, CertFacts};
-use crate::card_store::{CardFile, CardStore, NewCard};
+use crate::card_store::{CardFile, CardState, CardStore, NewCard};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::{Mechanism, SigningKey};
+use crate::lifecycle::{now_unix, rfc3339, CardMoment};
 use crate::pin::{Pin, PinVerifier};
 use crate::pin_policy::PinPolicy;
+use crate::renewal_schedule::{draw_jitter, RenewalPolicy};
 
-/// A card's key and PIN verifier, kept while at least one application is logged in.
+pub use transitions::{CheckInOutcome, CheckInTarget, RenewalSnapshot};
+
+/// A card's keys and PIN verifier, kept while at least one application is
+/// logged in: the signing key, and the card key so that a renewed key can be
+/// sealed without the PIN.
 pub struct Unlocked {
     key: Arc<SigningKey>,
-    verifier: PinVerifier,
+    card_key: Arc<CardKey>,
+    verifier: Arc<PinVerifier>,
+}
+
+/// The keys a renewal works with: the current signing key (for the mTLS
+/// handshake) and the card key (to seal the new key).
+#[derive(Clone)]
+pub struct CardKeys {
+    /// The current signing key.
+    pub key: Arc<SigningKey>,
+    /// The card key sealing it.
+    pub card_key: Arc<CardKey>,
 }
 
 /// A PIN check that passed: the caller's value and, if the check changed
@@ -40,12 +60,63 @@ impl<T> Passed<T> {
     }
 }
 
+/// The in-memory renewal schedule of one card.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// This certificate's jitter draw in [-1, 1] (drawn again for each new certificate).
+    jitter: f64,
+    /// Consecutive failed renewals.
+    failures: u32,
+    /// When to try again after a failure (Unix seconds).
+    retry_at: Option<i64>,
+}
+
+impl Schedule {
+    fn fresh() -> Self {
+        Schedule {
+            jitter: draw_jitter(),
+            failures: 0,
+            retry_at: None,
+        }
+    }
+}
+
 struct CardEntry {
     file: CardFile,
     facts: CertFacts,
-    /// Serialises PIN checks on this card, so the retry counter cannot race.
-    pin_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Serialises PIN checks and every change of this card's file, so the
+    /// retry counter and the lifecycle writes cannot race.
+    file_lock: Arc<tokio::sync::Mutex<()>>,
     unlocked: Option<Arc<Unlocked>>,
+    schedule: Schedule,
+}
+
+impl CardEntry {
+    /// Refuses a card the CA suspended or revoked.
+    fn check_usable(&self) -> Result<()> {
+        let card_id = &self.file.card_id;
+        match self.file.status {
+            CardState::Active => Ok(()),
+            CardState::Suspended => Err(Error::CardSuspended(card_id.clone())),
+            CardState::Revoked => Err(Error::CardRevoked {
+                card_id: card_id.clone(),
+                reason: format!(
+                    "card {card_id} was revoked and its keys were destroyed on this device"
+                ),
+            }),
+        }
+    }
+
+    /// Refuses a card whose certificate has expired (renewal is impossible).
+    fn check_unexpired(&self, now: i64) -> Result<()> {
+        if now >= self.facts.not_after {
+            return Err(Error::CardExpired {
+                card_id: self.file.card_id.clone(),
+                date: rfc3339(self.facts.not_after),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -54,10 +125,20 @@ struct Inner {
     sessions: AppSessions,
 }
 
+/// Wakes the background renewal and check-in tasks.
+#[derive(Default)]
+pub struct Signals {
+    /// Something changed the renewal plan (a login, a new certificate).
+    pub renewal: tokio::sync::Notify,
+    /// A check-in is wanted now (after a renewal, or a refused one).
+    pub check_in: tokio::sync::Notify,
+}
+
 /// Everything the daemon's connections share.
 pub struct Daemon {
     config: Config,
     policy: PinPolicy,
+    renewal_policy: RenewalPolicy,
     store: Arc<CardStore>,
     socket_path: PathBuf,
     instance: [u8; 16],
@@ -66,10 +147,16 @@ pub struct Daemon {
     pub(crate) enroll_lock: tokio::sync::Mutex<()>,
     /// Card files left out at start, one line each, for `lanyard status`.
     problems: Vec<String>,
+    signals: Signals,
 }
 
 fn blocking_failed(e: tokio::task::JoinError) -> Error {
     Error::Internal(format!("worker task failed: {e}"))
+}
+
+/// Whether ListCards (the PKCS#11 module) shows a card in this status.
+fn is_listed(status: CardStatus) -> bool {
+    matches!(status, CardStatus::Active | CardStatus::Expired)
 }
 
 impl Daemon {
@@ -84,6 +171,7 @@ impl Daemon {
         let store = CardStore::open(store_dir, kdf)?;
         let mut daemon = Daemon {
             policy: PinPolicy::from_config(&config),
+            renewal_policy: RenewalPolicy::from_config(&config),
             config,
             store: Arc::new(store),
             socket_path,
@@ -91,6 +179,7 @@ impl Daemon {
             inner: Mutex::new(Inner::default()),
             enroll_lock: tokio::sync::Mutex::new(()),
             problems: Vec::new(),
+            signals: Signals::default(),
         };
         let mut problems = Vec::new();
         for loaded in daemon.store.load_all()? {
@@ -110,12 +199,26 @@ impl Daemon {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a loaded or newly created card to its slot.
-    fn insert_card(&self, file: CardFile) -> Result<()> {
+    /// The certificate facts of `file`, or why they cannot be computed.
+    fn facts_of(&self, file: &CardFile) -> Result<CertFacts> {
         let path = self.store.card_path(&file.card_id);
         let key_type = file
             .key_type()
             .ok_or_else(|| Error::corrupt(&path, "unknown key type"))?;
+        cert_facts(
+            &file.card_id,
+            file.slot,
+            &file.holder_name,
+            key_type,
+            &file.certificate,
+            &file.chain,
+            &path,
+        )
+    }
+
+    /// Adds a loaded or newly created card to its slot.
+    fn insert_card(&self, file: CardFile) -> Result<()> {
+        let path = self.store.card_path(&file.card_id);
         if file.slot >= self.config.slots {
             return Err(Error::corrupt(
                 &path,
@@ -125,15 +228,7 @@ impl Daemon {
                 ),
             ));
         }
-        let facts = cert_facts(
-            &file.card_id,
-            file.slot,
-            &file.holder_name,
-            key_type,
-            &file.certificate,
-            &file.chain,
-            &path,
-        )?;
+        let facts = self.facts_of(&file)?;
         let mut inner = self.inner();
         if let Some(other) = inner.cards.values().find(|c| c.file.slot == file.slot) {
             return Err(Error::corrupt(
@@ -144,14 +239,15 @@ impl Daemon {
                 ),
             ));
         }
-        tracing::info!(card = %file.card_id, slot = file.slot, subject = %facts.subject, "card loaded");
+        tracing::info!(card = %file.card_id, slot = file.slot, subject = %facts.subject, status = ?file.status, "card loaded");
         inner.cards.insert(
             file.card_id.clone(),
             CardEntry {
                 file,
                 facts,
-                pin_lock: Arc::new(tokio::sync::Mutex::new(())),
+                file_lock: Arc::new(tokio::sync::Mutex::new(())),
                 unlocked: None,
+                schedule: Schedule::fresh(),
             },
         );
         Ok(())
@@ -165,6 +261,16 @@ impl Daemon {
     /// The PIN policy in force.
     pub fn policy(&self) -> &PinPolicy {
         &self.policy
+    }
+
+    /// The renewal timings in force.
+    pub fn renewal_policy(&self) -> &RenewalPolicy {
+        &self.renewal_policy
+    }
+
+    /// The wake-ups of the background tasks.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
     /// Random id of this daemon run.
@@ -203,7 +309,13 @@ impl Daemon {
         }
     }
 
-    fn info_of(&self, entry: &CardEntry, app: Option<&AppId>, sessions: &AppSessions) -> CardInfo {
+    fn info_of(
+        &self,
+        entry: &CardEntry,
+        app: Option<&AppId>,
+        sessions: &AppSessions,
+        now: i64,
+    ) -> CardInfo {
         let mut info = entry.facts.info.clone();
         let failures = entry.file.pin_failures;
         info.pin = Some(PinState {
@@ -214,29 +326,79 @@ impl Daemon {
         info.logged_in = app.is_some_and(|a| sessions.is_logged_in(a, &entry.file.card_id));
         info.pin_min_len = self.policy.min_len as u32;
         info.pin_max_len = self.policy.max_len as u32;
+        let moment = CardMoment {
+            file: &entry.file,
+            not_before: entry.facts.not_before,
+            not_after: entry.facts.not_after,
+            next_renewal: self.next_renewal(entry, now),
+            unlocked: entry.unlocked.is_some(),
+        };
+        info.lifecycle = Some(crate::lifecycle::lifecycle(
+            &moment,
+            &self.renewal_policy,
+            now,
+        ));
         info
     }
 
-    /// Every card, in slot order, as seen by `app`.
-    pub fn cards(&self, app: Option<&AppId>) -> Vec<CardInfo> {
+    fn collect_cards(&self, app: Option<&AppId>, listed_only: bool) -> Vec<CardInfo> {
+        let now = now_unix();
         let inner = self.inner();
         let mut cards: Vec<CardInfo> = inner
             .cards
             .values()
-            .map(|e| self.info_of(e, app, &inner.sessions))
+            .map(|e| self.info_of(e, app, &inner.sessions, now))
+            .filter(|c| {
+                !listed_only
+                    || c.lifecycle
+                        .as_ref()
+                        .and_then(|l| CardStatus::try_from(l.status).ok())
+                        .is_some_and(is_listed)
+            })
             .collect();
         cards.sort_by_key(|c| c.slot);
         cards
     }
 
-    /// One card as seen by `app`.
+    /// The cards the PKCS#11 module may show, in slot order, as seen by
+    /// `app`: active and expired ones (suspended and revoked cards are removed tokens).
+    pub fn cards(&self, app: Option<&AppId>) -> Vec<CardInfo> {
+        self.collect_cards(app, true)
+    }
+
+    /// Every card, whatever its status, in slot order (for `lanyard status`).
+    pub fn all_cards(&self, app: Option<&AppId>) -> Vec<CardInfo> {
+        self.collect_cards(app, false)
+    }
+
+    /// One card as seen by `app`, whatever its status.
     pub fn card(&self, card_id: &str, app: Option<&AppId>) -> Result<CardInfo> {
         let inner = self.inner();
         let entry = inner
             .cards
             .get(card_id)
             .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
-        Ok(self.info_of(entry, app, &inner.sessions))
+        Ok(self.info_of(entry, app, &inner.sessions, now_unix()))
+    }
+
+    /// `card_id`, or the only card when it is empty.
+    pub fn resolve_card_id(&self, card_id: &str) -> Result<String> {
+        if !card_id.is_empty() {
+            return Ok(card_id.to_string());
+        }
+        let inner = self.inner();
+        let ids: Vec<&String> = inner.cards.keys().collect();
+        match ids.as_slice() {
+            [only] => Ok((*only).clone()),
+            [] => Err(Error::NoSuchCard("(none enrolled)".into())),
+            many => Err(Error::BadRequest(format!(
+                "several cards ({}); name one",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// The lowest slot without a card, if any.
@@ -245,16 +407,36 @@ impl Daemon {
         (0..self.config.slots).find(|s| !inner.cards.values().any(|c| c.file.slot == *s))
     }
 
-    fn pin_lock(&self, card_id: &str) -> Result<Arc<tokio::sync::Mutex<()>>> {
+    /// Whether a card whose re-issue could arrive (revoked or expired) holds a slot.
+    pub fn has_replaceable_card(&self) -> bool {
+        let now = now_unix();
+        self.inner()
+            .cards
+            .values()
+            .any(|c| c.file.status == CardState::Revoked || now >= c.facts.not_after)
+    }
+
+    fn file_lock(&self, card_id: &str) -> Result<Arc<tokio::sync::Mutex<()>>> {
         let inner = self.inner();
         let entry = inner
             .cards
             .get(card_id)
             .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
-        Ok(entry.pin_lock.clone())
+        Ok(entry.file_lock.clone())
     }
 
-    /// Writes a card file (atomically), then makes it the card's state in memory.
+    /// The card as it is now in memory (and on disk).
+    fn current_file(&self, card_id: &str) -> Result<CardFile> {
+        let inner = self.inner();
+        let entry = inner
+            .cards
+            .get(card_id)
+            .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
+        Ok(entry.file.clone())
+    }
+
+    /// Writes a card file (atomically), then makes it the card's state in
+    /// memory. The caller holds the card's file lock.
     async fn save_card(&self, file: CardFile) -> Result<()> {
         let store = self.store.clone();
         let to_save = file.clone();
@@ -267,22 +449,26 @@ impl Daemon {
         Ok(())
     }
 
-    /// Persists a new failure count for a card; returns the card as written.
-    async fn persist_failures(&self, card_id: &str, failures: u32) -> Result<CardFile> {
-        let mut file = {
-            let inner = self.inner();
-            let entry = inner
-                .cards
-                .get(card_id)
-                .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
-            entry.file.clone()
-        };
-        file.pin_failures = failures;
+    /// Changes a card's file with `change` and writes it. The caller holds
+    /// the card's file lock.
+    async fn update_card(
+        &self,
+        card_id: &str,
+        change: impl FnOnce(&mut CardFile),
+    ) -> Result<CardFile> {
+        let mut file = self.current_file(card_id)?;
+        change(&mut file);
         self.save_card(file.clone()).await?;
         Ok(file)
     }
 
-    /// One counted PIN attempt on `card_id` (the caller holds its pin lock):
+    /// Persists a new failure count for a card; returns the card as written.
+    async fn persist_failures(&self, card_id: &str, failures: u32) -> Result<CardFile> {
+        self.update_card(card_id, |f| f.pin_failures = failures)
+            .await
+    }
+
+    /// One counted PIN attempt on `card_id` (the caller holds its file lock):
     /// refuse if locked; increment and persist the counter; run `check`; on
     /// success write the card (as changed by the check, if it was) with the
     /// counter reset to 0.
@@ -297,6 +483,7 @@ impl Daemon {
                 .cards
                 .get(card_id)
                 .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
+            entry.check_usable()?;
             (entry.file.pin_failures, entry.unlocked.clone())
         };
         if self.policy.is_locked(failures) {
@@ -351,49 +538,60 @@ impl Daemon {
         }
     }
 
+    /// Checks `pin` (counted) and returns the card's keys: the ones kept
+    /// while unlocked (checked against the verifier), else opened from the
+    /// store. The caller holds the card's file lock.
+    async fn keys_with_pin(&self, card_id: &str, pin: Pin) -> Result<Arc<Unlocked>> {
+        let store = self.store.clone();
+        self.counted_attempt(card_id, move |file, unlocked| {
+            let unlocked = match unlocked {
+                Some(u) => u.verifier.matches(&pin)?.then_some(u),
+                None => match store.unlock(&file, &pin)? {
+                    Some(opened) => Some(Arc::new(Unlocked {
+                        key: Arc::new(opened.key),
+                        card_key: Arc::new(opened.card_key),
+                        verifier: Arc::new(PinVerifier::new(&pin)?),
+                    })),
+                    None => None,
+                },
+            };
+            Ok(unlocked.map(Passed::value))
+        })
+        .await
+    }
+
     /// C_Login: checks the PIN (counted) and logs `app` in to the card,
-    /// keeping the key ready while any application is logged in.
+    /// keeping the keys ready while any application is logged in.
     pub async fn login(&self, app: &AppId, card_id: &str, pin: Pin) -> Result<()> {
         self.policy.check_format(&pin)?;
-        let lock = self.pin_lock(card_id)?;
+        let lock = self.file_lock(card_id)?;
         let _guard = lock.lock().await;
-        let store = self.store.clone();
-        let unlocked = self
-            .counted_attempt(card_id, move |file, unlocked| {
-                let unlocked = match unlocked {
-                    Some(u) => u.verifier.matches(&pin)?.then_some(u),
-                    None => match store.unlock(&file, &pin)? {
-                        Some(key) => Some(Arc::new(Unlocked {
-                            key: Arc::new(key),
-                            verifier: PinVerifier::new(&pin)?,
-                        })),
-                        None => None,
-                    },
-                };
-                Ok(unlocked.map(Passed::value))
-            })
-            .await?;
-        let mut inner = self.inner();
-        let Inner { cards, sessions } = &mut *inner;
-        if !sessions.is_connected(app) {
-            // Its last connection closed while the PIN was checked: the
-            // application is gone, so nothing must stay logged in for it.
-            return Err(Error::BadRequest(
-                "application disconnected during login".into(),
-            ));
+        let unlocked = self.keys_with_pin(card_id, pin).await?;
+        {
+            let mut inner = self.inner();
+            let Inner { cards, sessions } = &mut *inner;
+            if !sessions.is_connected(app) {
+                // Its last connection closed while the PIN was checked: the
+                // application is gone, so nothing must stay logged in for it.
+                return Err(Error::BadRequest(
+                    "application disconnected during login".into(),
+                ));
+            }
+            let entry = cards
+                .get_mut(card_id)
+                .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
+            if entry.unlocked.is_none() {
+                entry.unlocked = Some(unlocked);
+            }
+            sessions.login(app, card_id);
         }
-        let entry = cards
-            .get_mut(card_id)
-            .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
-        if entry.unlocked.is_none() {
-            entry.unlocked = Some(unlocked);
-        }
-        sessions.login(app, card_id);
         tracing::info!(card = %card_id, app = %app.short(), "login");
+        // An unlocked card can renew: let the scheduler plan it.
+        self.signals.renewal.notify_one();
         Ok(())
     }
 
-    /// C_Logout: ends `app`'s login; the key is dropped when no login remains.
+    /// C_Logout: ends `app`'s login; the keys are dropped when no login remains.
     pub fn logout(&self, app: &AppId, card_id: &str) -> Result<()> {
         let mut inner = self.inner();
         if !inner.cards.contains_key(card_id) {
@@ -414,7 +612,8 @@ impl Daemon {
     }
 
     /// The hot path: signs with the ready key if `app` is logged in. No disk,
-    /// no KDF, and no lock held while signing.
+    /// no KDF, and no lock held while signing. After a renewal the same
+    /// login signs with the new key.
     pub fn sign(
         &self,
         app: &AppId,
@@ -428,6 +627,7 @@ impl Daemon {
                 .cards
                 .get(card_id)
                 .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
+            entry.check_usable()?;
             if !inner.sessions.is_logged_in(app, card_id) {
                 return Err(Error::NotLoggedIn(card_id.into()));
             }
@@ -445,7 +645,7 @@ impl Daemon {
     pub async fn change_pin(&self, card_id: &str, old_pin: Pin, new_pin: Pin) -> Result<()> {
         self.policy.check_format(&old_pin)?;
         self.policy.check_format(&new_pin)?;
-        let lock = self.pin_lock(card_id)?;
+        let lock = self.file_lock(card_id)?;
         let _guard = lock.lock().await;
         let store = self.store.clone();
         let verifier_pin = new_pin.clone();
@@ -458,12 +658,13 @@ impl Daemon {
                 }))
         })
         .await?;
-        let verifier = PinVerifier::new(&verifier_pin)?;
+        let verifier = Arc::new(PinVerifier::new(&verifier_pin)?);
         let mut inner = self.inner();
         if let Some(entry) = inner.cards.get_mut(card_id) {
             if let Some(u) = entry.unlocked.take() {
                 entry.unlocked = Some(Arc::new(Unlocked {
                     key: u.key.clone(),
+                    card_key: u.card_key.clone(),
                     verifier,
                 }));
             }
@@ -472,8 +673,18 @@ impl Daemon {
         Ok(())
     }
 
-    /// Puts a new card in the store (atomic write) and in its slot.
-    pub async fn add_card(&self, new: NewCard, pin: Pin) -> Result<CardInfo> {
+    /// Puts a newly enrolled card in the store (atomic write) and in a slot.
+    /// A card id this device already has (a re-issue) replaces that card in
+    /// place, keeping its slot; otherwise the lowest free slot is used.
+    /// The caller holds the enrolment lock.
+    pub async fn add_card(&self, mut new: NewCard, pin: Pin) -> Result<CardInfo> {
+        let existing = self.inner().cards.get(&new.card_id).map(|e| e.file.slot);
+        new.slot = match existing {
+            Some(slot) => slot,
+            None => self
+                .free_slot()
+                .ok_or(Error::SlotsFull(self.config.slots))?,
+        };
         // Everything the slot will need must be computable before the file exists.
         cert_facts(
             &new.card_id,
@@ -485,11 +696,14 @@ impl Daemon {
             &self.store.card_path(&new.card_id),
         )
         .map_err(|e| Error::EnrollFailed(format!("the certificate cannot be used: {e}")))?;
+        let card_id = new.card_id.clone();
+        if existing.is_some() {
+            return self.replace_card(new, pin).await;
+        }
         let store = self.store.clone();
         let file = tokio::task::spawn_blocking(move || store.create(&new, &pin))
             .await
             .map_err(blocking_failed)??;
-        let card_id = file.card_id.clone();
         if let Err(e) = self.insert_card(file) {
             // Never leave a card on disk that the daemon does not serve.
             let _ = std::fs::remove_file(self.store.card_path(&card_id));

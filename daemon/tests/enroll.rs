@@ -1,225 +1,12 @@
-//! `lanyard enroll` end to end against a stand-in CA: a real tonic server
-//! over TLS on 127.0.0.1 (IP SAN), issuing with an openssl CA. Checks the
-//! CLI contract (JSON, exit codes) and that a failure leaves no card file.
+//! `lanyard enroll` end to end against a stand-in CA (`common::mock_ca`: a
+//! real tonic server over TLS on 127.0.0.1, issuing with an openssl CA).
+//! Checks the CLI contract (JSON, exit codes), that a failure leaves no card
+//! file, and that a re-issue replaces a card in its slot.
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-
+use common::mock_ca::{unreachable_url, MockCa};
 use common::*;
-use lanyard_proto::ca::enrollment_server::{Enrollment, EnrollmentServer};
-use lanyard_proto::ca::{EnrollRequest, EnrollResponse};
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-};
-use openssl::x509::{X509Builder, X509NameBuilder, X509Req, X509};
-use tonic::transport::{Identity, Server, ServerTlsConfig};
-
-fn ec_key() -> PKey<Private> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
-}
-
-fn cert(
-    cn: &str,
-    key: &PKey<openssl::pkey::Public>,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    signer: &PKey<Private>,
-    ca: bool,
-    server: bool,
-    serial: u32,
-) -> X509 {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(serial).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    match issuer {
-        Some((c, _)) => b.set_issuer_name(c.subject_name()).unwrap(),
-        None => b.set_issuer_name(&name).unwrap(),
-    }
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    } else {
-        b.append_extension(BasicConstraints::new().critical().build().unwrap())
-            .unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .digital_signature()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    }
-    if server {
-        let ctx = b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None);
-        let san = SubjectAlternativeName::new()
-            .ip("127.0.0.1")
-            .dns("localhost")
-            .build(&ctx)
-            .unwrap();
-        b.append_extension(san).unwrap();
-        b.append_extension(ExtendedKeyUsage::new().server_auth().build().unwrap())
-            .unwrap();
-    }
-    b.sign(signer, MessageDigest::sha256()).unwrap();
-    b.build()
-}
-
-struct MockCa {
-    root: X509,
-    issuing: X509,
-    issuing_key: PKey<Private>,
-    serial: AtomicU32,
-}
-
-#[tonic::async_trait]
-impl Enrollment for MockCa {
-    async fn enroll(
-        &self,
-        request: tonic::Request<EnrollRequest>,
-    ) -> Result<tonic::Response<EnrollResponse>, tonic::Status> {
-        let req = request.into_inner();
-        let csr = X509Req::from_der(&req.csr_der)
-            .map_err(|_| tonic::Status::invalid_argument("bad CSR"))?;
-        let csr_key = csr.public_key().unwrap();
-        if !csr.verify(&csr_key).unwrap() {
-            return Err(tonic::Status::invalid_argument("CSR signature"));
-        }
-        let key = match req.code.as_str() {
-            "GOOD-CODE" => csr_key,
-            "WRONG-KEY" => {
-                let other = ec_key();
-                PKey::public_key_from_der(&other.public_key_to_der().unwrap()).unwrap()
-            }
-            _ => {
-                return Err(tonic::Status::permission_denied(
-                    "enrolment code not valid or already used",
-                ))
-            }
-        };
-        let n = self.serial.fetch_add(1, Ordering::SeqCst);
-        let leaf = cert(
-            "Dr Ada Smith",
-            &key,
-            Some((&self.issuing, &self.issuing_key)),
-            &self.issuing_key,
-            false,
-            false,
-            100 + n,
-        );
-        Ok(tonic::Response::new(EnrollResponse {
-            card_id: format!("LNY-TEST-{n}"),
-            certificate_der: leaf.to_der().unwrap(),
-            chain_der: vec![self.issuing.to_der().unwrap(), self.root.to_der().unwrap()],
-            holder_name: "Dr Ada Smith".into(),
-            user_id: "555123456789".into(),
-            role: "R8000 Clinical Practitioner".into(),
-        }))
-    }
-}
-
-struct CaFixture {
-    _rt: tokio::runtime::Runtime,
-    url: String,
-    root_pem: std::path::PathBuf,
-}
-
-fn public(k: &PKey<Private>) -> PKey<openssl::pkey::Public> {
-    PKey::public_key_from_der(&k.public_key_to_der().unwrap()).unwrap()
-}
-
-fn start_ca(dir: &std::path::Path) -> CaFixture {
-    let root_key = ec_key();
-    let root = cert(
-        "Test Root",
-        &public(&root_key),
-        None,
-        &root_key,
-        true,
-        false,
-        1,
-    );
-    let issuing_key = ec_key();
-    let issuing = cert(
-        "Test Issuing",
-        &public(&issuing_key),
-        Some((&root, &root_key)),
-        &root_key,
-        true,
-        false,
-        2,
-    );
-    let tls_key = ec_key();
-    let tls = cert(
-        "localhost",
-        &public(&tls_key),
-        Some((&root, &root_key)),
-        &root_key,
-        false,
-        true,
-        3,
-    );
-    let root_pem = dir.join("root.pem");
-    std::fs::write(&root_pem, root.to_pem().unwrap()).unwrap();
-    let identity = Identity::from_pem(
-        tls.to_pem().unwrap(),
-        tls_key.private_key_to_pem_pkcs8().unwrap(),
-    );
-    let service = MockCa {
-        root,
-        issuing,
-        issuing_key,
-        serial: AtomicU32::new(1),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let server = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(identity))
-        .unwrap()
-        .add_service(EnrollmentServer::new(service))
-        .serve_with_incoming(incoming);
-    rt.spawn(server);
-    CaFixture {
-        _rt: rt,
-        url: format!("https://127.0.0.1:{}", addr.port()),
-        root_pem,
-    }
-}
 
 fn card_files(env: &TestEnv) -> usize {
     std::fs::read_dir(env.store_dir().join("cards"))
@@ -227,12 +14,23 @@ fn card_files(env: &TestEnv) -> usize {
         .unwrap_or(0)
 }
 
-fn enroll(env: &TestEnv, ca: &CaFixture, code: &str, key: &str, pin: &str) -> std::process::Output {
+fn enroll(env: &TestEnv, ca: &MockCa, code: &str, key: &str, pin: &str) -> std::process::Output {
+    enroll_at(env, &ca.url, ca, code, key, pin)
+}
+
+fn enroll_at(
+    env: &TestEnv,
+    url: &str,
+    ca: &MockCa,
+    code: &str,
+    key: &str,
+    pin: &str,
+) -> std::process::Output {
     env.lanyard(
         &[
             "enroll",
             "--ca",
-            &ca.url,
+            url,
             "--ca-cert",
             ca.root_pem.to_str().unwrap(),
             "--code",
@@ -250,7 +48,7 @@ fn enroll(env: &TestEnv, ca: &CaFixture, code: &str, key: &str, pin: &str) -> st
 fn enrol_rsa_and_ec_then_sign_and_see_them_in_status() {
     let mut env = TestEnv::new();
     env.start();
-    let ca = start_ca(env.tmp.path());
+    let ca = MockCa::start(env.tmp.path());
 
     let out = enroll(&env, &ca, "GOOD-CODE", "rsa-2048", PIN);
     assert!(
@@ -312,7 +110,7 @@ fn enrol_rsa_and_ec_then_sign_and_see_them_in_status() {
 fn refused_codes_bad_keys_and_bad_pins_leave_no_card() {
     let mut env = TestEnv::new();
     env.start();
-    let ca = start_ca(env.tmp.path());
+    let ca = MockCa::start(env.tmp.path());
 
     let out = enroll(&env, &ca, "USED-CODE", "ec-p256", PIN);
     assert_eq!(out.status.code(), Some(5));
@@ -335,20 +133,8 @@ fn refused_codes_bad_keys_and_bad_pins_leave_no_card() {
 fn an_unreachable_ca_is_retried_then_reported() {
     let mut env = TestEnv::new();
     env.start();
-    let dir = env.tmp.path().to_path_buf();
-    let ca = start_ca(&dir);
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let down = CaFixture {
-        _rt: tokio::runtime::Runtime::new().unwrap(),
-        url: format!("https://127.0.0.1:{port}"),
-        root_pem: ca.root_pem.clone(),
-    };
-    let out = enroll(&env, &down, "GOOD-CODE", "ec-p256", PIN);
+    let ca = MockCa::start(env.tmp.path());
+    let out = enroll_at(&env, &unreachable_url(), &ca, "GOOD-CODE", "ec-p256", PIN);
     assert_eq!(out.status.code(), Some(5));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
@@ -398,4 +184,54 @@ fn change_pin_from_stdin() {
         lanyard_proto::agent::ErrorCode::PinIncorrect as i32
     );
     assert_eq!(code(&c.login("CARD-1", "24681357")), 0);
+}
+
+#[test]
+fn a_reissued_card_replaces_the_revoked_one_in_its_slot() {
+    let mut env = TestEnv::new();
+    env.start();
+    let ca = MockCa::start(env.tmp.path());
+    let first: serde_json::Value =
+        serde_json::from_slice(&enroll(&env, &ca, "GOOD-CODE", "ec-p256", PIN).stdout).unwrap();
+    let first_id = first["card_id"].as_str().unwrap().to_string();
+    let out = enroll(&env, &ca, "GOOD-CODE", "ec-p256", PIN);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The IT desk revokes the first card; a check-in destroys its keys.
+    ca.state
+        .set_state(&first_id, lanyard_proto::ca::CardState::Revoked);
+    let out = env.lanyard(&["check-in"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.card_file(&first_id)["status"], "revoked");
+    // Both slots are held (one by the tombstone), yet the re-issue is accepted.
+    ca.state
+        .set_state(&first_id, lanyard_proto::ca::CardState::Active);
+    let out = enroll(
+        &env,
+        &ca,
+        &format!("REISSUE-{first_id}"),
+        "rsa-2048",
+        "24681357",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let card: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(card["card_id"], first_id.as_str());
+    assert_eq!(card["slot"], 0);
+    assert_eq!(card["status"], "active");
+    assert_eq!(card["key_type"], "rsa-2048");
+    assert_eq!(card_files(&env), 2);
+    let mut c = env.client(3);
+    assert_eq!(code(&c.login(&first_id, "24681357")), 0);
+    assert_eq!(c.list_cards().len(), 2);
 }

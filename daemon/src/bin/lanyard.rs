@@ -11,10 +11,13 @@ use lanyard_daemon::paths;
 /// lanyard — your Lanyard virtual smartcard.
 ///
 /// Talks to your lanyardd (which must be running) over its socket: enrol a
-/// card with the code from your IT desk, see your cards, change a PIN.
+/// card with the code from your IT desk, see your cards, renew a card,
+/// change a PIN, reset a forgotten PIN with a code from your IT desk.
 ///
 /// Exit codes: 0 ok; 1 other error; 2 bad usage; 3 lanyardd not running or
-/// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment failure.
+/// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment
+/// failure (unreachable, busy, refused, reset code not accepted); 6 the card
+/// is revoked, suspended or expired (ask your IT desk).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -53,9 +56,59 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the daemon and every card: subject, expiry, PIN state.
+    /// Show the daemon and every card: subject, expiry, PIN state, status
+    /// with the CA, next and last renewal, last check-in, warnings.
     Status {
-        /// Print JSON (daemon_version, socket, store, cards[]).
+        /// Print JSON (daemon_version, socket, store, cards[], problems[]).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Renew a card's certificate now, with a new key (lanyardd also renews
+    /// by itself while the card is unlocked).
+    ///
+    /// Needs no PIN while an application is logged in to the card; otherwise
+    /// the PIN is asked (or read from the first line of standard input with --pin-stdin).
+    Renew {
+        /// The card, if more than one is enrolled (see `lanyard status`).
+        #[arg(long, value_name = "ID")]
+        card: Option<String>,
+        /// Read the PIN, if one is needed, from standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the renewed card as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forgotten PIN: redeem the one-time reset code from your IT desk and
+    /// choose a new PIN. The card gets a new key and certificate; the old
+    /// certificate is revoked. Wrong codes are counted by the CA; when its
+    /// tries run out, the card's keys are destroyed and it must be re-issued.
+    ///
+    /// The new PIN is asked twice (or the first line of standard input with --pin-stdin).
+    ResetPin {
+        /// The reset code from your IT desk.
+        #[arg(long, value_name = "CODE")]
+        code: String,
+        /// The card, if more than one is enrolled (see `lanyard status`).
+        #[arg(long, value_name = "ID")]
+        card: Option<String>,
+        /// The CA, if not the one the card was enrolled with (https://HOST:PORT).
+        #[arg(long, value_name = "URL")]
+        ca: Option<String>,
+        /// PEM file the CA's TLS certificate must chain to, if not the one given at enrolment.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// Read the new PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the card as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the CA now whether each card is still in good standing (revoked,
+    /// suspended, resumed); lanyardd also does so by itself periodically.
+    CheckIn {
+        /// Print the cards as a JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -110,6 +163,30 @@ fn main() -> ExitCode {
         Command::ChangePin { card, pin_stdin } => {
             cli::change_pin::run(&socket, card.as_deref(), *pin_stdin)
         }
+        Command::Renew {
+            card,
+            pin_stdin,
+            json,
+        } => cli::renew::run(&socket, card.as_deref(), *pin_stdin, *json),
+        Command::ResetPin {
+            code,
+            card,
+            ca,
+            ca_cert,
+            pin_stdin,
+            json,
+        } => cli::reset_pin::run(
+            &socket,
+            cli::reset_pin::ResetArgs {
+                code,
+                card: card.as_deref(),
+                ca_url: ca.as_deref(),
+                ca_cert: ca_cert.as_deref(),
+                pin_stdin: *pin_stdin,
+                json: *json,
+            },
+        ),
+        Command::CheckIn { json } => cli::check_in::run(&socket, *json),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

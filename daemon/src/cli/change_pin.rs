@@ -7,31 +7,13 @@ use std::time::Duration;
 use lanyard_proto::agent::{request, response, ChangePin};
 
 use super::client::AgentClient;
-use super::{pin_input, print_out, status, CliError};
+use super::{choose_card, pin_input, print_out, status, CliError};
 
 /// Runs `lanyard change-pin`.
 pub fn run(socket: &Path, card: Option<&str>, pin_stdin: bool) -> Result<(), CliError> {
     let mut client = AgentClient::connect(socket)?;
     let cards = status::fetch(&mut client)?.cards;
-    let card_id = match (card, cards.as_slice()) {
-        (Some(id), _) => {
-            if !cards.iter().any(|c| c.card_id == id) {
-                return Err(CliError::Usage(format!(
-                    "no card {id}; `lanyard status` lists the cards"
-                )));
-            }
-            id.to_string()
-        }
-        (None, [only]) => only.card_id.clone(),
-        (None, []) => return Err(CliError::Usage("no card enrolled".into())),
-        (None, many) => {
-            let ids: Vec<&str> = many.iter().map(|c| c.card_id.as_str()).collect();
-            return Err(CliError::Usage(format!(
-                "several cards ({}); choose one with --card ID",
-                ids.join(", ")
-            )));
-        }
-    };
+    let card_id = choose_card(&cards, card)?;
     let (old, new) = if pin_stdin {
         let mut lines = pin_input::read_stdin_lines(2)?;
         let new = lines.remove(1);

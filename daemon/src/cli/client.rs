@@ -123,7 +123,7 @@ impl AgentClient {
     }
 }
 
-/// Overwrites the PINs and enrolment code a request carried, once it is sent.
+/// Overwrites the PINs and enrolment or reset code a request carried, once it is sent.
 fn wipe_secrets(mut req: Request) {
     use zeroize::Zeroize;
     match req.body.as_mut() {
@@ -135,6 +135,11 @@ fn wipe_secrets(mut req: Request) {
         Some(request::Body::ChangePin(m)) => {
             m.old_pin.zeroize();
             m.new_pin.zeroize();
+        }
+        Some(request::Body::Renew(m)) => m.pin.zeroize(),
+        Some(request::Body::ResetPin(m)) => {
+            m.new_pin.zeroize();
+            m.code.zeroize();
         }
         _ => {}
     }

@@ -2,14 +2,17 @@
 //! and one module per subcommand. Errors carry the documented exit codes.
 
 pub mod change_pin;
+pub mod check_in;
 pub mod client;
 pub mod enroll;
 pub mod pin_input;
+pub mod renew;
+pub mod reset_pin;
 pub mod status;
 
 use std::path::PathBuf;
 
-use lanyard_proto::agent::ErrorCode;
+use lanyard_proto::agent::{CardInfo, ErrorCode};
 
 /// Exit codes of `lanyard` (documented in `--help`).
 pub mod exit {
@@ -23,8 +26,10 @@ pub mod exit {
     pub const DAEMON_UNREACHABLE: u8 = 3;
     /// PIN incorrect, locked or not acceptable.
     pub const PIN: u8 = 4;
-    /// The CA or the enrolment failed.
+    /// The CA or the enrolment failed (unreachable, busy, refused, reset code rejected).
     pub const ENROLL: u8 = 5;
+    /// The card is revoked, suspended or expired: the IT desk must act.
+    pub const CARD: u8 = 6;
 }
 
 /// What can go wrong in the CLI, each with its exit code.
@@ -62,8 +67,14 @@ impl CliError {
                 | ErrorCode::PinLocked
                 | ErrorCode::PinLenRange
                 | ErrorCode::PinInvalid => exit::PIN,
-                ErrorCode::EnrollFailed | ErrorCode::CaUnavailable | ErrorCode::SlotsFull => {
-                    exit::ENROLL
+                ErrorCode::EnrollFailed
+                | ErrorCode::CaUnavailable
+                | ErrorCode::SlotsFull
+                | ErrorCode::CaBusy
+                | ErrorCode::CaRefused
+                | ErrorCode::ResetCodeRejected => exit::ENROLL,
+                ErrorCode::CardRevoked | ErrorCode::CardSuspended | ErrorCode::CardExpired => {
+                    exit::CARD
                 }
                 _ => exit::OTHER,
             },
@@ -74,15 +85,29 @@ impl CliError {
     }
 }
 
-/// Formats Unix seconds as RFC 3339 (UTC).
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
+pub use crate::lifecycle::rfc3339;
+
+/// The card `card` names (checked against `cards`), or the only card.
+pub fn choose_card(cards: &[CardInfo], card: Option<&str>) -> Result<String, CliError> {
+    match (card, cards) {
+        (Some(id), _) => {
+            if !cards.iter().any(|c| c.card_id == id) {
+                return Err(CliError::Usage(format!(
+                    "no card {id}; `lanyard status` lists the cards"
+                )));
+            }
+            Ok(id.to_string())
+        }
+        (None, [only]) => Ok(only.card_id.clone()),
+        (None, []) => Err(CliError::Usage("no card enrolled".into())),
+        (None, many) => {
+            let ids: Vec<&str> = many.iter().map(|c| c.card_id.as_str()).collect();
+            Err(CliError::Usage(format!(
+                "several cards ({}); choose one with --card ID",
+                ids.join(", ")
+            )))
+        }
+    }
 }
 
 /// `rsa-2048` / `ec-p256` from the agent's key type.

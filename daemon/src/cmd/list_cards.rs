@@ -1,5 +1,6 @@
-//! ListCards: every card with what the module needs to show it as a token,
-//! including whether the requesting application is logged in.
+//! ListCards: the cards the module shows as tokens (active and expired ones;
+//! suspended and revoked cards are removed), including whether the requesting
+//! application is logged in.
 
 use lanyard_proto::agent::{response, CardList};
 

@@ -3,11 +3,14 @@
 //! reply. `dispatch` routes a request and turns errors into error replies.
 
 mod change_pin;
+mod check_in;
 mod enroll;
 mod hello;
 mod list_cards;
 mod login;
 mod logout;
+mod renew;
+mod reset_pin;
 mod sign;
 mod status;
 
@@ -105,11 +108,11 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
                 .await
                 .map_err(|e| (e, Some(card)))
         }
-        // Being built under issue 4 (renewal, PIN reset, check-in).
-        Some(request::Body::Renew(_) | request::Body::ResetPin(_) | request::Body::CheckIn(_)) => {
-            Err(no_card(Error::BadRequest(
-                "this daemon does not support that request yet".into(),
-            )))
+        Some(request::Body::Renew(m)) => {
+            let card = m.card_id.clone();
+            renew::apply(daemon, m).await.map_err(|e| (e, Some(card)))
         }
+        Some(request::Body::ResetPin(m)) => reset_pin::apply(daemon, m).await.map_err(no_card),
+        Some(request::Body::CheckIn(_)) => Ok(check_in::apply(daemon, app.as_ref()).await),
     }
 }

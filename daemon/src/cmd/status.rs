@@ -1,5 +1,5 @@
-//! Status: the cards plus where the daemon lives (socket, store), for
-//! `lanyard status`.
+//! Status: every card (suspended and revoked ones too) with its lifecycle,
+//! plus where the daemon lives (socket, store), for `lanyard status`.
 
 use lanyard_proto::agent::{response, StatusReply};
 
@@ -8,7 +8,7 @@ use crate::state::Daemon;
 /// The daemon's status.
 pub fn apply(daemon: &Daemon) -> response::Body {
     response::Body::Status(StatusReply {
-        cards: daemon.cards(None),
+        cards: daemon.all_cards(None),
         daemon_version: crate::DAEMON_VERSION.into(),
         socket_path: daemon.socket_path().display().to_string(),
         store_path: daemon.store_dir().display().to_string(),

@@ -1,7 +1,9 @@
 //! Helpers for the daemon's integration tests: a lanyardd binary on a temp
-//! socket and store, a card put straight into the store (no CA), and a
-//! blocking agent client speaking frames.
+//! socket and store, a card put straight into the store (with or without a
+//! CA on record), a blocking agent client speaking frames, and a mock CA.
 #![allow(dead_code)]
+
+pub mod mock_ca;
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lanyard_daemon::card_crypto::KdfParams;
-use lanyard_daemon::card_store::{testing, CardStore};
+use lanyard_daemon::card_store::{testing, CardStore, NewCard};
 use lanyard_daemon::keys::{KeyType, SigningKey};
 use lanyard_daemon::pin::Pin;
 use lanyard_proto::agent::{
@@ -66,6 +68,68 @@ impl TestEnv {
         let new = testing::self_signed_card(card_id, slot, "Dr Ada Smith", key).unwrap();
         store.create(&new, &Pin::new(PIN.into())).unwrap();
         public
+    }
+
+    /// Appends lines to lanyardd.toml (before the daemon starts).
+    pub fn config_extra(&self, text: &str) {
+        use std::io::Write;
+        let path = self.tmp.path().join("config/lanyard/lanyardd.toml");
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Puts a card issued by `ca` in the store, its certificate valid from
+    /// `not_before` (Unix seconds) for `lifetime` seconds, with `url` and the
+    /// CA's root on record. Returns the card's public key (SPKI DER).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_ca_card(
+        &self,
+        card_id: &str,
+        slot: u32,
+        key_type: KeyType,
+        ca: &mock_ca::MockCa,
+        url: &str,
+        not_before: i64,
+        lifetime: i64,
+    ) -> Vec<u8> {
+        let store = CardStore::open(&self.store_dir(), FAST_KDF).unwrap();
+        let key = SigningKey::generate(key_type).unwrap();
+        let public = key.public_key_der().unwrap();
+        let pkey = openssl::pkey::PKey::public_key_from_der(&public).unwrap();
+        let new = NewCard {
+            card_id: card_id.into(),
+            slot,
+            holder_name: "Dr Ada Smith".into(),
+            user_id: "555123456789".into(),
+            role: "R8000 Clinical Practitioner".into(),
+            key,
+            certificate_der: ca.pki.issue_card(&pkey, not_before, lifetime),
+            chain_der: ca.pki.chain(),
+            ca_url: url.into(),
+            ca_cert_pem: ca.root_pem_text(),
+        };
+        store.create(&new, &Pin::new(PIN.into())).unwrap();
+        public
+    }
+
+    /// The card file as JSON.
+    pub fn card_file(&self, card_id: &str) -> serde_json::Value {
+        let path = self
+            .store_dir()
+            .join("cards")
+            .join(format!("{card_id}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// `lanyard status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.lanyard(&["status", "--json"], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn command(&self, bin: &str) -> Command {
@@ -237,6 +301,27 @@ impl Client {
             ..Sign::default()
         }))
     }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Polls `check` every 100 ms until it is true or `secs` pass (a generous
+/// deadline, not a timing assertion).
+pub fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
 }
 
 /// The error code of a response (0 if none).
