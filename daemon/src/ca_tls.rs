@@ -3,7 +3,9 @@
 //! the handshake with the in-memory key (OpenSSL), connected to tonic through
 //! a custom connector, since tonic's own TLS identity only takes a PEM key.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
 use openssl::hash::MessageDigest;
@@ -13,6 +15,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::ca_client::{self, error_chain, CaFailure, CALL_TIMEOUT, CONNECT_TIMEOUT};
@@ -212,25 +215,103 @@ fn tls_alert(e: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescr
 /// Classifies a failure below gRPC: a TLS alert from the CA is a refusal, anything else transport.
 pub fn classify_transport(e: &(dyn std::error::Error + 'static)) -> CaFailure {
     match tls_alert(e) {
-        Some(alert) => CaFailure::Refused(tonic::Status::permission_denied(format!(
-            "the CA refused this card's certificate in the TLS handshake ({alert:?})"
-        ))),
+        Some(alert) => refused_by_alert(alert),
         None => CaFailure::Transport(error_chain(e)),
     }
 }
 
-/// Classifies a failed call's status, looking for a TLS alert first.
-pub fn classify_status(status: tonic::Status) -> CaFailure {
-    match tls_alert(&status) {
-        Some(_) => classify_transport(&status),
-        None => CaFailure::from_status(status),
+/// A TLS alert the CA sent on a connection. With TLS 1.3 the CA checks the
+/// client certificate after the client's side of the handshake is done, so
+/// a refusal arrives as an alert on the first read, which hyper reports as
+/// a closed connection; the stream wrapper below keeps it for the verdict.
+#[derive(Clone, Default)]
+pub struct AlertSeen(Arc<Mutex<Option<rustls::AlertDescription>>>);
+
+impl AlertSeen {
+    fn record(&self, alert: rustls::AlertDescription) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(alert);
+    }
+
+    fn get(&self) -> Option<rustls::AlertDescription> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Classifies a failed call's status: an alert seen on the connection
+    /// (or in the status's causes) is a refusal of the card's certificate.
+    pub fn classify(&self, status: tonic::Status) -> CaFailure {
+        match self.get().or_else(|| tls_alert(&status)) {
+            Some(alert) => refused_by_alert(alert),
+            None => CaFailure::from_status(status),
+        }
+    }
+}
+
+fn refused_by_alert(alert: rustls::AlertDescription) -> CaFailure {
+    CaFailure::Refused(tonic::Status::permission_denied(format!(
+        "the CA refused this card's certificate in the TLS handshake ({alert:?})"
+    )))
+}
+
+/// A stream that records TLS alerts seen while reading.
+struct AlertWatch<S> {
+    inner: S,
+    seen: AlertSeen,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AlertWatch<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &result {
+            if let Some(alert) = tls_alert(e) {
+                self.seen.record(alert);
+            }
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AlertWatch<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
 /// Connects to the CA at `url` over mTLS with `config`: TCP + rustls in a
 /// tower service handed to tonic (the endpoint URI is plain `http://` so
-/// tonic adds no TLS of its own; the connector does it).
-pub async fn connect(url: &str, config: Arc<ClientConfig>) -> Result<Channel, CaFailure> {
+/// tonic adds no TLS of its own; the connector does it). Also returns what
+/// tells a refused certificate from a broken connection.
+pub async fn connect(
+    url: &str,
+    config: Arc<ClientConfig>,
+) -> Result<(Channel, AlertSeen), CaFailure> {
     let bad = |e: Error| CaFailure::Transport(e.to_string());
     let uri = ca_client::parse_ca_url(url).map_err(bad)?;
     let host = uri
@@ -249,23 +330,29 @@ pub async fn connect(url: &str, config: Arc<ClientConfig>) -> Result<Channel, Ca
         .map_err(|e| CaFailure::Transport(error_chain(&e)))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
+    let seen = AlertSeen::default();
+    let watch = seen.clone();
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
         let config = config.clone();
         let host = host.clone();
         let server_name = server_name.clone();
+        let seen = watch.clone();
         async move {
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(server_name, tcp)
                 .await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
+            Ok::<_, std::io::Error>(TokioIo::new(AlertWatch { inner: tls, seen }))
         }
     });
-    endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| classify_transport(&e))
+    match endpoint.connect_with_connector(connector).await {
+        Ok(channel) => Ok((channel, seen)),
+        Err(e) => Err(match seen.get().or_else(|| tls_alert(&e)) {
+            Some(alert) => refused_by_alert(alert),
+            None => classify_transport(&e),
+        }),
+    }
 }
 
 #[cfg(test)]

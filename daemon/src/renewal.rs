@@ -66,12 +66,12 @@ async fn call_renew(
             csr_der: csr_der.clone(),
         };
         async move {
-            let channel = ca_tls::connect(url, config).await?;
+            let (channel, alerts) = ca_tls::connect(url, config).await?;
             RenewalClient::new(channel)
                 .renew(req)
                 .await
                 .map(tonic::Response::into_inner)
-                .map_err(ca_tls::classify_status)
+                .map_err(|status| alerts.classify(status))
         }
     })
     .await

@@ -339,3 +339,30 @@ pub fn signature(r: &Response) -> Vec<u8> {
         other => panic!("not a signature: {other:?} {:?}", r.error),
     }
 }
+
+/// Whether `client`'s login to `card` signs a fresh document so that
+/// `public_der` (SPKI) verifies it (RSA PKCS#1 v1.5 / ECDSA, SHA-256).
+pub fn signs_with(client: &mut Client, card: &str, public_der: &[u8]) -> bool {
+    use lanyard_proto::agent::SignAlgorithm;
+    use openssl::hash::{hash, MessageDigest};
+    let msg = b"a clinical document";
+    let digest = hash(MessageDigest::sha256(), msg).unwrap();
+    let key = openssl::pkey::PKey::public_key_from_der(public_der).unwrap();
+    if key.id() == openssl::pkey::Id::EC {
+        let resp = client.sign(card, SignAlgorithm::Ecdsa as i32, &digest);
+        let sig = signature(&resp);
+        let es = openssl::ecdsa::EcdsaSig::from_private_components(
+            openssl::bn::BigNum::from_slice(&sig[..32]).unwrap(),
+            openssl::bn::BigNum::from_slice(&sig[32..]).unwrap(),
+        )
+        .unwrap();
+        es.verify(&digest, &key.ec_key().unwrap()).unwrap()
+    } else {
+        let mut di = hex::decode("3031300d060960864801650304020105000420").unwrap();
+        di.extend_from_slice(&digest);
+        let sig = signature(&client.sign(card, SignAlgorithm::RsaPkcs1 as i32, &di));
+        let mut v = openssl::sign::Verifier::new(MessageDigest::sha256(), &key).unwrap();
+        v.update(msg).unwrap();
+        v.verify(&sig).unwrap_or(false)
+    }
+}
