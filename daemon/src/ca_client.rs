@@ -35,6 +35,10 @@ pub enum CaFailure {
         message: String,
         /// The CA's `retry-after`, if it gave one.
         retry_after: Option<Duration>,
+        /// Whether trying again soon may help: UNAVAILABLE, or a
+        /// `retry-after` hint. RESOURCE_EXHAUSTED without a hint (e.g. a rate
+        /// limit on failed attempts) is not retried.
+        retry: bool,
     },
     /// The CA answered with a final refusal.
     Refused(tonic::Status),
@@ -79,10 +83,14 @@ impl CaFailure {
             return CaFailure::Transport(error_chain(&status));
         }
         match status.code() {
-            tonic::Code::Unavailable | tonic::Code::ResourceExhausted => CaFailure::Busy {
-                message: status_message(&status),
-                retry_after: retry_after(&status),
-            },
+            tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
+                let retry_after = retry_after(&status);
+                CaFailure::Busy {
+                    message: status_message(&status),
+                    retry_after,
+                    retry: retry_after.is_some() || status.code() == tonic::Code::Unavailable,
+                }
+            }
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 CaFailure::Transport(format!("no answer in time ({})", status_message(&status)))
             }
@@ -98,6 +106,7 @@ impl CaFailure {
             CaFailure::Busy {
                 message,
                 retry_after,
+                ..
             } => Error::CaBusy {
                 message: busy_message(url, &message, retry_after),
                 retry_after,
@@ -117,7 +126,7 @@ pub fn busy_message(url: &str, message: &str, retry_after: Option<Duration>) -> 
             "the CA at {url} is busy ({message}); try again in {} s",
             d.as_secs()
         ),
-        None => format!("the CA at {url} is busy ({message}); try again later"),
+        None => format!("the CA at {url} cannot take the request now ({message}); try again later"),
     }
 }
 
@@ -226,12 +235,14 @@ where
             Err(CaFailure::Busy {
                 message,
                 retry_after,
+                retry,
             }) => {
                 let wait = retry_after.unwrap_or(delay);
-                if last || wait > retries.max_wait {
+                if last || !retry || wait > retries.max_wait {
                     return Err(CaFailure::Busy {
                         message,
                         retry_after,
+                        retry,
                     });
                 }
                 let wait = wait + Duration::from_secs(1).mul_f64(rand::random::<f64>());
@@ -335,6 +346,23 @@ mod tests {
         assert_eq!(out.unwrap(), 2);
         // Two waits of at least the hint each.
         assert!(started.elapsed() >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_without_a_hint_is_not_retried() {
+        let calls = AtomicU32::new(0);
+        let out: Result<(), _> = with_retries("https://ca:1", Retries::INTERACTIVE, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err(CaFailure::from_status(tonic::Status::resource_exhausted(
+                    "too many failed enrolment attempts; try again in 42 s",
+                )))
+            }
+        })
+        .await;
+        let e = out.unwrap_err().into_error("https://ca:1", "enrolment");
+        assert!(e.to_string().contains("too many failed"), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -33,7 +33,7 @@ pub struct ResetParams {
 fn is_code_rejection(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated | tonic::Code::NotFound
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
     )
 }
 
