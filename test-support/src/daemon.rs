@@ -39,7 +39,10 @@ impl KeyType {
     }
 }
 
-/// Options for a daemon before it starts.
+/// Options for a daemon before it starts. For lifecycle tests, `config`
+/// takes lanyardd.toml keys such as `check_in_interval_secs = 2`,
+/// `renewal_fraction = 0.5`, `renewal_jitter_fraction = 0.0`,
+/// `renewal_retry_min_secs = 1` (or use `env` with `LANYARDD_<KEY>`).
 #[derive(Default)]
 pub struct DaemonBuilder {
     config: Option<String>,
@@ -227,6 +230,39 @@ impl Daemon {
         self.try_enroll(ca.url(), &ca.root_pem(), &card.code, key, pin)
             .assert_success("lanyard enroll");
         card
+    }
+
+    /// `lanyard renew --card ID --json`, with `pin` on stdin (`--pin-stdin`)
+    /// when given; returns the output whatever happened.
+    pub fn renew(&self, card_id: &str, pin: Option<&str>) -> CmdOutput {
+        let mut args = vec!["renew", "--card", card_id, "--json"];
+        if pin.is_some() {
+            args.push("--pin-stdin");
+        }
+        self.lanyard(&args, pin.map(|p| format!("{p}\n")).as_deref())
+    }
+
+    /// `lanyard reset-pin --card ID --code CODE --pin-stdin --json` with
+    /// `new_pin` on stdin; returns the output whatever happened.
+    pub fn reset_pin(&self, card_id: &str, code: &str, new_pin: &str) -> CmdOutput {
+        self.lanyard(
+            &[
+                "reset-pin",
+                "--card",
+                card_id,
+                "--code",
+                code,
+                "--pin-stdin",
+                "--json",
+            ],
+            Some(&format!("{new_pin}\n")),
+        )
+    }
+
+    /// `lanyard check-in --json` (the daemon asks the CA about every card
+    /// now); returns the output whatever happened.
+    pub fn check_in(&self) -> CmdOutput {
+        self.lanyard(&["check-in", "--json"], None)
     }
 
     /// A `pkcs11-tool` runner using the built module against this daemon.
