@@ -80,7 +80,8 @@ impl CaDir {
     }
 
     /// Fails with [`CaError::NotInitialised`] unless the files `serve` and
-    /// `admin` need are present. root.key is deliberately not among them.
+    /// `admin` need are present. root.key is deliberately not among them, and
+    /// issuing.key is not needed when ca.toml's issuing_key names an HSM key.
     pub fn require_initialised(&self) -> Result<(), CaError> {
         for f in [
             self.config(),
@@ -91,7 +92,8 @@ impl CaDir {
             self.server_pem(),
             self.server_key(),
         ] {
-            if !f.exists() {
+            let present = f.exists() || (f == self.issuing_key() && self.issuing_key_in_hsm()?);
+            if !present {
                 return Err(CaError::NotInitialised {
                     dir: self.root.clone(),
                     missing: f,
@@ -99,6 +101,13 @@ impl CaDir {
             }
         }
         Ok(())
+    }
+
+    /// Whether ca.toml names a PKCS#11 issuing key (so issuing.key is absent).
+    fn issuing_key_in_hsm(&self) -> Result<bool, CaError> {
+        Ok(crate::config::CaConfig::load(&self.config())?
+            .issuing_key
+            .is_some())
     }
 
     /// Reads a whole file.
@@ -173,5 +182,23 @@ mod tests {
         let err = CaDir::new(tmp.path()).require_initialised().unwrap_err();
         assert!(err.to_string().contains("ca.toml"), "{err}");
         assert!(err.to_string().contains("lanyard-ca init"), "{err}");
+    }
+
+    #[test]
+    fn issuing_key_file_is_needed_unless_the_key_is_in_an_hsm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CaDir::new(tmp.path());
+        for f in dir.marker_files() {
+            if f != dir.issuing_key() && f != dir.root_key() {
+                write_atomic(&f, b"", PUBLIC_MODE).unwrap();
+            }
+        }
+        let mut config = crate::config::CaConfig::new("T");
+        config.save(&dir.config()).unwrap();
+        let err = dir.require_initialised().unwrap_err();
+        assert!(err.to_string().contains("issuing.key"), "{err}");
+        config.issuing_key = Some("pkcs11:token=ca;object=issuing".into());
+        config.save(&dir.config()).unwrap();
+        dir.require_initialised().unwrap();
     }
 }

@@ -121,6 +121,16 @@ pub enum CaError {
     /// The gRPC server could not start or stopped with an error.
     #[error("gRPC server error: {0}")]
     Transport(#[from] tonic::transport::Error),
+
+    // --- HSM-held keys (PKCS#11) ---
+    /// A `pkcs11:` URI (from `init --key` or ca.toml's issuing_key) is malformed.
+    #[error("bad PKCS#11 URI: {0}")]
+    Pkcs11Uri(#[from] crate::pkcs11_uri::Pkcs11UriError),
+
+    /// The PKCS#11 module, token or key could not be opened or used.
+    #[error("{0}")]
+    Pkcs11(#[from] crate::pkcs11_key::Pkcs11Error),
+    // --- end of HSM-held keys ---
 }
 
 impl From<getrandom::Error> for CaError {

@@ -1,30 +1,82 @@
-//! The issuing CA at run time: its key and certificate loaded from the CA
-//! directory (never the root key, which can live offline), and issuance of
-//! card certificates with the profile from lanyard-certs.
+//! The issuing CA at run time: its certificate and key (the issuing.key file,
+//! or a PKCS#11 key named by ca.toml's issuing_key), never the root key, which
+//! can live offline; and what it signs: card and operator certificates, CRLs.
 
 use std::path::Path;
 
-use lanyard_certs::rcgen::{Issuer, KeyPair};
-use lanyard_certs::{CardHolder, CertSerial, CheckedCsr, Validity};
+use lanyard_certs::rcgen::{self, Issuer, KeyPair, PublicKeyData, SigningKey};
+use lanyard_certs::{
+    CardHolder, CardProfileOptions, CertSerial, CheckedCsr, CrlContents, CrlUrl, Validity,
+};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
 use crate::ca_dir::CaDir;
+use crate::config::CaConfig;
 use crate::error::CaError;
+use crate::pkcs11_key::Pkcs11Key;
+use crate::pkcs11_uri::Pkcs11Uri;
+
+/// The issuing CA's private key: a PKCS#8 file or a key in a PKCS#11 token.
+#[derive(Debug)]
+pub enum CaSigningKey {
+    /// issuing.key in the CA directory.
+    File(Box<KeyPair>),
+    /// A key that never leaves its HSM.
+    Pkcs11(Pkcs11Key),
+}
+
+impl CaSigningKey {
+    /// Where the key is, for logs: "issuing.key" or the URI without its PIN.
+    pub fn describe(&self) -> String {
+        match self {
+            CaSigningKey::File(_) => "issuing.key".into(),
+            CaSigningKey::Pkcs11(k) => k.uri_redacted(),
+        }
+    }
+}
+
+impl PublicKeyData for CaSigningKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            CaSigningKey::File(k) => k.der_bytes(),
+            CaSigningKey::Pkcs11(k) => k.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            CaSigningKey::File(k) => PublicKeyData::algorithm(k.as_ref()),
+            CaSigningKey::Pkcs11(k) => PublicKeyData::algorithm(k),
+        }
+    }
+}
+
+impl SigningKey for CaSigningKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        match self {
+            CaSigningKey::File(k) => k.sign(msg),
+            CaSigningKey::Pkcs11(k) => k.sign(msg),
+        }
+    }
+}
 
 /// The issuing CA's signer plus the chain handed to clients.
 pub struct IssuingCa {
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaSigningKey>,
     issuing_der: Vec<u8>,
     root_der: Vec<u8>,
     issuing_not_after: OffsetDateTime,
+    crl_url: Option<CrlUrl>,
 }
 
 impl std::fmt::Debug for IssuingCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IssuingCa")
+            .field("key", &self.issuer.key().describe())
             .field("issuing_not_after", &self.issuing_not_after)
+            .field("crl_url", &self.crl_url)
             .finish_non_exhaustive()
     }
 }
@@ -55,30 +107,80 @@ pub fn read_key_pem(path: &Path) -> Result<KeyPair, CaError> {
     })
 }
 
+/// Opens the issuing key the configuration names: the PKCS#11 key of
+/// `issuing_key`, or else issuing.key in `dir`.
+pub fn open_signing_key(dir: &CaDir, config: &CaConfig) -> Result<CaSigningKey, CaError> {
+    match &config.issuing_key {
+        Some(uri) => {
+            let uri = Pkcs11Uri::parse(uri)?;
+            Ok(CaSigningKey::Pkcs11(Pkcs11Key::open(&uri)?))
+        }
+        None => Ok(CaSigningKey::File(Box::new(read_key_pem(
+            &dir.issuing_key(),
+        )?))),
+    }
+}
+
 impl IssuingCa {
-    /// Loads issuing.key, issuing.pem and root.pem (the certificate only).
+    /// Loads issuing.pem and root.pem (the certificate only) and the issuing
+    /// key that ca.toml names (issuing.key unless `issuing_key` is set), with
+    /// ca.toml's CRL URL. A directory without ca.toml uses issuing.key.
     pub fn load(dir: &CaDir) -> Result<Self, CaError> {
+        if dir.config().exists() {
+            let config = CaConfig::load(&dir.config())?;
+            return Self::open(dir, &config);
+        }
+        let key = CaSigningKey::File(Box::new(read_key_pem(&dir.issuing_key())?));
+        Self::from_dir_and_key(dir, key)
+    }
+
+    /// Loads the certificates from `dir` and the key and CRL URL `config` names.
+    pub fn open(dir: &CaDir, config: &CaConfig) -> Result<Self, CaError> {
+        let crl_url = config
+            .crl_url
+            .as_deref()
+            .map(CrlUrl::parse)
+            .transpose()
+            .map_err(|e| CaError::Config {
+                path: dir.config(),
+                reason: format!("crl_url: {e}"),
+            })?;
+        let key = open_signing_key(dir, config)?;
+        let mut ca = Self::from_dir_and_key(dir, key)?;
+        ca.crl_url = crl_url;
+        Ok(ca)
+    }
+
+    fn from_dir_and_key(dir: &CaDir, key: CaSigningKey) -> Result<Self, CaError> {
         let issuing_der = read_cert_pem(&dir.issuing_pem())?;
         let root_der = read_cert_pem(&dir.root_pem())?;
-        let key = read_key_pem(&dir.issuing_key())?;
-        Self::from_parts(issuing_der, root_der, key).map_err(|reason| CaError::BadPem {
+        let what = key.describe();
+        Self::from_signer(issuing_der, root_der, key).map_err(|reason| CaError::BadPem {
             path: dir.issuing_pem(),
-            reason,
+            reason: reason.replace("the issuing key", &what),
         })
     }
 
-    /// Builds the signer from DER certificates and the issuing key.
+    /// Builds the signer from DER certificates and the issuing key file's key.
     pub fn from_parts(
         issuing_der: Vec<u8>,
         root_der: Vec<u8>,
         key: KeyPair,
     ) -> Result<Self, String> {
+        Self::from_signer(issuing_der, root_der, CaSigningKey::File(Box::new(key)))
+            .map_err(|e| e.replace("the issuing key", "issuing.key"))
+    }
+
+    /// Builds the signer from DER certificates and any issuing key.
+    pub fn from_signer(
+        issuing_der: Vec<u8>,
+        root_der: Vec<u8>,
+        key: CaSigningKey,
+    ) -> Result<Self, String> {
         let (_, cert) = X509Certificate::from_der(&issuing_der)
             .map_err(|e| format!("not a valid certificate ({e})"))?;
-        if cert.public_key().raw
-            != lanyard_certs::rcgen::PublicKeyData::subject_public_key_info(&key)
-        {
-            return Err("the certificate does not match issuing.key".into());
+        if cert.public_key().raw != key.subject_public_key_info() {
+            return Err("the certificate does not match the issuing key".into());
         }
         let issuing_not_after = cert.validity().not_after.to_datetime();
         lanyard_certs::verify_issued_by(&issuing_der, &root_der)
@@ -90,7 +192,39 @@ impl IssuingCa {
             issuing_der,
             root_der,
             issuing_not_after,
+            crl_url: None,
         })
+    }
+
+    /// Sets the URL put in the CRL Distribution Points of what [`IssuingCa::issue`]
+    /// and [`IssuingCa::issue_operator`] sign (e.g. derived from `serve --crl-listen`).
+    pub fn set_crl_url(&mut self, url: Option<CrlUrl>) {
+        self.crl_url = url;
+    }
+
+    /// The CRL URL certificates get, if any.
+    pub fn crl_url(&self) -> Option<&CrlUrl> {
+        self.crl_url.as_ref()
+    }
+
+    /// Where the signing key is: "issuing.key" or the PKCS#11 URI without its PIN.
+    pub fn key_description(&self) -> String {
+        self.issuer.key().describe()
+    }
+
+    /// The issuing CA's certificate (DER).
+    pub fn issuing_der(&self) -> &[u8] {
+        &self.issuing_der
+    }
+
+    /// The root CA's certificate (DER).
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// When the issuing CA's certificate expires.
+    pub fn issuing_not_after(&self) -> OffsetDateTime {
+        self.issuing_not_after
     }
 
     /// The chain above a card certificate: issuing CA first, root last.
@@ -98,20 +232,79 @@ impl IssuingCa {
         vec![self.issuing_der.clone(), self.root_der.clone()]
     }
 
-    /// Issues a card certificate; its validity never outlasts the issuing CA.
+    fn clamp(&self, mut validity: Validity) -> Validity {
+        if validity.not_after > self.issuing_not_after {
+            validity.not_after = self.issuing_not_after;
+        }
+        validity
+    }
+
+    /// Issues a card certificate with this CA's CRL URL; its validity never
+    /// outlasts the issuing CA.
     pub fn issue(
         &self,
         csr: &CheckedCsr,
         holder: &CardHolder,
         serial: &CertSerial,
-        mut validity: Validity,
+        validity: Validity,
     ) -> Result<(Vec<u8>, Validity), CaError> {
-        if validity.not_after > self.issuing_not_after {
-            validity.not_after = self.issuing_not_after;
-        }
-        let der =
-            lanyard_certs::issue_card_certificate(csr, holder, serial, validity, &self.issuer)?;
+        let options = CardProfileOptions {
+            crl_url: self.crl_url.clone(),
+        };
+        self.issue_with(csr, holder, serial, validity, &options)
+    }
+
+    /// As [`IssuingCa::issue`], with the caller's profile options.
+    pub fn issue_with(
+        &self,
+        csr: &CheckedCsr,
+        holder: &CardHolder,
+        serial: &CertSerial,
+        validity: Validity,
+        options: &CardProfileOptions,
+    ) -> Result<(Vec<u8>, Validity), CaError> {
+        let validity = self.clamp(validity);
+        let der = lanyard_certs::issue_card_certificate_with(
+            csr,
+            holder,
+            serial,
+            validity,
+            &self.issuer,
+            options,
+        )?;
         Ok((der, validity))
+    }
+
+    /// Issues an IT-desk operator (registration authority) certificate with
+    /// this CA's CRL URL; its validity never outlasts the issuing CA.
+    pub fn issue_operator(
+        &self,
+        csr: &CheckedCsr,
+        name: &str,
+        organisation: &str,
+        serial: &CertSerial,
+        validity: Validity,
+    ) -> Result<(Vec<u8>, Validity), CaError> {
+        let validity = self.clamp(validity);
+        let der = lanyard_certs::issue_operator_certificate(
+            csr,
+            name,
+            organisation,
+            serial,
+            validity,
+            &self.issuer,
+            self.crl_url.as_ref(),
+        )?;
+        Ok((der, validity))
+    }
+
+    /// Signs a CRL (DER) with the issuing key.
+    pub fn sign_crl(&self, contents: &CrlContents) -> Result<Vec<u8>, CaError> {
+        Ok(lanyard_certs::build_crl(
+            contents,
+            &self.issuing_der,
+            &self.issuer,
+        )?)
     }
 }
 
@@ -188,7 +381,7 @@ mod tests {
         let (issuing, root, _, _) = hierarchy();
         let wrong = generate_ca_key().unwrap();
         let err = IssuingCa::from_parts(issuing, root, wrong).unwrap_err();
-        assert!(err.contains("does not match"), "{err}");
+        assert!(err.contains("does not match issuing.key"), "{err}");
     }
 
     #[test]

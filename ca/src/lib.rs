@@ -11,6 +11,8 @@ pub mod enrolment;
 pub mod enrolment_code;
 pub mod error;
 pub mod issuer;
+pub mod pkcs11_key;
+pub mod pkcs11_uri;
 pub mod peer;
 pub mod rate_limit;
 pub mod service;

@@ -1,6 +1,8 @@
 //! `lanyard-ca init`: makes a new CA directory. Everything is generated in
-//! memory first, then written file by file (0600 keys, atomic); if a write
-//! fails, what was written is removed so `init` can simply be run again.
+//! memory first (the issuing key in a PKCS#11 token with `--key`), then
+//! written file by file (0600 keys, atomic); if a write fails, what was
+//! written (and a key generated in the token) is removed so `init` can
+//! simply be run again.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,9 @@ use crate::ca_dir::{create_private_dir, write_atomic, CaDir, KEY_MODE, PUBLIC_MO
 use crate::cli::print_line;
 use crate::config::CaConfig;
 use crate::error::CaError;
+use crate::issuer::CaSigningKey;
+use crate::pkcs11_key::{KeyOrigin, Pkcs11Key};
+use crate::pkcs11_uri::Pkcs11Uri;
 use crate::store::Store;
 
 /// Arguments of `init`.
@@ -35,9 +40,51 @@ pub struct InitArgs {
     /// Organisation name, the O= of every certificate.
     #[arg(long, value_name = "NAME", default_value = "Lanyard Demo Trust")]
     pub org: String,
+    /// Keep the issuing CA's key in a PKCS#11 token (an HSM) instead of
+    /// issuing.key: an RFC 7512 URI such as
+    /// 'pkcs11:token=CA;object=issuing?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/lanyard-ca/hsm-pin'.
+    /// The token's key with that label is used; if there is none, an EC P-384
+    /// key pair is generated in the token (sensitive, not extractable).
+    #[arg(long = "key", value_name = "PKCS11_URI")]
+    pub key: Option<String>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The issuing key `init` certifies: a new file key, or one in a token.
+enum NewIssuingKey {
+    File,
+    Pkcs11 { key: Pkcs11Key, origin: KeyOrigin },
+}
+
+impl NewIssuingKey {
+    /// Undoes a key generated in the token (after a later step failed).
+    fn discard(self) {
+        if let NewIssuingKey::Pkcs11 {
+            key,
+            origin: KeyOrigin::Generated,
+        } = self
+        {
+            if let Err(e) = key.destroy() {
+                tracing::warn!(error = %e, "could not remove the key pair generated in the token");
+            }
+        }
+    }
+
+    fn origin(&self) -> &'static str {
+        match self {
+            NewIssuingKey::File => "file",
+            NewIssuingKey::Pkcs11 {
+                origin: KeyOrigin::Generated,
+                ..
+            } => "generated",
+            NewIssuingKey::Pkcs11 {
+                origin: KeyOrigin::Existing,
+                ..
+            } => "existing",
+        }
+    }
 }
 
 /// PEM texts of everything `init` writes.
@@ -45,7 +92,8 @@ struct Material {
     root_key: Zeroizing<String>,
     root_pem: String,
     root_der: Vec<u8>,
-    issuing_key: Zeroizing<String>,
+    /// `None` when the key stays in a PKCS#11 token.
+    issuing_key: Option<Zeroizing<String>>,
     issuing_pem: String,
     server_key: Zeroizing<String>,
     server_pem: String,
@@ -59,7 +107,7 @@ fn random_serial() -> Result<CertSerial, CaError> {
     Ok(CertSerial::from_random(bytes))
 }
 
-fn generate(org: &str, sans: &[String]) -> Result<Material, CaError> {
+fn generate(org: &str, sans: &[String], key: &NewIssuingKey) -> Result<Material, CaError> {
     let now = OffsetDateTime::now_utc();
     let root_serial = random_serial()?;
     let issuing_serial = random_serial()?;
@@ -69,7 +117,10 @@ fn generate(org: &str, sans: &[String]) -> Result<Material, CaError> {
     let root_cert = root_params.self_signed(&root_key)?;
     let root = Issuer::new(root_params, &root_key);
 
-    let issuing_key = generate_ca_key()?;
+    let issuing_key = match key {
+        NewIssuingKey::File => CaSigningKey::File(Box::new(generate_ca_key()?)),
+        NewIssuingKey::Pkcs11 { key, .. } => CaSigningKey::Pkcs11(key.clone()),
+    };
     let issuing_cert =
         issuing_ca_params(org, &issuing_serial, now)?.signed_by(&issuing_key, &root)?;
     let issuing = Issuer::from_ca_cert_der(issuing_cert.der(), &issuing_key)?;
@@ -77,12 +128,17 @@ fn generate(org: &str, sans: &[String]) -> Result<Material, CaError> {
     let server_key = generate_server_key()?;
     let server_cert =
         server_params(org, sans, &random_serial()?, now)?.signed_by(&server_key, &issuing)?;
+    // A token that signs wrongly must fail here, not when the first card enrols.
+    lanyard_certs::verify_issued_by(server_cert.der(), issuing_cert.der())?;
 
     Ok(Material {
         root_key: Zeroizing::new(root_key.serialize_pem()),
         root_pem: root_cert.pem(),
         root_der: root_cert.der().to_vec(),
-        issuing_key: Zeroizing::new(issuing_key.serialize_pem()),
+        issuing_key: match &issuing_key {
+            CaSigningKey::File(k) => Some(Zeroizing::new(k.serialize_pem())),
+            CaSigningKey::Pkcs11(_) => None,
+        },
         issuing_pem: issuing_cert.pem(),
         server_key: Zeroizing::new(server_key.serialize_pem()),
         server_pem: server_cert.pem(),
@@ -100,19 +156,52 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
             found,
         });
     }
-    let config = CaConfig::new(args.org.clone());
+    let mut config = CaConfig::new(args.org.clone());
     config
         .check()
         .map_err(|reason| CaError::InvalidArgument(format!("--org: {reason}")))?;
-    let material = generate(&args.org, &args.sans)?;
+    // Nothing is created on disk until the token has given its key.
+    let key = match &args.key {
+        None => NewIssuingKey::File,
+        Some(text) => {
+            let uri = Pkcs11Uri::parse(text)?;
+            let (key, origin) = Pkcs11Key::open_or_generate(&uri)?;
+            config.issuing_key = Some(text.clone());
+            NewIssuingKey::Pkcs11 { key, origin }
+        }
+    };
+    let key_location = match &key {
+        NewIssuingKey::File => dir.issuing_key().display().to_string(),
+        NewIssuingKey::Pkcs11 { key, .. } => key.uri_redacted(),
+    };
+    let material = match generate(&args.org, &args.sans, &key) {
+        Ok(m) => m,
+        Err(e) => {
+            key.discard();
+            return Err(e);
+        }
+    };
 
-    create_private_dir(dir.path())?;
     let mut written = Vec::new();
-    let result = write_everything(&dir, &config, &material, &args.sans, &mut written).await;
+    let result = match create_private_dir(dir.path()) {
+        Ok(()) => {
+            write_everything(
+                &dir,
+                &config,
+                &material,
+                &args.sans,
+                &key_location,
+                &mut written,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         for p in &written {
             let _ = std::fs::remove_file(p);
         }
+        key.discard();
         return Err(e);
     }
 
@@ -124,6 +213,8 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
             "root_pem": dir.root_pem(),
             "root_key": dir.root_key(),
             "issuing_pem": dir.issuing_pem(),
+            "issuing_key": key_location,
+            "issuing_key_origin": key.origin(),
             "server_pem": dir.server_pem(),
             "config": dir.config(),
             "database": dir.database(),
@@ -147,6 +238,14 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
         print_line(format_args!(
             "  issuing CA certificate:                 {}",
             dir.issuing_pem().display()
+        ))?;
+        let key_line = match key.origin() {
+            "generated" => format!("{key_location} (generated in the token)"),
+            "existing" => format!("{key_location} (already in the token)"),
+            _ => key_location.clone(),
+        };
+        print_line(format_args!(
+            "  issuing CA key:                         {key_line}"
         ))?;
         print_line(format_args!(
             "  server TLS names:                       {}",
@@ -182,6 +281,7 @@ async fn write_everything(
     config: &CaConfig,
     m: &Material,
     sans: &[String],
+    key_location: &str,
     written: &mut Vec<PathBuf>,
 ) -> Result<(), CaError> {
     let mut put = |path: PathBuf, bytes: &[u8], mode: u32| -> Result<(), CaError> {
@@ -191,7 +291,9 @@ async fn write_everything(
     };
     put(dir.root_key(), m.root_key.as_bytes(), KEY_MODE)?;
     put(dir.root_pem(), m.root_pem.as_bytes(), PUBLIC_MODE)?;
-    put(dir.issuing_key(), m.issuing_key.as_bytes(), KEY_MODE)?;
+    if let Some(issuing_key) = &m.issuing_key {
+        put(dir.issuing_key(), issuing_key.as_bytes(), KEY_MODE)?;
+    }
     put(dir.issuing_pem(), m.issuing_pem.as_bytes(), PUBLIC_MODE)?;
     put(dir.server_key(), m.server_key.as_bytes(), KEY_MODE)?;
     put(dir.server_pem(), m.server_pem.as_bytes(), PUBLIC_MODE)?;
@@ -214,6 +316,7 @@ async fn write_everything(
                 "organisation": config.organisation,
                 "root_serial": m.root_serial.to_hex(),
                 "issuing_serial": m.issuing_serial.to_hex(),
+                "issuing_key": key_location,
                 "server_names": server_names(sans),
             }),
         })
