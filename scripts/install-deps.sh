@@ -18,6 +18,7 @@ PACKAGES=(
     passwd                   # user 'nobody' / group 'nogroup' exist
     jq                       # demo.sh reads the CA's and the CLI's JSON
     libp11-kit-dev           # pkcs11.h for the C PKCS#11 client in the system tests
+    postgresql               # the CA's PostgreSQL backend, tested for real (scripts/postgres.sh)
     softhsm2                 # SoftHSM2: the HSM that holds the issuing CA key in tests
 )
 

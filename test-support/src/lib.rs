@@ -6,6 +6,7 @@ pub mod ca;
 pub mod daemon;
 pub mod paths;
 pub mod pkcs11_tool;
+pub mod postgres;
 pub mod process;
 pub mod tools;
 
@@ -13,5 +14,6 @@ pub use ca::{Ca, IssuedCard};
 pub use daemon::{Daemon, DaemonBuilder, KeyType};
 pub use paths::{bin_path, module_path, release_dir};
 pub use pkcs11_tool::{ObjectInfo, Pkcs11Tool, SlotInfo};
+pub use postgres::{require_postgres, PgDatabase, TestBackend, TestDb};
 pub use process::{run, CmdOutput};
 pub use tools::{in_ci, require_tool, tool_available};
