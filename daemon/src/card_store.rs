@@ -320,13 +320,7 @@ impl CardStore {
 
 /// The error for using the keys of a tombstone.
 fn destroyed(card: &CardFile) -> Error {
-    Error::CardRevoked {
-        card_id: card.card_id.clone(),
-        reason: format!(
-            "card {} was revoked and its keys were destroyed on this device",
-            card.card_id
-        ),
-    }
+    Error::revoked(&card.card_id)
 }
 
 /// Test helpers: a self-signed certificate for a key, so a card can be put

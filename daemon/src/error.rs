@@ -110,6 +110,16 @@ impl Error {
         }
     }
 
+    /// A card whose keys were destroyed because it was revoked.
+    pub fn revoked(card_id: &str) -> Self {
+        Error::CardRevoked {
+            card_id: card_id.to_string(),
+            reason: format!(
+                "card {card_id} was revoked and its keys were destroyed on this device"
+            ),
+        }
+    }
+
     /// A corrupt store file.
     pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::StoreCorrupt {

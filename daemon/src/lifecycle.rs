@@ -5,6 +5,7 @@
 use lanyard_proto::agent::{CardStatus, Lifecycle};
 
 use crate::card_file::{CardFile, CardState};
+use crate::error::Error;
 use crate::renewal_schedule::RenewalPolicy;
 
 /// The wall clock, Unix seconds.
@@ -55,15 +56,13 @@ pub fn warning(m: &CardMoment<'_>, policy: &RenewalPolicy, now: i64) -> String {
     let id = &m.file.card_id;
     let expires = rfc3339(m.not_after);
     match status(m.file.status, m.not_after, now) {
-        CardStatus::Revoked => format!(
-            "card {id} was revoked and its keys were destroyed on this device: ask your IT desk to re-issue it"
-        ),
-        CardStatus::Suspended => {
-            format!("card {id} is suspended by your IT desk; it works again when they resume it")
+        CardStatus::Revoked => Error::revoked(id).to_string(),
+        CardStatus::Suspended => Error::CardSuspended(id.clone()).to_string(),
+        CardStatus::Expired => Error::CardExpired {
+            card_id: id.clone(),
+            date: expires,
         }
-        CardStatus::Expired => {
-            format!("card {id}'s certificate expired on {expires}: ask your IT desk to re-issue it")
-        }
+        .to_string(),
         _ if !policy.near_expiry(m.not_before, m.not_after, now) => String::new(),
         _ if !m.file.lifecycle.last_renewal_error.is_empty() => format!(
             "card {id}'s certificate expires on {expires} and renewal is failing: {}",

@@ -79,12 +79,7 @@ pub async fn reset_pin(daemon: &Daemon, params: ResetParams) -> Result<CardInfo>
     let card_id = daemon.resolve_card_id(&params.card_id)?;
     let file = daemon.card_file(&card_id)?;
     if file.status == CardState::Revoked {
-        return Err(Error::CardRevoked {
-            card_id: card_id.clone(),
-            reason: format!(
-                "card {card_id} was revoked and its keys were destroyed on this device"
-            ),
-        });
+        return Err(Error::revoked(&card_id));
     }
     let url = if params.ca_url.is_empty() {
         file.ca_url.clone()

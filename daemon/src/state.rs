@@ -98,12 +98,7 @@ impl CardEntry {
         match self.file.status {
             CardState::Active => Ok(()),
             CardState::Suspended => Err(Error::CardSuspended(card_id.clone())),
-            CardState::Revoked => Err(Error::CardRevoked {
-                card_id: card_id.clone(),
-                reason: format!(
-                    "card {card_id} was revoked and its keys were destroyed on this device"
-                ),
-            }),
+            CardState::Revoked => Err(Error::revoked(card_id)),
         }
     }
 

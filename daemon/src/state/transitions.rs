@@ -310,13 +310,12 @@ impl Daemon {
                     .await?;
             }
             CheckInOutcome::Suspended if status == CardState::Active => {
-                self.update_card(card_id, |f| {
-                    checked_in(f);
-                    f.status = CardState::Suspended;
-                })
-                .await?;
+                let mut file = self.current_file(card_id)?;
+                checked_in(&mut file);
+                file.status = CardState::Suspended;
                 self.end_logins(card_id);
                 tracing::warn!(card = %card_id, "card suspended by the IT desk; token removed, keys kept");
+                self.save_card_in_force(file).await?;
             }
             CheckInOutcome::Active if status == CardState::Suspended => {
                 self.update_card(card_id, |f| {
@@ -356,11 +355,24 @@ impl Daemon {
     ) -> Result<()> {
         let mut tombstone = self.current_file(card_id)?.tombstone();
         also(&mut tombstone);
-        // Memory first: from here on nothing signs with the card, even if the write fails.
         self.end_logins(card_id);
-        self.save_card(tombstone).await?;
+        self.save_card_in_force(tombstone).await?;
         tracing::warn!(card = %card_id, reason = %why, "card revoked; its keys were destroyed on this device");
         Ok(())
+    }
+
+    /// Writes a card file that takes effect in memory whatever happens to
+    /// the write (a suspension or revocation must stop the card now; the
+    /// next write of the card persists it). The caller holds the file lock.
+    async fn save_card_in_force(&self, file: CardFile) -> Result<()> {
+        let result = self.save_card(file.clone()).await;
+        if let Err(e) = &result {
+            tracing::error!(card = %file.card_id, error = %e, "cannot write the card's new status; it holds in memory and is written with the card's next change");
+            if let Some(entry) = self.inner().cards.get_mut(&file.card_id) {
+                entry.file = file;
+            }
+        }
+        result
     }
 
     /// Destroys the card's keys (see `destroy_keys_locked`), taking the file lock.
@@ -603,6 +615,39 @@ mod tests {
         assert!(daemon.check_in_targets().is_empty());
         let info = daemon.card("C1", None).unwrap();
         assert!(info.lifecycle.unwrap().warning.contains("re-issue"));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_holds_in_memory_when_its_write_fails() {
+        let (tmp, daemon, app) = logged_in().await;
+        let target = daemon.check_in_targets().remove(0);
+        let cards = tmp.path().join("cards");
+        let aside = tmp.path().join("cards.aside");
+        std::fs::rename(&cards, &aside).unwrap();
+        std::fs::write(&cards, b"not a directory").unwrap();
+        let revoked = CheckInOutcome::Revoked {
+            reason: "key compromise".into(),
+            card_wide: true,
+        };
+        assert!(daemon.apply_check_in(&target, revoked).await.is_err());
+        assert!(matches!(
+            daemon.sign(&app, "C1", Mechanism::Ecdsa, &[1; 32]),
+            Err(Error::CardRevoked { .. })
+        ));
+        assert!(matches!(
+            daemon.login(&app, "C1", Pin::new(PIN.into())).await,
+            Err(Error::CardRevoked { .. })
+        ));
+        // The next write of the card persists the tombstone.
+        std::fs::remove_file(&cards).unwrap();
+        std::fs::rename(&aside, &cards).unwrap();
+        let lock = daemon.file_lock("C1").unwrap();
+        let _guard = lock.lock().await;
+        daemon.update_card("C1", |_| {}).await.unwrap();
+        let store = daemon.store();
+        let on_disk = store.load(&store.card_path("C1")).unwrap();
+        assert_eq!(on_disk.status, CardState::Revoked);
+        assert!(on_disk.key_material().is_none());
     }
 
     #[tokio::test]
