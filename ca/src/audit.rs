@@ -26,6 +26,20 @@ pub enum AuditAction {
     EnrolFailed,
     /// A valid code came with a request that was refused; the code stays usable.
     EnrolBadRequest,
+    // --- card lifecycle (renewal, PIN reset) ---
+    /// A card renewed its certificate with a new key.
+    Renewed,
+    /// A renewal was refused: no, a foreign or an unknown client certificate.
+    RenewalDenied,
+    /// A renewal was refused because of the card's or certificate's state.
+    RenewalRefused,
+    /// A reset code was redeemed: new certificate, old ones revoked (superseded).
+    PinReset,
+    /// A reset code was wrong, expired, used or absent.
+    PinResetFailed,
+    /// The reset code's tries ran out: the card was revoked and its keys must go.
+    ResetCodeExhausted,
+    // --- end of card lifecycle ---
 }
 
 impl AuditAction {
@@ -37,6 +51,14 @@ impl AuditAction {
             AuditAction::Enrolled => "enrolled",
             AuditAction::EnrolFailed => "enrol_failed",
             AuditAction::EnrolBadRequest => "enrol_bad_request",
+            // --- card lifecycle ---
+            AuditAction::Renewed => "renewed",
+            AuditAction::RenewalDenied => "renewal_denied",
+            AuditAction::RenewalRefused => "renewal_refused",
+            AuditAction::PinReset => "pin_reset",
+            AuditAction::PinResetFailed => "pin_reset_failed",
+            AuditAction::ResetCodeExhausted => "reset_code_exhausted",
+            // --- end of card lifecycle ---
         }
     }
 }

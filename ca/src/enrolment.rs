@@ -1,24 +1,22 @@
-//! The enrolment use case, free of gRPC types: rate limit, code check, CSR
-//! check, then issuance and bookkeeping in one database transaction.
+//! The enrolment use case, free of gRPC types: rate limit, issuance permit,
+//! code check, CSR check, then issuance and bookkeeping in one database
+//! transaction.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
-use lanyard_certs::{check_csr, CertSerial, Validity};
+use lanyard_certs::check_csr;
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
-use crate::config::CaConfig;
+use crate::certify::Certifier;
 use crate::enrolment_code::EnrolmentCode;
 use crate::error::CaError;
-use crate::issuer::IssuingCa;
 use crate::rate_limit::FailureLimiter;
-use crate::store::{CardRecord, CodeLookup, IssuedCert, Store};
-
-/// Attempts at drawing an unused random serial before giving up.
-const SERIAL_ATTEMPTS: usize = 8;
+use crate::store::{CardRecord, CodeLookup, Store};
 
 /// A successful enrolment.
 #[derive(Debug)]
@@ -35,9 +33,8 @@ pub struct Enrolled {
 #[derive(Debug)]
 pub struct Enroller {
     store: Store,
-    issuer: IssuingCa,
-    config: CaConfig,
-    limiter: FailureLimiter,
+    certifier: Arc<Certifier>,
+    limiter: Arc<FailureLimiter>,
 }
 
 /// Why a code was refused (for the log and audit, never for the client).
@@ -47,6 +44,8 @@ enum Refusal {
     Unknown,
     Expired,
     Used,
+    CardRevoked,
+    Superseded,
 }
 
 impl Refusal {
@@ -56,18 +55,19 @@ impl Refusal {
             Refusal::Unknown => "unknown",
             Refusal::Expired => "expired",
             Refusal::Used => "already used",
+            Refusal::CardRevoked => "card revoked or suspended",
+            Refusal::Superseded => "replaced by a newer code",
         }
     }
 }
 
 impl Enroller {
-    /// An enroller over the given store, issuing CA and configuration.
-    pub fn new(store: Store, issuer: IssuingCa, config: CaConfig) -> Self {
-        let limiter = FailureLimiter::new(config.rate_limit);
+    /// An enroller over the given store and certifier; `limiter` counts
+    /// failed attempts per address (shared with PIN reset).
+    pub fn new(store: Store, certifier: Arc<Certifier>, limiter: Arc<FailureLimiter>) -> Self {
         Enroller {
             store,
-            issuer,
-            config,
+            certifier,
             limiter,
         }
     }
@@ -86,9 +86,12 @@ impl Enroller {
             let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             warn!(peer = %ip, retry_after_secs, "enrolment refused: too many failed attempts");
             return Err(CaError::RateLimited {
+                what: "enrolment",
                 retry_after_secs: retry_after_secs.max(1),
             });
         }
+        // Held until the certificate is recorded; refused before anything is read.
+        let _permit = self.certifier.permit("enrol")?;
 
         let Some(code) = EnrolmentCode::parse(typed_code) else {
             return Err(self.refuse(ip, Refusal::Malformed, None).await);
@@ -102,6 +105,12 @@ impl Enroller {
             }
             CodeLookup::Used { card_id } => {
                 return Err(self.refuse(ip, Refusal::Used, Some(card_id)).await)
+            }
+            CodeLookup::CardRevoked { card_id } => {
+                return Err(self.refuse(ip, Refusal::CardRevoked, Some(card_id)).await)
+            }
+            CodeLookup::Superseded { card_id } => {
+                return Err(self.refuse(ip, Refusal::Superseded, Some(card_id)).await)
             }
         };
         let card = pending.card().clone();
@@ -124,23 +133,11 @@ impl Enroller {
             }
         };
 
-        let holder = card.holder(&self.config.organisation);
-        let validity = Validity::card(
-            now,
-            Duration::days(i64::from(self.config.cert_lifetime_days)),
-        )?;
-        let mut serial = None;
-        for _ in 0..SERIAL_ATTEMPTS {
-            let mut bytes = [0u8; 16];
-            getrandom::getrandom(&mut bytes)?;
-            let candidate = CertSerial::from_random(bytes);
-            if pending.serial_is_free(&candidate).await? {
-                serial = Some(candidate);
-                break;
-            }
-        }
-        let serial = serial.ok_or(CaError::NoUniqueId)?;
-        let (der, validity) = self.issuer.issue(&csr, &holder, &serial, validity)?;
+        let cert = self
+            .certifier
+            .certify(&mut pending, &csr, &card, now)
+            .await?;
+        let (serial, validity) = (cert.serial, cert.validity);
 
         let peer_text = ip.to_string();
         let event = AuditEvent {
@@ -154,13 +151,9 @@ impl Enroller {
                 "not_after": validity.not_after.unix_timestamp(),
             }),
         };
-        let issued = IssuedCert {
-            serial,
-            der: &der,
-            key_kind: csr.key_kind(),
-            validity,
-        };
-        pending.complete(&issued, Some(&peer_text), &event).await?;
+        pending
+            .complete(&cert.as_issued(), Some(&peer_text), &event)
+            .await?;
         info!(
             peer = %ip,
             card_id = %card.card_id,
@@ -170,8 +163,8 @@ impl Enroller {
         );
         Ok(Enrolled {
             card,
-            certificate_der: der,
-            chain_der: self.issuer.chain_der(),
+            certificate_der: cert.der,
+            chain_der: self.certifier.chain_der(),
         })
     }
 

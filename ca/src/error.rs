@@ -12,6 +12,12 @@ use thiserror::Error;
 pub const CODE_REJECTED_MESSAGE: &str =
     "enrolment code not recognised, expired or already used; ask the IT desk for a new one";
 
+/// gRPC metadata key of the overload hint: whole seconds to wait.
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
+
+/// gRPC metadata key (value "1") telling a device to destroy the card's keys.
+pub const CARD_DESTROYED_METADATA: &str = "lanyard-card-destroyed";
+
 /// Everything that can fail in the CA.
 #[derive(Debug, Error)]
 pub enum CaError {
@@ -91,9 +97,11 @@ pub enum CaError {
     #[error("{CODE_REJECTED_MESSAGE}")]
     CodeRejected,
 
-    /// Too many failed enrolment attempts from one address.
-    #[error("too many failed enrolment attempts; try again in {retry_after_secs} s")]
+    /// Too many failed enrolment (or PIN reset) attempts from one address.
+    #[error("too many failed {what} attempts; try again in {retry_after_secs} s")]
     RateLimited {
+        /// "enrolment" or "PIN reset".
+        what: &'static str,
         /// Seconds until the next attempt is allowed.
         retry_after_secs: u64,
     },
@@ -121,6 +129,70 @@ pub enum CaError {
     /// The gRPC server could not start or stopped with an error.
     #[error("gRPC server error: {0}")]
     Transport(#[from] tonic::transport::Error),
+
+    // --- card lifecycle: renewal, status, PIN reset, CRL, back-pressure ---
+    /// A request that needs a client certificate came without one.
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// The client certificate does not entitle the caller to this request.
+    #[error("{0}")]
+    CertificateRefused(String),
+
+    /// No card with this id (Revocation, Renewal, PIN reset).
+    #[error("no card {0} on this CA; check the card id")]
+    UnknownCard(String),
+
+    /// The card (or certificate) is in a state that does not allow the request.
+    #[error("{0}")]
+    CardNotUsable(String),
+
+    /// A renewal or reset request certifies a key the card already had.
+    #[error(
+        "the certificate request reuses the key of certificate {serial}; generate a new key pair"
+    )]
+    KeyReused {
+        /// The certificate whose key it is.
+        serial: String,
+    },
+
+    /// The PIN reset code is wrong; the card's code has tries left.
+    #[error("the reset code is not valid for card {card_id} ({tries_left} tries left)")]
+    ResetCodeWrong {
+        /// The card.
+        card_id: String,
+        /// Wrong codes still allowed before the card is revoked.
+        tries_left: i64,
+    },
+
+    /// The card has no live PIN reset code (none, expired or used).
+    #[error("card {card_id} has no valid reset code (none released, expired or already used); ask the IT desk for a new one")]
+    NoResetCode {
+        /// The card.
+        card_id: String,
+    },
+
+    /// The card is revoked (e.g. its reset code's tries ran out) and the
+    /// device must destroy its keys.
+    #[error("card {card_id} is revoked{why} and its keys must be destroyed on this device; ask the IT desk to re-issue the card")]
+    CardDestroyed {
+        /// The card.
+        card_id: String,
+        /// e.g. " (too many wrong reset codes)", or "".
+        why: &'static str,
+    },
+
+    /// Too many issuances at once; the client should come back later.
+    #[error("the CA is busy issuing other certificates; try again in {retry_after_secs} s")]
+    Overloaded {
+        /// The hint sent as `retry-after`.
+        retry_after_secs: u32,
+    },
+
+    /// The CRL could not be built.
+    #[error("CRL error: {0}")]
+    Crl(String),
+    // --- end of card lifecycle ---
 
     // --- HSM-held keys (PKCS#11) ---
     /// A `pkcs11:` URI (from `init --key` or ca.toml's issuing_key) is malformed.
@@ -159,6 +231,31 @@ impl From<CaError> for tonic::Status {
                 tonic::Status::invalid_argument(err.to_string())
             }
             CaError::NoUniqueId => tonic::Status::unavailable(err.to_string()),
+            // --- card lifecycle ---
+            CaError::Unauthenticated(_) => tonic::Status::unauthenticated(err.to_string()),
+            CaError::CertificateRefused(_)
+            | CaError::ResetCodeWrong { .. }
+            | CaError::NoResetCode { .. } => tonic::Status::permission_denied(err.to_string()),
+            CaError::UnknownCard(_) => tonic::Status::not_found(err.to_string()),
+            CaError::CardNotUsable(_) => tonic::Status::failed_precondition(err.to_string()),
+            CaError::KeyReused { .. } => tonic::Status::invalid_argument(err.to_string()),
+            CaError::CardDestroyed { .. } => {
+                let mut s = tonic::Status::failed_precondition(err.to_string());
+                s.metadata_mut().insert(
+                    CARD_DESTROYED_METADATA,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                s
+            }
+            CaError::Overloaded { retry_after_secs } => {
+                let mut s = tonic::Status::unavailable(err.to_string());
+                s.metadata_mut().insert(
+                    RETRY_AFTER_METADATA,
+                    tonic::metadata::MetadataValue::from(retry_after_secs),
+                );
+                s
+            }
+            // --- end of card lifecycle ---
             // Details of internal failures stay in the CA's log.
             _ => tonic::Status::internal(
                 "internal error in the CA; the IT desk can find details in its log",
@@ -177,6 +274,7 @@ mod tests {
         assert_eq!(s.code(), tonic::Code::PermissionDenied);
         assert_eq!(s.message(), CODE_REJECTED_MESSAGE);
         let s = tonic::Status::from(CaError::RateLimited {
+            what: "enrolment",
             retry_after_secs: 42,
         });
         assert_eq!(s.code(), tonic::Code::ResourceExhausted);
@@ -187,5 +285,59 @@ mod tests {
         let s = tonic::Status::from(CaError::Db(sqlx::Error::PoolClosed));
         assert_eq!(s.code(), tonic::Code::Internal);
         assert!(!s.message().contains("Pool"));
+    }
+
+    #[test]
+    fn lifecycle_statuses_and_metadata() {
+        let s = tonic::Status::from(CaError::CardDestroyed {
+            card_id: "0A1B2C3D4E5F".into(),
+            why: " (too many wrong reset codes)",
+        });
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(s.metadata().get(CARD_DESTROYED_METADATA).unwrap(), "1");
+        assert!(s.message().contains("re-issue"), "{}", s.message());
+        let s = tonic::Status::from(CaError::Overloaded {
+            retry_after_secs: 9,
+        });
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert_eq!(s.metadata().get(RETRY_AFTER_METADATA).unwrap(), "9");
+        let s = tonic::Status::from(CaError::ResetCodeWrong {
+            card_id: "0A1B2C3D4E5F".into(),
+            tries_left: 2,
+        });
+        assert_eq!(s.code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            s.message(),
+            "the reset code is not valid for card 0A1B2C3D4E5F (2 tries left)"
+        );
+        assert!(s.metadata().get(CARD_DESTROYED_METADATA).is_none());
+        for (e, code) in [
+            (
+                CaError::Unauthenticated("x".into()),
+                tonic::Code::Unauthenticated,
+            ),
+            (
+                CaError::CertificateRefused("x".into()),
+                tonic::Code::PermissionDenied,
+            ),
+            (CaError::UnknownCard("x".into()), tonic::Code::NotFound),
+            (
+                CaError::CardNotUsable("x".into()),
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                CaError::KeyReused { serial: "x".into() },
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                CaError::NoResetCode {
+                    card_id: "x".into(),
+                },
+                tonic::Code::PermissionDenied,
+            ),
+            (CaError::Crl("x".into()), tonic::Code::Internal),
+        ] {
+            assert_eq!(tonic::Status::from(e).code(), code);
+        }
     }
 }

@@ -5,16 +5,24 @@
 
 pub mod audit;
 pub mod ca_dir;
+pub mod card_id;
+pub mod card_status;
+pub mod certify;
 pub mod cli;
 pub mod config;
+pub mod crl_http;
+pub mod crl_publisher;
 pub mod enrolment;
 pub mod enrolment_code;
 pub mod error;
+pub mod issuance_limit;
 pub mod issuer;
+pub mod peer;
+pub mod pin_reset;
 pub mod pkcs11_key;
 pub mod pkcs11_uri;
-pub mod peer;
 pub mod rate_limit;
+pub mod renewal;
 pub mod service;
 pub mod store;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! The `Enrollment` gRPC service: takes the peer address and request fields,
-//! calls [`Enroller`], converts the result to `EnrollResponse`.
+//! calls [`Enroller`] (Enroll) or [`PinResetter`] (ResetPin), converts the
+//! result to `EnrollResponse`.
 
 use std::sync::Arc;
 
@@ -8,17 +9,20 @@ use lanyard_proto::ca::{EnrollRequest, EnrollResponse, ResetPinRequest};
 use tonic::{Request, Response, Status};
 
 use crate::enrolment::{Enrolled, Enroller};
+use crate::peer::Peer;
+use crate::pin_reset::PinResetter;
 
-/// `lanyard.ca.v1.Enrollment` over an [`Enroller`].
+/// `lanyard.ca.v1.Enrollment` over an [`Enroller`] and a [`PinResetter`].
 #[derive(Debug, Clone)]
 pub struct EnrollmentService {
     enroller: Arc<Enroller>,
+    resetter: Arc<PinResetter>,
 }
 
 impl EnrollmentService {
-    /// The service for `enroller`.
-    pub fn new(enroller: Arc<Enroller>) -> Self {
-        EnrollmentService { enroller }
+    /// The service for `enroller` and `resetter`.
+    pub fn new(enroller: Arc<Enroller>, resetter: Arc<PinResetter>) -> Self {
+        EnrollmentService { enroller, resetter }
     }
 }
 
@@ -50,11 +54,15 @@ impl Enrollment for EnrollmentService {
 
     async fn reset_pin(
         &self,
-        _request: Request<ResetPinRequest>,
+        request: Request<ResetPinRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        // Being built under issue 4.
-        Err(Status::unimplemented(
-            "PIN reset is not available on this CA yet",
-        ))
+        let peer = Peer::of(&request);
+        let req = request.into_inner();
+        let code = zeroize::Zeroizing::new(req.code);
+        let reset = self
+            .resetter
+            .reset(peer.ip, &req.card_id, &code, &req.csr_der)
+            .await?;
+        Ok(Response::new(reset.into()))
     }
 }

@@ -2,3 +2,5 @@
 //! into domain calls and errors into statuses, nothing more.
 
 pub mod enrollment;
+pub mod renewal;
+pub mod revocation;

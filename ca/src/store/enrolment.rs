@@ -64,6 +64,16 @@ pub enum CodeLookup {
         /// Its card.
         card_id: String,
     },
+    /// The card was revoked or suspended after the code was released.
+    CardRevoked {
+        /// Its card.
+        card_id: String,
+    },
+    /// A newer code was released for the card (a re-issue); only that one counts.
+    Superseded {
+        /// Its card.
+        card_id: String,
+    },
 }
 
 /// A certificate about to be recorded.
@@ -135,7 +145,10 @@ impl Store {
     ) -> Result<CodeLookup, CaError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "SELECT c.card_id, c.holder_name, c.user_id, c.role, e.expires_at, e.used_at \
+            "SELECT c.card_id, c.holder_name, c.user_id, c.role, c.state, c.suspended_at, \
+                    e.expires_at, e.used_at, \
+                    (SELECT COUNT(*) FROM enrolment_codes n \
+                      WHERE n.card_id = e.card_id AND n.created_at > e.created_at) AS newer \
              FROM enrolment_codes e JOIN cards c ON c.card_id = e.card_id \
              WHERE e.code_hash = $1",
         )
@@ -152,6 +165,21 @@ impl Store {
         if used_at.is_some() {
             tx.rollback().await?;
             return Ok(CodeLookup::Used {
+                card_id: card.card_id,
+            });
+        }
+        let state: String = row.try_get("state")?;
+        let suspended_at: Option<i64> = row.try_get("suspended_at")?;
+        if state == "revoked" || suspended_at.is_some() {
+            tx.rollback().await?;
+            return Ok(CodeLookup::CardRevoked {
+                card_id: card.card_id,
+            });
+        }
+        let newer: i64 = row.try_get("newer")?;
+        if newer > 0 {
+            tx.rollback().await?;
+            return Ok(CodeLookup::Superseded {
                 card_id: card.card_id,
             });
         }
@@ -364,6 +392,55 @@ mod tests {
         assert!(matches!(
             store.begin_enrolment(&other.hash(), now).await.unwrap(),
             CodeLookup::Unknown
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_or_suspended_cards_code_is_refused() {
+        let (_tmp, store, code) = store_with_card(time::Duration::hours(1)).await;
+        let now = OffsetDateTime::now_utc();
+        sqlx::query("UPDATE cards SET suspended_at = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.begin_enrolment(&code.hash(), now).await.unwrap(),
+            CodeLookup::CardRevoked { .. }
+        ));
+        sqlx::query(
+            "UPDATE cards SET suspended_at = NULL, state = 'revoked', revoked_at = 1, revocation_reason = 1",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.begin_enrolment(&code.hash(), now).await.unwrap(),
+            CodeLookup::CardRevoked { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_older_code_of_a_reissued_card_is_refused() {
+        let (_tmp, store, old) = store_with_card(time::Duration::hours(1)).await;
+        let new = EnrolmentCode::generate().unwrap();
+        let now = OffsetDateTime::now_utc();
+        sqlx::query(
+            "INSERT INTO enrolment_codes (code_hash, card_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(new.hash().to_hex())
+        .bind("0123456789AB")
+        .bind(now.unix_timestamp() + 1)
+        .bind(now.unix_timestamp() + 3600)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.begin_enrolment(&old.hash(), now).await.unwrap(),
+            CodeLookup::Superseded { .. }
+        ));
+        assert!(matches!(
+            store.begin_enrolment(&new.hash(), now).await.unwrap(),
+            CodeLookup::Valid(_)
         ));
     }
 

@@ -10,6 +10,7 @@
 //! interleave with another writer, even one in another CA process.
 
 mod enrolment;
+mod lifecycle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -24,6 +25,9 @@ use crate::audit::{self, AuditEvent};
 use crate::error::CaError;
 
 pub use enrolment::{CardRecord, CodeLookup, IssuedCert, PendingEnrolment};
+pub use lifecycle::{
+    CardLifecycle, CardState, CertRecord, CrlChangeMarker, LifecycleTx, ResetCodeRecord, StoredCrl,
+};
 
 /// How long a writer waits for another (e.g. `admin` while `serve` runs).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
