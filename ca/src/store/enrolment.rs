@@ -316,11 +316,8 @@ mod tests {
 
     async fn store_with_card(
         expires_in: time::Duration,
-    ) -> (tempfile::TempDir, Store, EnrolmentCode) {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::create(&crate::store::DbLocation::Sqlite(tmp.path().join("ca.db")))
-            .await
-            .unwrap();
+    ) -> (crate::store::TestDbGuard, Store, EnrolmentCode) {
+        let (tmp, store) = crate::store::test_store().await;
         let (inserted, code) = insert(&store, expires_in).await;
         assert!(inserted);
         (tmp, store, code)

@@ -11,6 +11,8 @@
 
 mod enrolment;
 mod lifecycle;
+#[cfg(test)]
+mod test_db;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -28,6 +30,8 @@ pub use enrolment::{CardRecord, CodeLookup, IssuedCert, PendingEnrolment};
 pub use lifecycle::{
     CardLifecycle, CardState, CertRecord, CrlChangeMarker, LifecycleTx, ResetCodeRecord, StoredCrl,
 };
+#[cfg(test)]
+pub(crate) use test_db::{test_store, TestDbGuard};
 
 /// How long a writer waits for another (e.g. `admin` while `serve` runs).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -66,16 +70,8 @@ impl std::fmt::Display for DbLocation {
     /// The location without any password, for messages and logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DbLocation::Sqlite(path) => write!(f, "SQLite {}", path.display()),
-            DbLocation::Postgres(url) => match url::Url::parse(url) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("****"));
-                    }
-                    write!(f, "PostgreSQL {u}")
-                }
-                Err(_) => write!(f, "PostgreSQL (unparsable URL)"),
-            },
+            DbLocation::Sqlite(_) => write!(f, "SQLite {}", self.redacted()),
+            DbLocation::Postgres(_) => write!(f, "PostgreSQL {}", self.redacted()),
         }
     }
 }
@@ -88,9 +84,29 @@ impl DbLocation {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Ok(DbLocation::Postgres(url.to_string()))
             }
-            Some(other) => Err(CaError::BadDatabase(format!(
-                "{other:?} is not a postgres:// URL (leave the setting out for SQLite)"
-            ))),
+            // Not echoed: a mistyped URL may still hold a password.
+            Some(_) => Err(CaError::BadDatabase(
+                "the database must be a postgres://USER:PASSWORD@HOST:PORT/DB URL \
+                 (leave the setting out for SQLite in the CA directory)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The SQLite path, or the PostgreSQL URL with its password replaced by
+    /// `****` (and nothing of it if it does not parse): safe to print and log.
+    pub fn redacted(&self) -> String {
+        match self {
+            DbLocation::Sqlite(path) => path.display().to_string(),
+            DbLocation::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() && u.set_password(Some("****")).is_err() {
+                        return "(unprintable URL)".into();
+                    }
+                    u.to_string()
+                }
+                Err(_) => "(unparsable URL)".into(),
+            },
         }
     }
 }
@@ -156,7 +172,10 @@ impl Store {
                 (url, Backend::Postgres)
             }
         };
-        let options = AnyConnectOptions::from_url(&url)?;
+        let options = AnyConnectOptions::from_url(&url).map_err(|e| CaError::DbConnect {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })?;
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(BUSY_TIMEOUT)
@@ -168,6 +187,13 @@ impl Store {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+                        )
+                        .await?;
+                    } else {
+                        // Named for a DBA's pg_stat_activity; a stuck writer
+                        // fails others after the same wait as SQLite's.
+                        conn.execute(
+                            "SET application_name = 'lanyard-ca'; SET lock_timeout = '15s';",
                         )
                         .await?;
                     }
@@ -186,6 +212,18 @@ impl Store {
         };
         migrator.run(&pool).await?;
         Ok(Store { pool, backend })
+    }
+
+    /// Whether the database already holds a CA's records (audit rows or
+    /// cards): `init` refuses such a database rather than mix two CAs.
+    pub async fn holds_records(&self) -> Result<bool, CaError> {
+        use sqlx::Row;
+        let row =
+            sqlx::query("SELECT (SELECT COUNT(*) FROM audit) + (SELECT COUNT(*) FROM cards) AS n")
+                .fetch_one(&self.pool)
+                .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(n > 0)
     }
 
     /// Which database this is.
@@ -253,5 +291,193 @@ impl Store {
             }
         };
         Ok(row.try_get("value")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_test_support::{PgDatabase, TestBackend};
+    use sqlx::Row;
+
+    use crate::audit::AuditAction;
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            actor: "admin:test".into(),
+            action: AuditAction::CaInitialised,
+            card_id: None,
+            peer: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn locations_never_show_a_password() {
+        let default = Path::new("/var/lib/lanyard-ca/ca.db");
+        let url = "postgres://lanyard:s3cret-pw@db.example:5432/ca";
+        let loc = DbLocation::from_setting(Some(url), default).unwrap();
+        assert_eq!(loc, DbLocation::Postgres(url.into()));
+        for shown in [loc.to_string(), format!("{loc:?}"), loc.redacted()] {
+            assert!(!shown.contains("s3cret-pw"), "{shown}");
+            assert!(shown.contains("lanyard:****@db.example:5432/ca"), "{shown}");
+        }
+        let odd = DbLocation::Postgres("postgres://u:s3cret-pw@[::1/ca".into());
+        assert!(!odd.to_string().contains("s3cret-pw"), "{odd}");
+        assert_eq!(
+            DbLocation::from_setting(None, default).unwrap(),
+            DbLocation::Sqlite(default.into())
+        );
+        let err = DbLocation::from_setting(Some("mysql://u:s3cret-pw@h/ca"), default)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(!err.contains("s3cret-pw"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_test_store_is_on_the_backend_asked_for() {
+        let (guard, store) = test_store().await;
+        assert_eq!(guard.backend(), TestBackend::from_env());
+        let expected = match guard.backend() {
+            TestBackend::Sqlite => Backend::Sqlite,
+            TestBackend::Postgres => Backend::Postgres,
+        };
+        assert_eq!(store.backend(), expected);
+        assert!(!store.holds_records().await.unwrap());
+        store.record_audit(&event()).await.unwrap();
+        assert!(store.holds_records().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn integers_text_and_bytes_round_trip() {
+        let (_guard, store) = test_store().await;
+        let der: Vec<u8> = (0..=255).collect();
+        sqlx::query(
+            "INSERT INTO crls (crl_number, der, this_update, next_update) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(i64::MAX)
+        .bind(&der)
+        .bind(i64::MIN)
+        .bind(0i64)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let row = sqlx::query(
+            "SELECT crl_number, der, this_update, next_update, 1 AS one, \
+                    (SELECT COUNT(*) FROM crls) AS n, CAST(NULL AS TEXT) AS absent \
+             FROM crls",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(row.try_get::<i64, _>("crl_number").unwrap(), i64::MAX);
+        assert_eq!(row.try_get::<Vec<u8>, _>("der").unwrap(), der);
+        assert_eq!(row.try_get::<i64, _>("this_update").unwrap(), i64::MIN);
+        assert_eq!(row.try_get::<i64, _>("one").unwrap(), 1);
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 1);
+        assert_eq!(row.try_get::<Option<String>, _>("absent").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn crl_numbers_count_up() {
+        let (_guard, store) = test_store().await;
+        for expected in 1..=3 {
+            let mut tx = store.begin_write().await.unwrap();
+            assert_eq!(store.next_crl_number(&mut tx).await.unwrap(), expected);
+            tx.commit().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_waits_for_another_process_writer() {
+        let (guard, a) = test_store().await;
+        // A second store on the same database, as a second CA process has.
+        let b = Store::open(guard.location()).await.unwrap();
+        let mut tx = a.begin_write().await.unwrap();
+        audit::append(&mut tx, &event(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let waiting = tokio::spawn(async move {
+            // Chains onto A's row only if it waited for A's commit.
+            b.record_audit(&event()).await
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "B wrote while A held the write lock"
+        );
+        tx.commit().await.unwrap();
+        waiting.await.unwrap().unwrap();
+        assert_eq!(a.verify_audit().await.unwrap(), Ok(2));
+    }
+
+    /// (table, column) pairs of the Lanyard tables, sorted.
+    async fn columns(store: &Store, sql: &str) -> Vec<(String, String)> {
+        let mut cols: Vec<(String, String)> = sqlx::query(sql)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.try_get("t").unwrap(), r.try_get("c").unwrap()))
+            .collect();
+        cols.sort();
+        cols
+    }
+
+    #[tokio::test]
+    async fn both_migrations_make_the_same_tables_and_columns() {
+        let Some(pg) = PgDatabase::create_or_skip() else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let lite = Store::create(&DbLocation::Sqlite(tmp.path().join("ca.db")))
+            .await
+            .unwrap();
+        let post = Store::create(&DbLocation::Postgres(pg.url()))
+            .await
+            .unwrap();
+        let lite_cols = columns(
+            &lite,
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite%' AND m.name NOT LIKE '_sqlx%' \
+               AND m.name <> 'crl_number_seq'",
+        )
+        .await;
+        let post_cols = columns(
+            &post,
+            "SELECT CAST(table_name AS TEXT) AS t, CAST(column_name AS TEXT) AS c \
+             FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+        )
+        .await;
+        assert!(lite_cols.len() > 40, "{lite_cols:?}");
+        assert_eq!(lite_cols, post_cols);
+        // SQLite's one-row counter is a sequence on PostgreSQL.
+        let mut tx = post.begin_write().await.unwrap();
+        assert_eq!(post.next_crl_number(&mut tx).await.unwrap(), 1);
+        tx.rollback().await.unwrap();
+        post.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_refused_without_showing_it() {
+        let Some(pg) = PgDatabase::create_or_skip() else {
+            return;
+        };
+        let wrong = pg.url().replace(pg.password(), "wrong-pw-4711");
+        let err = Store::open(&DbLocation::Postgres(wrong))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password authentication failed"), "{err}");
+        assert!(err.contains("lanyard:****@127.0.0.1"), "{err}");
+        assert!(
+            !err.contains("wrong-pw-4711") && !err.contains(pg.password()),
+            "{err}"
+        );
+        let store = Store::open(&DbLocation::Postgres(pg.url())).await.unwrap();
+        assert!(!format!("{store:?}").contains(pg.password()));
+        store.close().await;
     }
 }
