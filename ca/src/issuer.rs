@@ -391,4 +391,121 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("not issued by root.pem"), "{err}");
     }
+
+    /// A CA directory like `init` writes (file key), with `config` saved in it.
+    fn ca_dir(config: &CaConfig) -> (tempfile::TempDir, CaDir) {
+        use crate::ca_dir::{write_atomic, KEY_MODE, PUBLIC_MODE};
+        let now = OffsetDateTime::now_utc();
+        let root_key = generate_ca_key().unwrap();
+        let root_params = root_ca_params("T", &serial(1), now).unwrap();
+        let root_cert = root_params.self_signed(&root_key).unwrap();
+        let root = Issuer::new(root_params, &root_key);
+        let key = generate_ca_key().unwrap();
+        let issuing = issuing_ca_params("T", &serial(2), now)
+            .unwrap()
+            .signed_by(&key, &root)
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CaDir::new(tmp.path());
+        write_atomic(&dir.root_pem(), root_cert.pem().as_bytes(), PUBLIC_MODE).unwrap();
+        write_atomic(&dir.issuing_pem(), issuing.pem().as_bytes(), PUBLIC_MODE).unwrap();
+        write_atomic(&dir.issuing_key(), key.serialize_pem().as_bytes(), KEY_MODE).unwrap();
+        config.save(&dir.config()).unwrap();
+        (tmp, dir)
+    }
+
+    fn p256_csr() -> CheckedCsr {
+        let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&p256)
+            .unwrap();
+        lanyard_certs::check_csr(csr.der()).unwrap()
+    }
+
+    fn crl_urls(der: &[u8]) -> Vec<String> {
+        use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        let mut out = Vec::new();
+        for ext in cert.extensions() {
+            if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+                for p in points.iter() {
+                    if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                        for n in names {
+                            if let GeneralName::URI(u) = n {
+                                out.push(u.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn open_takes_the_crl_url_from_the_config_and_signs_operators_and_crls() {
+        let mut config = CaConfig::new("T");
+        config.crl_url = Some("http://127.0.0.1:8080/issuing.crl".into());
+        let (_tmp, dir) = ca_dir(&config);
+        let ca = IssuingCa::open(&dir, &config).unwrap();
+        assert_eq!(ca.key_description(), "issuing.key");
+        let now = OffsetDateTime::now_utc();
+        let validity = Validity::card(now, Duration::days(1)).unwrap();
+        let holder = CardHolder {
+            holder_name: "A".into(),
+            user_id: "1".into(),
+            role: "R".into(),
+            card_id: "0123456789AB".into(),
+            organisation: "T".into(),
+        };
+        let (card, _) = ca
+            .issue(&p256_csr(), &holder, &serial(4), validity)
+            .unwrap();
+        assert_eq!(crl_urls(&card), ["http://127.0.0.1:8080/issuing.crl"]);
+        lanyard_certs::verify_issued_by(&card, ca.issuing_der()).unwrap();
+
+        let (operator, _) = ca
+            .issue_operator(&p256_csr(), "Grace Hopper", "T", &serial(5), validity)
+            .unwrap();
+        assert_eq!(crl_urls(&operator), ["http://127.0.0.1:8080/issuing.crl"]);
+        assert_eq!(
+            lanyard_certs::operator_identity(&operator).unwrap().name,
+            "Grace Hopper"
+        );
+
+        let crl = ca
+            .sign_crl(&CrlContents {
+                number: 3,
+                this_update: now,
+                next_update: now + Duration::hours(1),
+                revoked: Vec::new(),
+            })
+            .unwrap();
+        let (_, parsed) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&crl).unwrap();
+        let (_, issuing) = X509Certificate::from_der(ca.issuing_der()).unwrap();
+        parsed.verify_signature(issuing.public_key()).unwrap();
+
+        // load() reads the same ca.toml.
+        let loaded = IssuingCa::load(&dir).unwrap();
+        assert_eq!(loaded.crl_url(), ca.crl_url());
+    }
+
+    #[test]
+    fn a_bad_crl_url_or_hsm_uri_in_the_config_is_refused() {
+        let mut config = CaConfig::new("T");
+        let (_tmp, dir) = ca_dir(&config);
+        config.crl_url = Some("ftp://x/crl".into());
+        let err = IssuingCa::open(&dir, &config).unwrap_err();
+        assert!(matches!(err, CaError::Config { .. }), "{err}");
+        assert!(err.to_string().contains("crl_url"), "{err}");
+
+        config.crl_url = None;
+        config.issuing_key = Some("pkcs11:object=a b".into());
+        let err = IssuingCa::open(&dir, &config).unwrap_err();
+        assert!(matches!(err, CaError::Pkcs11Uri(_)), "{err}");
+        config.issuing_key = Some("pkcs11:object=issuing".into());
+        let err = IssuingCa::open(&dir, &config).unwrap_err();
+        assert!(err.to_string().contains("module-path"), "{err}");
+    }
 }

@@ -409,6 +409,29 @@ fn bad_pin_unknown_token_and_bad_uris_fail_clearly_and_create_nothing() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["issuing_key_origin"], "generated");
 
+    // pin-value works but is called out: the PIN is in ca.toml for all to read.
+    let dir_pv = tmp.path().join("ca-pv");
+    let uri_pv =
+        format!("pkcs11:token=lanyard-ca;object=other?module-path={MODULE}&pin-value={PIN}");
+    let out = hsm.lanyard_ca(&[
+        "init",
+        "--dir",
+        dir_pv.to_str().unwrap(),
+        "--key",
+        &uri_pv,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pin-value") && stderr.contains("pin-source=file:"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("pin-value"),
+        "{out:?}"
+    );
+
     // A CA whose token then refuses the PIN does not start, and says why.
     std::fs::write(&good_pin, "0000\n").unwrap();
     let out = hsm.lanyard_ca(&[

@@ -27,8 +27,8 @@ use crate::pkcs11_key::{KeyOrigin, Pkcs11Key};
 use crate::pkcs11_uri::Pkcs11Uri;
 use crate::store::Store;
 
-/// Arguments of `init`.
-#[derive(Debug, Args)]
+/// Arguments of `init` (Default: for tests that run `init` in-process).
+#[derive(Debug, Default, Args)]
 pub struct InitArgs {
     /// Directory to create the CA in (made 0700; refused if it already holds a CA).
     #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
