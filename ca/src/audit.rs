@@ -26,6 +26,36 @@ pub enum AuditAction {
     EnrolFailed,
     /// A valid code came with a request that was refused; the code stays usable.
     EnrolBadRequest,
+    // --- IT-desk administration ---
+    /// A caller without a valid operator certificate was refused by the Admin service.
+    AdminAuthFailed,
+    /// An operator's Admin call was refused (unknown card, wrong state, bad argument).
+    AdminRefused,
+    /// An operator listed cards.
+    CardsListed,
+    /// An operator looked at one card.
+    CardShown,
+    /// An operator read the audit log.
+    AuditRead,
+    /// An operator listed the pending approvals.
+    ApprovalsListed,
+    /// A card got a new enrolment code; its certificates were revoked (superseded).
+    CardReissued,
+    /// A card and all its certificates were revoked.
+    CardRevoked,
+    /// A card was suspended (its certificates on hold).
+    CardSuspended,
+    /// A suspended card was resumed.
+    CardResumed,
+    /// A one-time PIN reset code was released for a card.
+    ResetCodeReleased,
+    /// An operator certificate was issued and registered.
+    OperatorAdded,
+    /// An action waits for a second operator's approval.
+    ApprovalRequested,
+    /// A second operator approved an action (which is then performed).
+    ApprovalGranted,
+    // --- end of IT-desk administration ---
     // --- card lifecycle (renewal, PIN reset) ---
     /// A card renewed its certificate with a new key.
     Renewed,
@@ -51,6 +81,22 @@ impl AuditAction {
             AuditAction::Enrolled => "enrolled",
             AuditAction::EnrolFailed => "enrol_failed",
             AuditAction::EnrolBadRequest => "enrol_bad_request",
+            // --- IT-desk administration ---
+            AuditAction::AdminAuthFailed => "admin_auth_failed",
+            AuditAction::AdminRefused => "admin_refused",
+            AuditAction::CardsListed => "cards_listed",
+            AuditAction::CardShown => "card_shown",
+            AuditAction::AuditRead => "audit_read",
+            AuditAction::ApprovalsListed => "approvals_listed",
+            AuditAction::CardReissued => "card_reissued",
+            AuditAction::CardRevoked => "card_revoked",
+            AuditAction::CardSuspended => "card_suspended",
+            AuditAction::CardResumed => "card_resumed",
+            AuditAction::ResetCodeReleased => "reset_code_released",
+            AuditAction::OperatorAdded => "operator_added",
+            AuditAction::ApprovalRequested => "approval_requested",
+            AuditAction::ApprovalGranted => "approval_granted",
+            // --- end of IT-desk administration ---
             // --- card lifecycle ---
             AuditAction::Renewed => "renewed",
             AuditAction::RenewalDenied => "renewal_denied",

@@ -203,6 +203,67 @@ pub enum CaError {
     #[error("{0}")]
     Pkcs11(#[from] crate::pkcs11_key::Pkcs11Error),
     // --- end of HSM-held keys ---
+
+    // --- IT-desk administration (Admin service and `lanyard-ca admin`) ---
+    /// The caller is not an IT-desk operator of this CA.
+    #[error("the client certificate is not a registration-authority operator certificate of this CA: {reason}")]
+    NotOperator {
+        /// Why (no certificate, no id-kp-cmcRA role, unregistered, revoked, expired).
+        reason: String,
+    },
+
+    /// No pending or decided approval with this id.
+    #[error("no approval {approval_id}; `lanyard-ca admin approvals` lists the pending ones")]
+    UnknownApproval {
+        /// The id asked for.
+        approval_id: String,
+    },
+
+    /// The approval was already decided.
+    #[error("approval {approval_id} was already approved by {by}; nothing to do")]
+    AlreadyApproved {
+        /// The approval.
+        approval_id: String,
+        /// Who approved it.
+        by: String,
+    },
+
+    /// An operator tried to approve their own request.
+    #[error(
+        "approval {approval_id} was requested by you; a second, different operator must approve it"
+    )]
+    SelfApproval {
+        /// The approval.
+        approval_id: String,
+    },
+
+    /// The admin CLI could not reach the CA (connection, TLS handshake).
+    #[error("cannot reach the CA at {url}: {reason}")]
+    CaUnreachable {
+        /// The URL given with --ca.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The CA answered the admin CLI with an error status.
+    #[error("{message}")]
+    Remote {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The CA's message.
+        message: String,
+    },
+
+    /// `admin audit --verify` found the hash chain broken.
+    #[error("the audit log is NOT intact: record {first_broken_seq} does not chain (edited, inserted or a record before it deleted); {records} records before it verified")]
+    AuditBroken {
+        /// The first record whose hash does not chain.
+        first_broken_seq: i64,
+        /// Records that verified before it.
+        records: u64,
+    },
+    // --- end of IT-desk administration ---
 }
 
 impl From<getrandom::Error> for CaError {
@@ -218,6 +279,34 @@ impl CaError {
             action,
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// Exit status of `lanyard-ca` for an error (see `lanyard-ca admin --help`):
+/// 1 error, 2 usage or invalid argument, 3 CA unreachable, 4 permission
+/// denied, 5 not found or wrong state, 6 audit chain broken.
+impl CaError {
+    /// The process exit status this error ends `lanyard-ca` with.
+    pub fn exit_code(&self) -> u8 {
+        use tonic::Code;
+        match self {
+            CaError::InvalidArgument(_) | CaError::BadCsr(_) => 2,
+            CaError::CaUnreachable { .. } => 3,
+            CaError::NotOperator { .. } | CaError::SelfApproval { .. } => 4,
+            CaError::UnknownCard(_)
+            | CaError::UnknownApproval { .. }
+            | CaError::CardNotUsable(_)
+            | CaError::AlreadyApproved { .. } => 5,
+            CaError::AuditBroken { .. } => 6,
+            CaError::Remote { code, .. } => match code {
+                Code::InvalidArgument => 2,
+                Code::Unavailable | Code::DeadlineExceeded => 3,
+                Code::PermissionDenied | Code::Unauthenticated => 4,
+                Code::NotFound | Code::FailedPrecondition | Code::AlreadyExists => 5,
+                _ => 1,
+            },
+            _ => 1,
         }
     }
 }
@@ -256,6 +345,13 @@ impl From<CaError> for tonic::Status {
                 s
             }
             // --- end of card lifecycle ---
+            // --- IT-desk administration ---
+            CaError::NotOperator { .. } | CaError::SelfApproval { .. } => {
+                tonic::Status::permission_denied(err.to_string())
+            }
+            CaError::UnknownApproval { .. } => tonic::Status::not_found(err.to_string()),
+            CaError::AlreadyApproved { .. } => tonic::Status::failed_precondition(err.to_string()),
+            // --- end of IT-desk administration ---
             // Details of internal failures stay in the CA's log.
             _ => tonic::Status::internal(
                 "internal error in the CA; the IT desk can find details in its log",

@@ -1,11 +1,12 @@
 //! `lanyard-ca`: parses the command line and hands over to `lanyard_ca::cli`.
-//! Exit codes: 0 success, 1 error, 2 usage error (from clap, or a value out of range).
+//! Exit codes: 0 success, 1 error, 2 usage error (from clap, or a value out of
+//! range); `admin` adds 3 CA unreachable, 4 permission denied, 5 not found or
+//! wrong state, 6 audit chain broken (`lanyard_ca::CaError::exit_code`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use lanyard_ca::cli::Cli;
-use lanyard_ca::CaError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -14,10 +15,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lanyard-ca: error: {e}");
-            match e {
-                CaError::InvalidArgument(_) => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -1,23 +1,43 @@
-//! `lanyard-ca admin …`: IT-desk commands that work on the CA directory
-//! directly (safe while `serve` runs: SQLite WAL with a busy timeout).
+//! `lanyard-ca admin …`: the IT desk's commands. They talk to the CA's Admin
+//! service over gRPC with mutual TLS (an operator certificate, its key in a
+//! file or a PKCS#11 token); `--dir` works on the CA directory directly and is
+//! kept for the CA host's bootstrap (add-operator) and issue-card/list-cards.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::json;
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
 
-use crate::audit::{admin_actor, AuditAction, AuditEvent};
-use crate::ca_dir::CaDir;
-use crate::cli::print_line;
-use crate::config::{CaConfig, MAX_CODE_VALIDITY_HOURS};
-use crate::enrolment_code::EnrolmentCode;
+use crate::config::MAX_CODE_VALIDITY_HOURS;
 use crate::error::CaError;
-use crate::store::{CardRecord, Store};
 
-/// Attempts at drawing an unused random card id.
-const CARD_ID_ATTEMPTS: usize = 8;
+mod audit;
+mod cards;
+mod connection;
+mod host;
+mod operator_key;
+mod operators;
+mod output;
+
+pub use connection::Connection;
+
+/// The admin commands' help epilogue: connection, output and exit status.
+pub const AFTER_HELP: &str = "\
+Connecting: every command talks to the CA's Admin service over mutual TLS:
+  --ca https://HOST:PORT --ca-cert root.pem --cert operator.pem --key operator.key
+(or LANYARD_ADMIN_CA, LANYARD_ADMIN_CA_CERT, LANYARD_ADMIN_CERT, LANYARD_ADMIN_KEY).
+--key is a PEM file or an RFC 7512 PKCS#11 URI (an HSM, or your own Lanyard card), e.g.
+  'pkcs11:token=…;object=…?module-path=/path/to/module.so&pin-source=file:/path/to/pin-file'
+(`p11tool --list-all-privkeys --login` shows the URIs of a token's keys).
+On the CA host, --dir DIR (the CA directory) works without a server for
+add-operator (the first operator), issue-card and list-cards; audited as admin:$USER.
+
+Output: readable lines; --json prints one JSON document instead.
+
+Exit status: 0 success (also when an action waits for a second operator's approval),
+1 error, 2 usage error or argument refused by the CA, 3 CA unreachable,
+4 permission denied (not an operator certificate, self-approval),
+5 not found or wrong state (unknown card or approval, card not in a state for this),
+6 audit chain broken (audit --verify).";
 
 /// IT-desk commands.
 #[derive(Debug, Subcommand)]
@@ -28,30 +48,112 @@ pub enum AdminCommand {
             The code (16 characters in four groups, e.g. 7KQD-9M2X-H4TA-PZ3E) works once, \
             expires after --valid-hours (default from ca.toml, 72), and is stored only as a hash: \
             give it to the card holder by a trusted channel. They enrol with \
-            `lanyard enroll --ca https://HOST:PORT --ca-cert root.pem --code CODE`."
+            `lanyard enroll --ca https://HOST:PORT --ca-cert root.pem --code CODE`.",
+        after_help = AFTER_HELP
     )]
     IssueCard(IssueCardArgs),
-    /// List every card with its state (issued: waiting for enrolment; active; revoked).
+    /// Give an existing card a new enrolment code (expired, revoked, destroyed or lost device).
+    #[command(
+        long_about = "Give an existing card a new enrolment code.\n\n\
+            The card keeps its id (and the device its slot); its unexpired certificates are \
+            revoked (superseded), any earlier code stops working, and the card is 'issued' \
+            until the holder enrols again with the new code.",
+        after_help = AFTER_HELP
+    )]
+    ReissueCard(ReissueCardArgs),
+    /// List cards with their state (issued, active, suspended, revoked).
+    #[command(after_help = AFTER_HELP)]
     ListCards(ListCardsArgs),
+    /// Show one card with its certificates and any outstanding PIN reset code.
+    #[command(after_help = AFTER_HELP)]
+    ShowCard(CardArgs),
+    /// Revoke a card and all its certificates (final; reissue-card starts it again).
+    #[command(
+        long_about = "Revoke a card and all its certificates, with an RFC 5280 reason.\n\n\
+            The CRL lists its certificates from then on and the device removes the card at its \
+            next check-in. Reasons: unspecified, key-compromise, ca-compromise, \
+            affiliation-changed, superseded, cessation-of-operation, privilege-withdrawn, \
+            aa-compromise (or their RFC 5280 codes). To put a card on hold use `suspend`.",
+        after_help = AFTER_HELP
+    )]
+    Revoke(RevokeArgs),
+    /// Put an enrolled card on hold (its certificates on the CRL as certificateHold).
+    #[command(after_help = AFTER_HELP)]
+    Suspend(CardArgs),
+    /// Take a suspended card off hold.
+    #[command(after_help = AFTER_HELP)]
+    Resume(CardArgs),
+    /// Release a one-time PIN reset code for an enrolled card (after checking the holder's identity).
+    #[command(
+        long_about = "Release a one-time PIN reset code for an enrolled card.\n\n\
+            Check the holder's identity first. The code is bound to this card, expires \
+            (reset_code_validity_hours) and allows reset_code_tries wrong attempts; a new code \
+            ends the previous one. The holder runs `lanyard reset-pin --code CODE`; their device \
+            makes a new key and the old certificate is revoked (superseded). With \
+            require_second_operator = [\"reset-pin\"] the code is only released when another \
+            operator approves.",
+        after_help = AFTER_HELP
+    )]
+    ResetPin(CardArgs),
+    /// Read the audit log; --verify checks its hash chain.
+    #[command(
+        long_about = "Read the audit log (who did what, to which card, from where, when).\n\n\
+            --verify also recomputes the whole hash chain: if a record was edited, inserted or \
+            deleted in the database, the command names the first record that does not chain \
+            and exits with status 6.",
+        after_help = AFTER_HELP
+    )]
+    Audit(AuditArgs),
+    /// Issue an IT-desk operator certificate (registration authority role).
+    #[command(
+        long_about = "Issue an IT-desk operator certificate (id-kp-cmcRA) valid for \
+            operator_cert_lifetime_days and register it.\n\n\
+            The first operator is made on the CA host:\n  \
+            lanyard-ca admin add-operator --dir /var/lib/lanyard-ca --name \"Grace Hopper\" \\\n      \
+            --new-key grace.key --out grace.pem\n\
+            (or --key FILE|pkcs11:URI for a key that exists, e.g. on the operator's own card).\n\
+            Later operators are added by an operator over the network; the new operator's key \
+            comes from --new-key, --operator-key or --csr. With require_second_operator = \
+            [\"add-operator\"] a second operator must approve, and receives the certificate.",
+        after_help = AFTER_HELP
+    )]
+    AddOperator(AddOperatorArgs),
+    /// List actions waiting for a second operator's approval.
+    #[command(after_help = AFTER_HELP)]
+    Approvals(PlainArgs),
+    /// Approve another operator's pending action; you receive its result.
+    #[command(after_help = AFTER_HELP)]
+    Approve(ApproveArgs),
 }
 
-/// Arguments of `admin list-cards`.
+/// Connection and output options every network command takes.
 #[derive(Debug, Args)]
-pub struct ListCardsArgs {
-    /// The CA directory made by `init`.
-    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
-    pub dir: PathBuf,
-    /// Print one JSON array of {card_id, name, user_id, role, state}.
+pub struct PlainArgs {
+    /// How to reach the CA.
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of the commands about one card.
+#[derive(Debug, Args)]
+pub struct CardArgs {
+    /// The card id (12 hex characters).
+    #[arg(long = "card", value_name = "ID")]
+    pub card: String,
+    /// Connection and output.
+    #[command(flatten)]
+    pub common: PlainArgs,
 }
 
 /// Arguments of `admin issue-card`.
 #[derive(Debug, Args)]
 pub struct IssueCardArgs {
-    /// The CA directory made by `init`.
+    /// On the CA host: the CA directory, instead of --ca.
     #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
     /// The holder's name as it should appear on the card, e.g. "Dr Ada Smith".
     #[arg(long, value_name = "NAME")]
     pub name: String,
@@ -61,144 +163,145 @@ pub struct IssueCardArgs {
     /// The holder's role, e.g. "R8000 Clinical Practitioner".
     #[arg(long, value_name = "ROLE")]
     pub role: String,
-    /// Hours the enrolment code stays valid (default: enrolment_code_validity_hours in ca.toml).
+    /// Hours the enrolment code stays valid (default: enrolment_code_validity_hours in ca.toml; with --dir only).
     #[arg(long, value_name = "H", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CODE_VALIDITY_HOURS)))]
     pub valid_hours: Option<u32>,
-    /// Print one JSON object: code, card_id, expires_at (RFC 3339), name, user_id, role.
+    /// Connection and output; --json prints {code, card_id, expires_at, name, user_id, role}.
+    #[command(flatten)]
+    pub common: PlainArgs,
+}
+
+/// Arguments of `admin reissue-card`.
+#[derive(Debug, Args)]
+pub struct ReissueCardArgs {
+    /// The card id (12 hex characters).
+    #[arg(long = "card", value_name = "ID")]
+    pub card: String,
+    /// Connection and output; --json prints {code, card_id, expires_at}.
+    #[command(flatten)]
+    pub common: PlainArgs,
+}
+
+/// Arguments of `admin list-cards`.
+#[derive(Debug, Args)]
+pub struct ListCardsArgs {
+    /// On the CA host: the CA directory, instead of --ca.
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Only cards in this state: issued, active, suspended or revoked.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Only cards of this user id.
+    #[arg(long, value_name = "ID")]
+    pub user_id: Option<String>,
+    /// Connection and output; --json prints an array of
+    /// {card_id, name, user_id, role, state, created_at, cert_not_after}.
+    #[command(flatten)]
+    pub common: PlainArgs,
+}
+
+/// Arguments of `admin revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The card id (12 hex characters).
+    #[arg(long = "card", value_name = "ID")]
+    pub card: String,
+    /// RFC 5280 reason: key-compromise, affiliation-changed, superseded,
+    /// cessation-of-operation, privilege-withdrawn, unspecified… or its code.
+    #[arg(long, value_name = "REASON")]
+    pub reason: String,
+    /// Connection and output.
+    #[command(flatten)]
+    pub common: PlainArgs,
+}
+
+/// Arguments of `admin audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only records about this card.
+    #[arg(long = "card", value_name = "ID")]
+    pub card: Option<String>,
+    /// Only records after this sequence number.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub after_seq: i64,
+    /// At most this many records (default 1000, at most 10000).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit: u32,
+    /// Also check the whole hash chain; exit status 6 names the first broken record.
     #[arg(long)]
-    pub json: bool,
+    pub verify: bool,
+    /// Connection and output.
+    #[command(flatten)]
+    pub common: PlainArgs,
+}
+
+/// Arguments of `admin add-operator`.
+#[derive(Debug, Args)]
+pub struct AddOperatorArgs {
+    /// On the CA host: the CA directory (bootstrap of the first operator), instead of --ca.
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
+    pub dir: Option<PathBuf>,
+    /// The operator's name, the certificate's CN (e.g. "Grace Hopper").
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Generate a new P-256 key for the operator into FILE (PKCS#8 PEM, 0600; never overwritten).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["operator_key", "csr"])]
+    pub new_key: Option<PathBuf>,
+    /// The new operator's existing key: a PEM file or a pkcs11: URI (with --dir, --key does the same).
+    #[arg(long, value_name = "FILE|URI", conflicts_with = "csr")]
+    pub operator_key: Option<String>,
+    /// A PKCS#10 request (PEM or DER) the new operator made for their key.
+    #[arg(long, value_name = "FILE")]
+    pub csr: Option<PathBuf>,
+    /// Where to write the certificate (PEM, followed by the issuing CA's).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Connection and output; --json prints {name, serial, certificate, not_after}.
+    #[command(flatten)]
+    pub common: PlainArgs,
+}
+
+/// Arguments of `admin approve`.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The approval id, from `approvals`.
+    #[arg(value_name = "ID")]
+    pub approval_id: String,
+    /// For an add-operator approval: where to write the new operator's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Connection and output.
+    #[command(flatten)]
+    pub common: PlainArgs,
 }
 
 /// Runs an admin command.
 pub async fn run(cmd: AdminCommand) -> Result<(), CaError> {
     match cmd {
-        AdminCommand::IssueCard(args) => issue_card(args).await,
-        AdminCommand::ListCards(args) => list_cards(args).await,
+        AdminCommand::IssueCard(args) => cards::issue(args).await,
+        AdminCommand::ReissueCard(args) => cards::reissue(args).await,
+        AdminCommand::ListCards(args) => cards::list(args).await,
+        AdminCommand::ShowCard(args) => cards::show(args).await,
+        AdminCommand::Revoke(args) => cards::revoke(args).await,
+        AdminCommand::Suspend(args) => cards::suspend(args).await,
+        AdminCommand::Resume(args) => cards::resume(args).await,
+        AdminCommand::ResetPin(args) => cards::reset_pin(args).await,
+        AdminCommand::Audit(args) => audit::run(args).await,
+        AdminCommand::AddOperator(args) => operators::add(args).await,
+        AdminCommand::Approvals(args) => operators::approvals(args).await,
+        AdminCommand::Approve(args) => operators::approve(args).await,
     }
 }
 
-fn new_card_id() -> Result<String, CaError> {
-    let mut bytes = [0u8; 6];
-    getrandom::getrandom(&mut bytes)?;
-    Ok(hex::encode_upper(bytes))
-}
-
-async fn issue_card(args: IssueCardArgs) -> Result<(), CaError> {
-    let dir = CaDir::new(&args.dir);
-    dir.require_initialised()?;
-    let config = CaConfig::load(&dir.config())?;
-    let hours = args
-        .valid_hours
-        .unwrap_or(config.enrolment_code_validity_hours);
-    let name = args.name.trim().to_string();
-    let user_id = args.user_id.trim().to_string();
-    let role = args.role.trim().to_string();
-
-    let store = Store::open_configured(&dir, &config).await?;
-    let result = async {
-        let expires_at = (OffsetDateTime::now_utc() + Duration::hours(i64::from(hours)))
-            .replace_nanosecond(0)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let code = EnrolmentCode::generate()?;
-        for _ in 0..CARD_ID_ATTEMPTS {
-            let card = CardRecord {
-                card_id: new_card_id()?,
-                holder_name: name.clone(),
-                user_id: user_id.clone(),
-                role: role.clone(),
-            };
-            // Refuse now what could not go into a certificate at enrolment.
-            card.holder(&config.organisation)
-                .check()
-                .map_err(|e| CaError::InvalidArgument(e.to_string()))?;
-            let event = AuditEvent {
-                actor: admin_actor(),
-                action: AuditAction::CardIssued,
-                card_id: Some(card.card_id.clone()),
-                peer: None,
-                detail: json!({
-                    "holder_name": card.holder_name,
-                    "user_id": card.user_id,
-                    "role": card.role,
-                    "code_expires_at": expires_at.unix_timestamp(),
-                }),
-            };
-            if store
-                .insert_card(&card, &code.hash(), expires_at, &event)
-                .await?
-            {
-                return Ok((card, code, expires_at));
-            }
-        }
-        Err(CaError::NoUniqueId)
+/// Whether to work on the CA directory: `--dir` without `--ca`; both is a usage error.
+fn on_host(dir: Option<&PathBuf>, conn: &Connection) -> Result<Option<PathBuf>, CaError> {
+    match (dir, &conn.ca) {
+        (Some(_), Some(_)) => Err(CaError::InvalidArgument(
+            "give either --dir (on the CA host) or --ca (over the network), not both \
+             (check LANYARD_CA_DIR and LANYARD_ADMIN_CA)"
+                .into(),
+        )),
+        (Some(dir), None) => Ok(Some(dir.clone())),
+        (None, _) => Ok(None),
     }
-    .await;
-    store.close().await;
-    let (card, code, expires_at) = result?;
-
-    let expires = expires_at.format(&Rfc3339).unwrap_or_default();
-    let grouped = code.grouped();
-    tracing::info!(card_id = %card.card_id, "card issued");
-    if args.json {
-        let out = json!({
-            "code": grouped.as_str(),
-            "card_id": card.card_id,
-            "expires_at": expires,
-            "name": card.holder_name,
-            "user_id": card.user_id,
-            "role": card.role,
-            "organisation": config.organisation,
-        });
-        print_line(&out)?;
-    } else {
-        print_line(format_args!(
-            "Card {} issued to {} (user id {}, role {})",
-            card.card_id, card.holder_name, card.user_id, card.role
-        ))?;
-        print_line(format_args!("  enrolment code: {}", grouped.as_str()))?;
-        print_line(format_args!("  expires:        {expires}"))?;
-        print_line(format_args!(
-            "The code works once. Give it to the card holder by a trusted channel."
-        ))?;
-    }
-    Ok(())
-}
-
-async fn list_cards(args: ListCardsArgs) -> Result<(), CaError> {
-    let dir = CaDir::new(&args.dir);
-    dir.require_initialised()?;
-    let config = CaConfig::load(&dir.config())?;
-    let store = Store::open_configured(&dir, &config).await?;
-    let cards = store.cards().await;
-    store.close().await;
-    let cards = cards?;
-    if args.json {
-        let list: Vec<_> = cards
-            .iter()
-            .map(|(c, state)| {
-                json!({
-                    "card_id": c.card_id,
-                    "name": c.holder_name,
-                    "user_id": c.user_id,
-                    "role": c.role,
-                    "state": state,
-                })
-            })
-            .collect();
-        print_line(serde_json::Value::Array(list))?;
-    } else if cards.is_empty() {
-        print_line("No cards issued yet.")?;
-    } else {
-        print_line(format_args!(
-            "{:<12}  {:<8}  {:<14}  {:<28}  ROLE",
-            "CARD", "STATE", "USER ID", "NAME"
-        ))?;
-        for (c, state) in &cards {
-            print_line(format_args!(
-                "{:<12}  {:<8}  {:<14}  {:<28}  {}",
-                c.card_id, state, c.user_id, c.holder_name, c.role
-            ))?;
-        }
-    }
-    Ok(())
 }

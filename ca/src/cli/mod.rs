@@ -37,8 +37,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Run the gRPC enrolment service over TLS.
     Serve(serve::ServeArgs),
-    /// IT-desk commands (issue cards and enrolment codes).
-    #[command(subcommand)]
+    /// IT-desk commands: cards, PIN reset codes, audit, operators (over mutual TLS).
+    #[command(subcommand, after_help = admin::AFTER_HELP)]
     Admin(admin::AdminCommand),
 }
 

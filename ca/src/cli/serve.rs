@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lanyard_certs::CrlUrl;
+use lanyard_proto::ca::admin_server::AdminServer;
 use lanyard_proto::ca::enrollment_server::EnrollmentServer;
 use lanyard_proto::ca::renewal_server::RenewalServer;
 use lanyard_proto::ca::revocation_server::RevocationServer;
@@ -31,6 +32,7 @@ use crate::issuer::IssuingCa;
 use crate::pin_reset::PinResetter;
 use crate::rate_limit::FailureLimiter;
 use crate::renewal::Renewer;
+use crate::service::admin::AdminService;
 use crate::service::enrollment::EnrollmentService;
 use crate::service::renewal::RenewalService;
 use crate::service::revocation::RevocationService;
@@ -146,8 +148,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CaError> {
             enroller, resetter,
         )))
         .add_service(RenewalServer::new(RenewalService::new(renewer)))
-        .add_service(RevocationServer::new(RevocationService::new(store.clone())));
-    // The IT desk's Admin service is added here.
+        .add_service(RevocationServer::new(RevocationService::new(store.clone())))
+        .add_service(AdminServer::new(AdminService::new(
+            store.clone(),
+            config.clone(),
+            issuer.clone(),
+        )));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let publishing = tokio::spawn(publisher.run(stop_rx.clone()));

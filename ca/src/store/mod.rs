@@ -9,6 +9,7 @@
 //! read-then-write sequences (codes, serials, the audit chain) cannot
 //! interleave with another writer, even one in another CA process.
 
+pub mod admin;
 mod enrolment;
 mod lifecycle;
 #[cfg(test)]
@@ -26,6 +27,10 @@ use time::OffsetDateTime;
 use crate::audit::{self, AuditEvent};
 use crate::error::CaError;
 
+pub use admin::{
+    ApprovalRecord, AuditRecord, CardDetail, CardSummary, CertificateSummary, OperatorRecord,
+    ResetStatus, StateFilter,
+};
 pub use enrolment::{CardRecord, CodeLookup, IssuedCert, PendingEnrolment};
 pub use lifecycle::{
     CardLifecycle, CardState, CertRecord, CrlChangeMarker, LifecycleTx, ResetCodeRecord, StoredCrl,
