@@ -40,6 +40,9 @@ pub enum CardState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LifecycleRecord {
+    /// When the current certificate was stored on this device (enrolment,
+    /// renewal, PIN reset); 0 if unknown (cards from before version 2).
+    pub installed: i64,
     /// Last successful renewal.
     pub last_renewal: i64,
     /// Last renewal failure, one line; empty after a success.

@@ -233,7 +233,10 @@ impl CardStore {
             ca_url: new.ca_url.clone(),
             ca_cert_pem: new.ca_cert_pem.clone(),
             status: CardState::Active,
-            lifecycle: Default::default(),
+            lifecycle: crate::card_file::LifecycleRecord {
+                installed: crate::lifecycle::now_unix(),
+                ..Default::default()
+            },
         })
     }
 

@@ -41,7 +41,8 @@ pub fn status(state: CardState, not_after: i64, now: i64) -> CardStatus {
 pub struct CardMoment<'a> {
     /// The card as stored.
     pub file: &'a CardFile,
-    /// Certificate validity, Unix seconds.
+    /// Start of the certificate's lifetime for scheduling, Unix seconds
+    /// (not_before, or when it arrived here if later).
     pub not_before: i64,
     /// Certificate validity, Unix seconds.
     pub not_after: i64,

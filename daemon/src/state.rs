@@ -92,6 +92,16 @@ struct CardEntry {
 }
 
 impl CardEntry {
+    /// Where the certificate's lifetime starts for scheduling: its
+    /// not_before, or when it was stored here if later (CAs backdate
+    /// not_before for clock skew, which would make a short-lived certificate
+    /// look due for renewal at once).
+    fn lifetime_start(&self) -> i64 {
+        self.facts
+            .not_before
+            .max(self.file.lifecycle.installed.min(self.facts.not_after))
+    }
+
     /// Refuses a card the CA suspended or revoked.
     fn check_usable(&self) -> Result<()> {
         let card_id = &self.file.card_id;
@@ -323,7 +333,7 @@ impl Daemon {
         info.pin_max_len = self.policy.max_len as u32;
         let moment = CardMoment {
             file: &entry.file,
-            not_before: entry.facts.not_before,
+            not_before: entry.lifetime_start(),
             not_after: entry.facts.not_after,
             next_renewal: self.next_renewal(entry, now),
             unlocked: entry.unlocked.is_some(),

@@ -72,7 +72,7 @@ impl Daemon {
         renewable.then(|| {
             entry.schedule.retry_at.unwrap_or_else(|| {
                 let due = self.renewal_policy.renew_at(
-                    entry.facts.not_before,
+                    entry.lifetime_start(),
                     entry.facts.not_after,
                     entry.schedule.jitter,
                 );
@@ -188,7 +188,8 @@ impl Daemon {
                 .await
                 .map_err(blocking_failed)??;
         file.private_key = Some(sealed);
-        file.lifecycle.last_renewal = now_unix();
+        file.lifecycle.installed = now_unix();
+        file.lifecycle.last_renewal = file.lifecycle.installed;
         file.lifecycle.last_renewal_error.clear();
         self.save_card(file).await?;
         {
@@ -253,7 +254,7 @@ impl Daemon {
         let inner = self.inner();
         inner.cards.get(card_id).is_some_and(|e| {
             self.renewal_policy
-                .near_expiry(e.facts.not_before, e.facts.not_after, now_unix())
+                .near_expiry(e.lifetime_start(), e.facts.not_after, now_unix())
         })
     }
 
@@ -720,6 +721,40 @@ mod tests {
                 .next_renewal,
             0
         );
+    }
+
+    #[tokio::test]
+    async fn a_backdated_certificate_is_scheduled_from_when_it_arrived() {
+        let (_t, daemon, _app) = logged_in().await;
+        let snapshot = daemon.renewal_snapshot("C1").unwrap();
+        let keys = daemon.unlocked_keys("C1").unwrap();
+        // As a CA issues a 60 s certificate: not_before 5 minutes early for clock skew.
+        let new_key = SigningKey::generate(KeyType::EcP256).unwrap();
+        let pkey =
+            openssl::pkey::PKey::public_key_from_der(&new_key.public_key_der().unwrap()).unwrap();
+        let now = now_unix();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_pubkey(&pkey).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::from_unix(now - 300).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::from_unix(now + 60).unwrap())
+            .unwrap();
+        b.sign(new_key.pkey(), openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let cert = b.build().to_der().unwrap();
+        daemon
+            .install_renewed(&snapshot, keys.card_key, new_key, cert.clone(), vec![cert])
+            .await
+            .unwrap();
+        let (_, at) = daemon.renewal_plan(now_unix()).remove(0);
+        // 0.67 of the 60 s it has (plus or minus 3 s of jitter), not at once.
+        assert!(
+            at >= now + 36 && at <= now + 46,
+            "renewal at now{:+}",
+            at - now
+        );
+        assert!(!daemon.near_expiry("C1"));
     }
 
     #[tokio::test]

@@ -108,7 +108,10 @@ impl TestEnv {
             ca_url: url.into(),
             ca_cert_pem: ca.root_pem_text(),
         };
-        store.create(&new, &Pin::new(PIN.into())).unwrap();
+        let mut file = store.create(&new, &Pin::new(PIN.into())).unwrap();
+        // As if the card had been stored when its certificate was issued.
+        file.lifecycle.installed = not_before;
+        store.save(&file).unwrap();
         public
     }
 
