@@ -81,7 +81,8 @@ impl CaDir {
 
     /// Fails with [`CaError::NotInitialised`] unless the files `serve` and
     /// `admin` need are present. root.key is deliberately not among them, and
-    /// issuing.key is not needed when ca.toml's issuing_key names an HSM key.
+    /// issuing.key is not needed when ca.toml's issuing_key names an HSM key,
+    /// nor ca.db when `database` (ca.toml or LANYARD_CA_DATABASE) names PostgreSQL.
     pub fn require_initialised(&self) -> Result<(), CaError> {
         for f in [
             self.config(),
@@ -92,7 +93,9 @@ impl CaDir {
             self.server_pem(),
             self.server_key(),
         ] {
-            let present = f.exists() || (f == self.issuing_key() && self.issuing_key_in_hsm()?);
+            let present = f.exists()
+                || (f == self.issuing_key() && self.issuing_key_in_hsm()?)
+                || (f == self.database() && self.database_elsewhere()?);
             if !present {
                 return Err(CaError::NotInitialised {
                     dir: self.root.clone(),
@@ -107,6 +110,13 @@ impl CaDir {
     fn issuing_key_in_hsm(&self) -> Result<bool, CaError> {
         Ok(crate::config::CaConfig::load(&self.config())?
             .issuing_key
+            .is_some())
+    }
+
+    /// Whether the configuration names a database server (so ca.db is absent).
+    fn database_elsewhere(&self) -> Result<bool, CaError> {
+        Ok(crate::config::CaConfig::load(&self.config())?
+            .database
             .is_some())
     }
 
@@ -198,6 +208,24 @@ mod tests {
         let err = dir.require_initialised().unwrap_err();
         assert!(err.to_string().contains("issuing.key"), "{err}");
         config.issuing_key = Some("pkcs11:token=ca;object=issuing".into());
+        config.save(&dir.config()).unwrap();
+        dir.require_initialised().unwrap();
+    }
+
+    #[test]
+    fn ca_db_is_needed_unless_the_database_is_postgres() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CaDir::new(tmp.path());
+        for f in dir.marker_files() {
+            if f != dir.database() && f != dir.root_key() {
+                write_atomic(&f, b"", PUBLIC_MODE).unwrap();
+            }
+        }
+        let mut config = crate::config::CaConfig::new("T");
+        config.save(&dir.config()).unwrap();
+        let err = dir.require_initialised().unwrap_err();
+        assert!(err.to_string().contains("ca.db"), "{err}");
+        config.database = Some("postgres://lanyard:pw@127.0.0.1:5432/ca".into());
         config.save(&dir.config()).unwrap();
         dir.require_initialised().unwrap();
     }

@@ -1,6 +1,7 @@
 //! The CA for real: `lanyard-ca init`, `serve` on 127.0.0.1:0 and `admin
 //! issue-card` as processes, and `Enroll` over TLS with a tonic client that
-//! trusts only root.pem.
+//! trusts only root.pem; on the database `LANYARD_TEST_DB` names (SQLite by
+//! default, a fresh PostgreSQL database with `postgres`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,9 +9,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use lanyard_ca::store::{DbLocation, Store};
 use lanyard_certs::rcgen::{self, CertificateParams, DistinguishedName, DnType, KeyPair};
 use lanyard_proto::ca::enrollment_client::EnrollmentClient;
 use lanyard_proto::ca::{EnrollRequest, EnrollResponse};
+use lanyard_test_support::{TestBackend, TestDb};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::Code;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -22,6 +25,7 @@ struct TestCa {
     tmp: tempfile::TempDir,
     child: Option<Child>,
     url: String,
+    db: TestDb,
 }
 
 fn lanyard_ca(args: &[&str]) -> Output {
@@ -39,16 +43,40 @@ impl TestCa {
     fn start_with_env(env: &[(&str, &str)]) -> TestCa {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("ca");
-        let out = lanyard_ca(&["init", "--dir", dir.to_str().unwrap(), "--json"]);
+        let db = TestDb::from_env();
+        let mut args = vec!["init", "--dir", dir.to_str().unwrap(), "--json"];
+        let db_args = db.init_args();
+        args.extend(db_args.iter().map(String::as_str));
+        let out = lanyard_ca(&args);
         assert!(out.status.success(), "init failed: {out:?}");
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["root_pem"], dir.join("root.pem").to_str().unwrap());
+        if let Some(pg) = db.postgres() {
+            let printed = format!("{out:?}");
+            assert!(
+                !printed.contains(pg.password()),
+                "init printed the password"
+            );
+            let shown = json["database"].as_str().unwrap();
+            assert!(
+                shown.contains(":****@") && shown.ends_with(pg.name()),
+                "{shown}"
+            );
+        }
 
         use std::os::unix::fs::PermissionsExt;
         let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(""), 0o700);
-        for key in ["root.key", "issuing.key", "server.key", "ca.db"] {
+        for key in ["root.key", "issuing.key", "server.key"] {
             assert_eq!(mode(key), 0o600, "{key}");
+        }
+        match db.backend() {
+            TestBackend::Sqlite => assert_eq!(mode("ca.db"), 0o600),
+            // ca.toml holds the database password; there is no ca.db.
+            TestBackend::Postgres => {
+                assert_eq!(mode("ca.toml"), 0o600);
+                assert!(!dir.join("ca.db").exists());
+            }
         }
 
         // serve must not need the root key: move it "offline".
@@ -98,11 +126,19 @@ impl TestCa {
             tmp,
             child: Some(child),
             url,
+            db,
         }
     }
 
     fn dir(&self) -> PathBuf {
         self.tmp.path().join("ca")
+    }
+
+    /// The CA's database (ca.db or PostgreSQL), opened as a second process would.
+    async fn store(&self) -> Store {
+        let location =
+            DbLocation::from_setting(self.db.url().as_deref(), &self.dir().join("ca.db"));
+        Store::open(&location.unwrap()).await.unwrap()
     }
 
     fn issue_card(&self, extra: &[&str]) -> serde_json::Value {
@@ -285,6 +321,10 @@ async fn enrol_issues_a_verifiable_certificate_once() {
         !log.contains(&code) && !log.contains(&bare),
         "code in log:\n{log}"
     );
+    if let Some(pg) = ca.db.postgres() {
+        assert!(log.contains("database=Postgres"), "{log}");
+        assert!(!log.contains(pg.password()), "password in log:\n{log}");
+    }
 }
 
 #[tokio::test]
@@ -361,17 +401,14 @@ async fn wrong_codes_are_refused_then_rate_limited() {
 async fn expired_code_is_refused() {
     let ca = TestCa::start();
     let card = ca.issue_card(&["--valid-hours", "1"]);
-    // Age the code in the database, as if an hour had passed.
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(ca.dir().join("ca.db"))
-        .busy_timeout(Duration::from_secs(10));
-    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-    // (A test's own direct connection, the way an attacker or a DBA would edit the file.)
+    // Age the code in the database, as if an hour had passed (a test's own
+    // connection, the way an attacker or a DBA would edit it).
+    let store = ca.store().await;
     sqlx::query("UPDATE enrolment_codes SET expires_at = expires_at - 3601")
-        .execute(&pool)
+        .execute(store.pool())
         .await
         .unwrap();
-    pool.close().await;
+    store.close().await;
     let mut client = ca.client().await;
     let err = enroll(&mut client, &code_of(&card), p256_csr())
         .await
@@ -480,9 +517,7 @@ async fn issue_card_works_while_serving_and_init_refuses_existing() {
         .all(|c| c["state"] == "issued"));
 
     // The audit chain is intact after all of this.
-    let store = lanyard_ca::store::Store::open_sqlite(&ca.dir().join("ca.db"))
-        .await
-        .unwrap();
+    let store = ca.store().await;
     let rows = store.verify_audit().await.unwrap().unwrap();
     assert!(rows >= 6, "{rows}");
     store.close().await;

@@ -25,7 +25,7 @@ use crate::error::CaError;
 use crate::issuer::CaSigningKey;
 use crate::pkcs11_key::{KeyOrigin, Pkcs11Key};
 use crate::pkcs11_uri::Pkcs11Uri;
-use crate::store::Store;
+use crate::store::{DbLocation, Store};
 
 /// Arguments of `init` (Default: for tests that run `init` in-process).
 #[derive(Debug, Default, Args)]
@@ -47,6 +47,12 @@ pub struct InitArgs {
     /// key pair is generated in the token (sensitive, not extractable).
     #[arg(long = "key", value_name = "PKCS11_URI")]
     pub key: Option<String>,
+    /// Keep the CA's records in PostgreSQL instead of DIR/ca.db: the URL of an
+    /// existing, empty database, postgres://USER:PASSWORD@HOST:PORT/DB. It is
+    /// recorded in ca.toml (then 0600), which `serve` and `admin --dir` read;
+    /// CA replicas copy the directory and share the database.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -160,6 +166,12 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
     config
         .check()
         .map_err(|reason| CaError::InvalidArgument(format!("--org: {reason}")))?;
+    config.database = args.database.clone();
+    let location = DbLocation::from_setting(config.database.as_deref(), &dir.database())?;
+    if let DbLocation::Postgres(_) = location {
+        // Unreachable, or another CA's: refused before anything is made.
+        check_database_is_new(&location).await?;
+    }
     // Nothing is created on disk until the token has given its key.
     let key = match &args.key {
         None => NewIssuingKey::File,
@@ -217,7 +229,7 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
             "issuing_key_origin": key.origin(),
             "server_pem": dir.server_pem(),
             "config": dir.config(),
-            "database": dir.database(),
+            "database": location.redacted(),
             "server_names": server_names(&args.sans),
             "root_sha256": fingerprint,
         });
@@ -254,6 +266,9 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
         print_line(format_args!(
             "  configuration:                          {}",
             dir.config().display()
+        ))?;
+        print_line(format_args!(
+            "  database:                               {location}"
         ))?;
         print_line(format_args!(
             "The root key {} is not needed by `serve`; move it offline now.",
@@ -297,15 +312,23 @@ async fn write_everything(
     put(dir.issuing_pem(), m.issuing_pem.as_bytes(), PUBLIC_MODE)?;
     put(dir.server_key(), m.server_key.as_bytes(), KEY_MODE)?;
     put(dir.server_pem(), m.server_pem.as_bytes(), PUBLIC_MODE)?;
-    config.save(&dir.config())?;
+    let location = DbLocation::from_setting(config.database.as_deref(), &dir.database())?;
+    match &location {
+        DbLocation::Sqlite(_) => config.save(&dir.config())?,
+        // ca.toml holds the database password.
+        DbLocation::Postgres(_) => {
+            write_atomic(&dir.config(), config.to_toml().as_bytes(), KEY_MODE)?
+        }
+    }
     written.push(dir.config());
 
-    let db = dir.database();
-    written.extend(db_files(&db));
-    // The database holds code hashes and the audit log: 0600, and SQLite gives
-    // its -wal and -shm files the same mode.
-    write_atomic(&db, b"", KEY_MODE)?;
-    let store = Store::create(&crate::store::DbLocation::Sqlite(db.clone())).await?;
+    if let DbLocation::Sqlite(db) = &location {
+        written.extend(db_files(db));
+        // The database holds code hashes and the audit log: 0600, and SQLite gives
+        // its -wal and -shm files the same mode.
+        write_atomic(db, b"", KEY_MODE)?;
+    }
+    let store = Store::create(&location).await?;
     let audited = store
         .record_audit(&AuditEvent {
             actor: admin_actor(),
@@ -323,6 +346,21 @@ async fn write_everything(
         .await;
     store.close().await;
     audited
+}
+
+/// Connects to a PostgreSQL database for a new CA (applying the migrations)
+/// and refuses one that already holds a CA's records.
+async fn check_database_is_new(location: &DbLocation) -> Result<(), CaError> {
+    let store = Store::create(location).await?;
+    let used = store.holds_records().await;
+    store.close().await;
+    if used? {
+        return Err(CaError::BadDatabase(format!(
+            "{location} already holds a CA's records: give `init` an empty database \
+             (a replica copies the CA directory instead of running init)"
+        )));
+    }
+    Ok(())
 }
 
 /// The database file and SQLite's companions.
