@@ -86,6 +86,18 @@ pub enum Approved {
     AddOperator(IssuedOperator),
 }
 
+/// The operator whose `action` must wait for a second operator's approval,
+/// if the configuration asks for one (the CA host's own commands never wait).
+pub fn requester<'a>(
+    config: &CaConfig,
+    caller: &'a Caller,
+    action: DualAction,
+) -> Option<&'a OperatorId> {
+    caller
+        .operator_id()
+        .filter(|_| config.needs_second_operator(action.as_str()))
+}
+
 /// Records `action` on `subject` as waiting for a second operator.
 pub async fn request(
     store: &Store,

@@ -171,10 +171,7 @@ pub async fn add(
         csr_der: new.csr_der.clone(),
     };
     check_request(config, &new)?;
-    if let (true, Some(op)) = (
-        config.needs_second_operator(DualAction::AddOperator.as_str()),
-        caller.operator_id(),
-    ) {
+    if let Some(op) = approvals::requester(config, caller, DualAction::AddOperator) {
         let pending = approvals::request(
             store,
             caller,

@@ -37,10 +37,7 @@ pub async fn release(
     caller: &Caller,
     card_id: &CardId,
 ) -> Result<Outcome<ReleasedCode>, CaError> {
-    if let (true, Some(op)) = (
-        config.needs_second_operator(DualAction::ResetPin.as_str()),
-        caller.operator_id(),
-    ) {
+    if let Some(op) = approvals::requester(config, caller, DualAction::ResetPin) {
         // Refuse at once what could never be approved.
         let mut conn = store.pool().acquire().await?;
         let card = cards::existing(&mut conn, card_id).await?;

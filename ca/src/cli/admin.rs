@@ -18,6 +18,7 @@ mod operator_key;
 mod operators;
 mod output;
 
+use cards::CardCall;
 pub use connection::Connection;
 
 /// The admin commands' help epilogue: connection, output and exit status.
@@ -281,10 +282,10 @@ pub async fn run(cmd: AdminCommand) -> Result<(), CaError> {
         AdminCommand::IssueCard(args) => cards::issue(args).await,
         AdminCommand::ReissueCard(args) => cards::reissue(args).await,
         AdminCommand::ListCards(args) => cards::list(args).await,
-        AdminCommand::ShowCard(args) => cards::show(args).await,
+        AdminCommand::ShowCard(args) => cards::card_call(CardCall::Show, args).await,
         AdminCommand::Revoke(args) => cards::revoke(args).await,
-        AdminCommand::Suspend(args) => cards::suspend(args).await,
-        AdminCommand::Resume(args) => cards::resume(args).await,
+        AdminCommand::Suspend(args) => cards::card_call(CardCall::Suspend, args).await,
+        AdminCommand::Resume(args) => cards::card_call(CardCall::Resume, args).await,
         AdminCommand::ResetPin(args) => cards::reset_pin(args).await,
         AdminCommand::Audit(args) => audit::run(args).await,
         AdminCommand::AddOperator(args) => operators::add(args).await,

@@ -135,18 +135,32 @@ pub async fn list(args: ListCardsArgs) -> Result<(), CaError> {
     output::cards(json, &response.cards)
 }
 
-/// `show-card`.
-pub async fn show(args: CardArgs) -> Result<(), CaError> {
-    let conn = &args.common.conn;
-    let mut admin = conn.connect().await?;
-    let detail = admin
-        .client
-        .show_card(pb::ShowCardRequest {
-            card_id: args.card.clone(),
-        })
-        .await
-        .map_err(|s| admin.error(s))?
-        .into_inner();
+/// What `show-card`, `suspend` and `resume` do to one card.
+#[derive(Debug, Clone, Copy)]
+pub enum CardCall {
+    /// `show-card`.
+    Show,
+    /// `suspend`.
+    Suspend,
+    /// `resume`.
+    Resume,
+}
+
+/// `show-card`, `suspend` or `resume`: one call, then the card as it is now.
+pub async fn card_call(call: CardCall, args: CardArgs) -> Result<(), CaError> {
+    let mut admin = args.common.conn.connect().await?;
+    let card_id = args.card.clone();
+    let client = &mut admin.client;
+    let answer = match call {
+        CardCall::Show => client.show_card(pb::ShowCardRequest { card_id }).await,
+        CardCall::Suspend => {
+            client
+                .suspend_card(pb::SuspendCardRequest { card_id })
+                .await
+        }
+        CardCall::Resume => client.resume_card(pb::ResumeCardRequest { card_id }).await,
+    };
+    let detail = answer.map_err(|s| admin.error(s))?.into_inner();
     output::card_detail(args.common.json, &detail)
 }
 
@@ -165,36 +179,6 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CaError> {
         .revoke_card(pb::RevokeCardRequest {
             card_id: args.card.clone(),
             reason: i32::from(reason.code()),
-        })
-        .await
-        .map_err(|s| admin.error(s))?
-        .into_inner();
-    output::card_detail(args.common.json, &detail)
-}
-
-/// `suspend`.
-pub async fn suspend(args: CardArgs) -> Result<(), CaError> {
-    let conn = &args.common.conn;
-    let mut admin = conn.connect().await?;
-    let detail = admin
-        .client
-        .suspend_card(pb::SuspendCardRequest {
-            card_id: args.card.clone(),
-        })
-        .await
-        .map_err(|s| admin.error(s))?
-        .into_inner();
-    output::card_detail(args.common.json, &detail)
-}
-
-/// `resume`.
-pub async fn resume(args: CardArgs) -> Result<(), CaError> {
-    let conn = &args.common.conn;
-    let mut admin = conn.connect().await?;
-    let detail = admin
-        .client
-        .resume_card(pb::ResumeCardRequest {
-            card_id: args.card.clone(),
         })
         .await
         .map_err(|s| admin.error(s))?
