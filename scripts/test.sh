@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, and .ci/run calls exactly this): installs what
-# the tests need, builds the workspace once in the release profile, runs every test.
+# the tests need, builds the workspace once in the release profile, starts PostgreSQL,
+# runs every test, then the CA's tests again on PostgreSQL instead of SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,5 +10,13 @@ scripts/install-deps.sh
 echo "test.sh: building the workspace (release profile, shared by all tests)…"
 cargo build --release --workspace --locked
 
+# A PostgreSQL that cannot be started fails the run here (set -e): never a skip.
+echo "test.sh: starting PostgreSQL for the CA's tests…"
+LANYARD_TEST_PG_URL=$(scripts/postgres.sh)
+export LANYARD_TEST_PG_URL
+
 echo "test.sh: running the tests…"
 cargo test --release --workspace --locked
+
+echo "test.sh: running the CA's tests again with LANYARD_TEST_DB=postgres…"
+LANYARD_TEST_DB=postgres cargo test --release --locked -p lanyard-ca
