@@ -353,3 +353,54 @@ async fn init_refuses_a_database_it_cannot_use_and_creates_nothing() {
     assert_audit_chain_intact(&pg, 1).await;
     assert_eq!(pg.psql("SELECT COUNT(*) FROM audit"), "1");
 }
+
+#[tokio::test]
+async fn admin_on_the_host_uses_the_recorded_database_or_the_one_given() {
+    let Some(pg) = PgDatabase::create_or_skip() else {
+        return;
+    };
+    let other = PgDatabase::create();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let dir = dir.to_str().unwrap();
+    let out = lanyard_ca(&["init", "--dir", dir, "--database", &pg.url()]);
+    assert!(out.status.success(), "init failed:\n{}", text(&out));
+    let issue = [
+        "admin",
+        "issue-card",
+        "--dir",
+        dir,
+        "--name",
+        "Dr Ada Smith",
+        "--user-id",
+        "555123456789",
+        "--role",
+        "R8000 Clinical Practitioner",
+    ];
+    let out = lanyard_ca(&issue);
+    assert!(out.status.success(), "issue-card failed:\n{}", text(&out));
+
+    let list = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["admin", "list-cards", "--dir", dir, "--json"];
+        args.extend_from_slice(extra);
+        let out = lanyard_ca(&args);
+        assert!(out.status.success(), "list-cards failed:\n{}", text(&out));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list.as_array().unwrap().clone()
+    };
+    // ca.toml's database, then another one given with --database.
+    assert_eq!(list(&[]).len(), 1);
+    let other_url = other.url();
+    assert_eq!(list(&["--database", &other_url]).len(), 0);
+    assert_eq!(other.psql("SELECT COUNT(*) FROM cards"), "0");
+
+    // --database belongs to --dir; a bad one is refused without being echoed.
+    let out = lanyard_ca(&["admin", "list-cards", "--database", &other_url]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!text(&out).contains(other.password()), "{}", text(&out));
+    let bad = other_url.replace("postgres://", "mysql://");
+    let out = lanyard_ca(&["admin", "list-cards", "--dir", dir, "--database", &bad]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("postgres://"), "{}", text(&out));
+    assert!(!text(&out).contains(other.password()), "{}", text(&out));
+}

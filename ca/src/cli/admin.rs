@@ -155,6 +155,9 @@ pub struct IssueCardArgs {
     /// On the CA host: the CA directory, instead of --ca.
     #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
     pub dir: Option<PathBuf>,
+    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
+    #[arg(long, value_name = "URL", requires = "dir")]
+    pub database: Option<String>,
     /// The holder's name as it should appear on the card, e.g. "Dr Ada Smith".
     #[arg(long, value_name = "NAME")]
     pub name: String,
@@ -189,6 +192,9 @@ pub struct ListCardsArgs {
     /// On the CA host: the CA directory, instead of --ca.
     #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
     pub dir: Option<PathBuf>,
+    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
+    #[arg(long, value_name = "URL", requires = "dir")]
+    pub database: Option<String>,
     /// Only cards in this state: issued, active, suspended or revoked.
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
@@ -242,6 +248,9 @@ pub struct AddOperatorArgs {
     /// On the CA host: the CA directory (bootstrap of the first operator), instead of --ca.
     #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
     pub dir: Option<PathBuf>,
+    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
+    #[arg(long, value_name = "URL", requires = "dir")]
+    pub database: Option<String>,
     /// The operator's name, the certificate's CN (e.g. "Grace Hopper").
     #[arg(long, value_name = "NAME")]
     pub name: String,

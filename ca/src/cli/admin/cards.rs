@@ -18,7 +18,7 @@ pub async fn issue(args: IssueCardArgs) -> Result<(), CaError> {
     let json = args.common.json;
     let holder = Some((args.name.trim(), args.user_id.trim(), args.role.trim()));
     if let Some(dir) = on_host(args.dir.as_ref(), &args.common.conn)? {
-        let host = Host::open(&dir).await?;
+        let host = Host::open(&dir, args.database.as_deref()).await?;
         let new = cards::NewCard {
             holder_name: args.name.clone(),
             user_id: args.user_id.clone(),
@@ -111,7 +111,7 @@ pub async fn list(args: ListCardsArgs) -> Result<(), CaError> {
         .transpose()?;
     let json = args.common.json;
     if let Some(dir) = on_host(args.dir.as_ref(), &args.common.conn)? {
-        let host = Host::open(&dir).await?;
+        let host = Host::open(&dir, args.database.as_deref()).await?;
         let result =
             cards::list(&host.store, &Caller::host(), state, args.user_id.as_deref()).await;
         host.close().await;

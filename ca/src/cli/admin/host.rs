@@ -22,11 +22,15 @@ pub struct Host {
 }
 
 impl Host {
-    /// Opens the CA in `dir` (refusing a directory `init` did not make).
-    pub async fn open(dir: &Path) -> Result<Self, CaError> {
+    /// Opens the CA in `dir` (refusing a directory `init` did not make), on
+    /// `database` if given (`--database`), else the one ca.toml names.
+    pub async fn open(dir: &Path, database: Option<&str>) -> Result<Self, CaError> {
         let dir = CaDir::new(dir);
         dir.require_initialised()?;
-        let config = CaConfig::load(&dir.config())?;
+        let mut config = CaConfig::load(&dir.config())?;
+        if let Some(url) = database {
+            config.database = Some(url.to_string());
+        }
         let store = Store::open_configured(&dir, &config).await?;
         Ok(Host { dir, config, store })
     }

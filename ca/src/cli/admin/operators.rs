@@ -66,7 +66,7 @@ pub async fn add(args: AddOperatorArgs) -> Result<(), CaError> {
     let json = args.common.json;
     let name = args.name.trim().to_string();
     if let Some(dir) = on_host(args.dir.as_ref(), &args.common.conn)? {
-        let host = Host::open(&dir).await?;
+        let host = Host::open(&dir, args.database.as_deref()).await?;
         let caller = Caller::host();
         let result = async {
             let issuer = IssuingCa::open(&host.dir, &host.config)?;
