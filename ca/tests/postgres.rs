@@ -319,8 +319,15 @@ async fn init_refuses_a_database_it_cannot_use_and_creates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let first = tmp.path().join("first");
     let url = pg.url();
-    let out = lanyard_ca(&["init", "--dir", first.to_str().unwrap(), "--database", &url]);
+    // The URL from the environment, out of the process list.
+    let out = Command::new(BIN)
+        .args(["init", "--dir", first.to_str().unwrap()])
+        .env("LANYARD_CA_DATABASE", &url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "init failed:\n{}", text(&out));
+    assert!(!first.join("ca.db").exists());
     use std::os::unix::fs::PermissionsExt;
     let toml = first.join("ca.toml");
     let mode = std::fs::metadata(&toml).unwrap().permissions().mode() & 0o777;

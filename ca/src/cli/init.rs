@@ -50,8 +50,14 @@ pub struct InitArgs {
     /// Keep the CA's records in PostgreSQL instead of DIR/ca.db: the URL of an
     /// existing, empty database, postgres://USER:PASSWORD@HOST:PORT/DB. It is
     /// recorded in ca.toml (then 0600), which `serve` and `admin --dir` read;
-    /// CA replicas copy the directory and share the database.
-    #[arg(long, value_name = "URL")]
+    /// CA replicas copy the directory and share the database. The environment
+    /// keeps the password out of the process list.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "LANYARD_CA_DATABASE",
+        hide_env_values = true
+    )]
     pub database: Option<String>,
     /// Print the result as one JSON object.
     #[arg(long)]
