@@ -21,6 +21,16 @@ die() { printf 'postgres.sh: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (it installs and starts PostgreSQL)"
 
+# The server outlives this script: it must not inherit a caller's descriptors (a
+# test's or CI's pipe would then stay open for as long as PostgreSQL runs). 255 is
+# bash's own copy of this script.
+for fd in "/proc/$$/fd"/*; do
+    fd=${fd##*/}
+    if [[ $fd =~ ^[0-9]+$ && $fd -gt 2 && $fd -ne 255 ]]; then
+        eval "exec $fd>&-"
+    fi
+done 2>/dev/null
+
 # One run at a time: test processes may call this concurrently.
 exec 9>"$LOCK_FILE"
 flock 9
@@ -32,6 +42,7 @@ if ! scripts/install-deps.sh </dev/null >"$STATE_DIR/install-deps.out" 2>&1 9>&-
     cat "$STATE_DIR/install-deps.out" >&2
     die "scripts/install-deps.sh failed"
 fi
+cat "$STATE_DIR/install-deps.out" >&2
 
 cluster_field() { # $1: column of pg_lsclusters (3 port, 4 status)
     pg_lsclusters --no-header 2>/dev/null \

@@ -5,15 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+# PostgreSQL first: postgres.sh runs install-deps (every package) so that a server
+# that apt or pg_ctlcluster starts inherits none of this script's descriptors. One
+# that cannot be started fails the run here (set -e): never a skip.
+echo "test.sh: installing packages and starting PostgreSQL for the CA's tests…"
+LANYARD_TEST_PG_URL=$(scripts/postgres.sh)
+export LANYARD_TEST_PG_URL
 
 echo "test.sh: building the workspace (release profile, shared by all tests)…"
 cargo build --release --workspace --locked
-
-# A PostgreSQL that cannot be started fails the run here (set -e): never a skip.
-echo "test.sh: starting PostgreSQL for the CA's tests…"
-LANYARD_TEST_PG_URL=$(scripts/postgres.sh)
-export LANYARD_TEST_PG_URL
 
 echo "test.sh: running the tests…"
 cargo test --release --workspace --locked
