@@ -12,8 +12,7 @@ use std::ptr::null_mut;
 
 use cryptoki_sys::*;
 use lanyard_proto::agent::CardStatus;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
+use support::signature::openssl_verifies;
 use support::*;
 
 /// Slot 1 holds the EC card of the fake agent, slot 0 the RSA one.
@@ -71,10 +70,7 @@ fn sign_mech(slot: CK_SLOT_ID) -> CK_MECHANISM {
 
 /// Whether `sig` is an RSA PKCS#1 SHA-256 signature of `data` by `spki`.
 fn rsa_verifies(spki: &[u8], data: &[u8], sig: &[u8]) -> bool {
-    let key = PKey::public_key_from_der(spki).unwrap();
-    let mut v = openssl::sign::Verifier::new(MessageDigest::sha256(), &key).unwrap();
-    v.update(data).unwrap();
-    v.verify(sig).unwrap_or(false)
+    openssl_verifies(spki, CKM_SHA256_RSA_PKCS, data, sig)
 }
 
 /// Finds objects of `class` with CKA_ID `id`.

@@ -12,6 +12,7 @@ use cryptoki_sys::*;
 use openssl::pkey::PKey;
 use openssl::rsa::Padding;
 use support::fake_agent::FakeAgent;
+use support::signature::pss_params;
 use support::*;
 
 const UNAVAILABLE: CK_ULONG = !0;
@@ -215,13 +216,6 @@ fn raw_rsa_pkcs_signs_a_bare_md5_sha1_pair() {
         Err(CKR_KEY_HANDLE_INVALID)
     );
     finalize(m);
-}
-
-fn pss_params(hash: CK_MECHANISM_TYPE, mgf: CK_ULONG, salt: CK_ULONG) -> Vec<u8> {
-    [hash, mgf, salt]
-        .iter()
-        .flat_map(|v| v.to_ne_bytes())
-        .collect()
 }
 
 #[test]

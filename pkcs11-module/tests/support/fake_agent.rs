@@ -46,13 +46,33 @@ pub struct FakeState {
     pub cards: Vec<FakeCard>,
     /// (app_id, card_id) pairs logged in.
     pub logins: HashSet<(Vec<u8>, String)>,
-    /// Names of requests received, in order ("Hello", "Sign", ...).
-    pub log: Vec<&'static str>,
+    /// Every request received, in order.
+    pub requests: Vec<Received>,
     /// Every Sign request, for checking what the module sent.
     pub signs: Vec<Sign>,
     pub connections: Vec<UnixStream>,
+    /// Connections accepted so far (numbers them).
+    pub accepted: u64,
     /// ListCards answers ERROR_CODE_INTERNAL while set.
     pub fail_list: bool,
+    /// While set, a Sign request is never answered: the daemon dies and a
+    /// new instance takes its place on the same socket (as a crash under
+    /// systemd socket activation), forgetting every login.
+    pub crash_on_sign: bool,
+}
+
+/// One request as the fake daemon received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// "Hello", "ListCards", "Sign", ...
+    pub name: &'static str,
+    pub app_id: Vec<u8>,
+    /// The connection it came on (numbered from 1 as accepted).
+    pub connection: u64,
+    /// The encoded request's size in bytes.
+    pub size: usize,
+    /// The Hello's client string ("lanyard-pkcs11 VERSION pid PID").
+    pub client: Option<String>,
 }
 
 /// A running fake agent. Dropping it stops it.
@@ -94,10 +114,12 @@ impl FakeAgent {
                 ),
             ],
             logins: HashSet::new(),
-            log: Vec::new(),
+            requests: Vec::new(),
             signs: Vec::new(),
             connections: Vec::new(),
+            accepted: 0,
             fail_list: false,
+            crash_on_sign: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = Some(serve(&path, Arc::clone(&state), Arc::clone(&stop)));
@@ -113,12 +135,31 @@ impl FakeAgent {
     /// Simulates a daemon restart: new instance, logins forgotten, open
     /// connections closed.
     pub fn restart(&self) {
-        let mut s = self.state.lock().unwrap();
-        s.instance = rand_u64().to_be_bytes().to_vec();
-        s.logins.clear();
-        for c in s.connections.drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
+        self.state.lock().unwrap().restart();
+    }
+
+    /// Stops the daemon for good: the socket is gone, connections are
+    /// closed. [`FakeAgent::come_back`] starts a new instance on the same path.
+    pub fn go_down(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
+        self.state.lock().unwrap().restart();
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// A new daemon instance on the same socket path, with the same cards
+    /// and no logins (after [`FakeAgent::go_down`]).
+    pub fn come_back(&mut self) {
+        assert!(self.thread.is_none(), "the fake agent is still up");
+        self.state.lock().unwrap().restart();
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.thread = Some(serve(
+            &self.path,
+            Arc::clone(&self.state),
+            Arc::clone(&self.stop),
+        ));
     }
 
     /// Closes every open connection without restarting (as a daemon closing
@@ -171,10 +212,15 @@ impl FakeAgent {
         self.state
             .lock()
             .unwrap()
-            .log
+            .requests
             .iter()
-            .filter(|n| **n == name)
+            .filter(|r| r.name == name)
             .count()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.lock().unwrap().requests.clone()
     }
 
     /// The SubjectPublicKeyInfo of the card in `slot`.
@@ -190,6 +236,15 @@ impl FakeAgent {
 }
 
 impl FakeState {
+    /// A new daemon instance: logins forgotten, open connections closed.
+    fn restart(&mut self) {
+        self.instance = rand_u64().to_be_bytes().to_vec();
+        self.logins.clear();
+        for c in self.connections.drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// The card in `slot`; the test is wrong if there is none.
     pub fn card(&mut self, slot: u32) -> &mut FakeCard {
         self.cards
@@ -226,13 +281,14 @@ fn serve(path: &Path, state: Arc<Mutex<FakeState>>, stop: Arc<AtomicBool>) -> Jo
             match listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false).unwrap();
-                    state
-                        .lock()
-                        .unwrap()
-                        .connections
-                        .push(stream.try_clone().unwrap());
+                    let number = {
+                        let mut s = state.lock().unwrap();
+                        s.connections.push(stream.try_clone().unwrap());
+                        s.accepted += 1;
+                        s.accepted
+                    };
                     let state = Arc::clone(&state);
-                    std::thread::spawn(move || connection(stream, state));
+                    std::thread::spawn(move || connection(stream, number, state));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
@@ -240,12 +296,28 @@ fn serve(path: &Path, state: Arc<Mutex<FakeState>>, stop: Arc<AtomicBool>) -> Jo
     })
 }
 
-fn connection(mut stream: UnixStream, state: Arc<Mutex<FakeState>>) {
+fn connection(mut stream: UnixStream, number: u64, state: Arc<Mutex<FakeState>>) {
     while let Ok(req) = read_frame::<Request, _>(&mut stream) {
-        let resp = handle(&state, req);
+        let Some(resp) = handle(&state, number, req) else {
+            // Crashed: no answer, and every connection is closed.
+            return;
+        };
         if write_frame(&mut stream, &resp).is_err() {
             return;
         }
+    }
+}
+
+/// The name a request is logged under.
+fn name(body: &request::Body) -> &'static str {
+    match body {
+        request::Body::Hello(_) => "Hello",
+        request::Body::ListCards(_) => "ListCards",
+        request::Body::Login(_) => "Login",
+        request::Body::Logout(_) => "Logout",
+        request::Body::Sign(_) => "Sign",
+        request::Body::ChangePin(_) => "ChangePin",
+        _ => "Other",
     }
 }
 
@@ -261,8 +333,31 @@ fn error(request_id: u64, code: ErrorCode, tries_left: u32) -> Response {
     }
 }
 
-fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
+/// The answer to one request; `None` when the daemon crashed on it.
+fn handle(state: &Mutex<FakeState>, connection: u64, req: Request) -> Option<Response> {
     let mut s = state.lock().unwrap();
+    let size = prost::Message::encoded_len(&req);
+    let Some(body) = &req.body else {
+        return Some(error(req.request_id, ErrorCode::BadRequest, 0));
+    };
+    s.requests.push(Received {
+        name: name(body),
+        app_id: req.app_id.clone(),
+        connection,
+        size,
+        client: match body {
+            request::Body::Hello(h) => Some(h.client.clone()),
+            _ => None,
+        },
+    });
+    if s.crash_on_sign && matches!(body, request::Body::Sign(_)) {
+        s.restart();
+        return None;
+    }
+    Some(answer(&mut s, req))
+}
+
+fn answer(s: &mut FakeState, req: Request) -> Response {
     let id = req.request_id;
     let ok = |body| Response {
         request_id: id,
@@ -273,17 +368,13 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
         return error(id, ErrorCode::BadRequest, 0);
     };
     match body {
-        request::Body::Hello(_) => {
-            s.log.push("Hello");
-            ok(response::Body::Hello(HelloReply {
-                version: ProtocolVersion::ProtocolVersion1 as i32,
-                daemon_instance: s.instance.clone(),
-                slot_count: s.slot_count,
-                daemon_version: "fake".into(),
-            }))
-        }
+        request::Body::Hello(_) => ok(response::Body::Hello(HelloReply {
+            version: ProtocolVersion::ProtocolVersion1 as i32,
+            daemon_instance: s.instance.clone(),
+            slot_count: s.slot_count,
+            daemon_version: "fake".into(),
+        })),
         request::Body::ListCards(_) => {
-            s.log.push("ListCards");
             if s.fail_list {
                 return error(id, ErrorCode::Internal, 0);
             }
@@ -311,7 +402,6 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
             ok(response::Body::Cards(CardList { cards }))
         }
         request::Body::Login(l) => {
-            s.log.push("Login");
             let Some(i) = s.cards.iter().position(|c| c.info.card_id == l.card_id) else {
                 return error(id, ErrorCode::NoSuchCard, 0);
             };
@@ -337,12 +427,10 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
             ok(response::Body::Login(LoginReply {}))
         }
         request::Body::Logout(l) => {
-            s.log.push("Logout");
             s.logins.remove(&(req.app_id.clone(), l.card_id));
             ok(response::Body::Logout(LogoutReply {}))
         }
         request::Body::Sign(sign) => {
-            s.log.push("Sign");
             s.signs.push(sign.clone());
             let status = s
                 .cards
@@ -367,7 +455,6 @@ fn handle(state: &Mutex<FakeState>, req: Request) -> Response {
             }
         }
         request::Body::ChangePin(c) => {
-            s.log.push("ChangePin");
             let Some(card) = s.cards.iter_mut().find(|x| x.info.card_id == c.card_id) else {
                 return error(id, ErrorCode::NoSuchCard, 0);
             };

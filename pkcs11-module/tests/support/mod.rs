@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod fake_agent;
+pub mod process;
+pub mod signature;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -95,13 +97,37 @@ macro_rules! p11 {
 
 /// Initialises the module with the agent socket at `sock` (NULL args).
 pub fn initialize(m: &Module, sock: &std::path::Path) -> CK_RV {
+    use_socket(sock);
+    p11!(m, C_Initialize(std::ptr::null_mut()))
+}
+
+/// Initialises the module with CK_C_INITIALIZE_ARGS holding no mutex
+/// callbacks and `flags` (e.g. CKF_OS_LOCKING_OK), as multi-threaded
+/// applications such as NSS do.
+pub fn initialize_with_flags(m: &Module, sock: &std::path::Path, flags: CK_FLAGS) -> CK_RV {
+    use_socket(sock);
+    let mut args = CK_C_INITIALIZE_ARGS {
+        CreateMutex: None,
+        DestroyMutex: None,
+        LockMutex: None,
+        UnlockMutex: None,
+        flags,
+        pReserved: std::ptr::null_mut(),
+    };
+    p11!(
+        m,
+        C_Initialize(&mut args as *mut CK_C_INITIALIZE_ARGS as *mut std::ffi::c_void)
+    )
+}
+
+/// Points the module's next C_Initialize at `sock`.
+fn use_socket(sock: &std::path::Path) {
     std::env::set_var("LANYARD_AGENT_SOCK", sock);
     // These tests look at the first call after a change: no reuse of a
     // recent card list (the default reuse has its own test).
     if std::env::var_os("LANYARD_PKCS11_REFRESH_MS").is_none() {
         std::env::set_var("LANYARD_PKCS11_REFRESH_MS", "0");
     }
-    p11!(m, C_Initialize(std::ptr::null_mut()))
 }
 
 /// This test's turn with the module, a fake agent with its two cards, and
@@ -241,16 +267,7 @@ pub fn sign(
     key: CK_OBJECT_HANDLE,
     data: &[u8],
 ) -> Result<Vec<u8>, CK_RV> {
-    let mut mech = CK_MECHANISM {
-        mechanism: mech,
-        pParameter: if param.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            param.as_mut_ptr() as *mut std::ffi::c_void
-        },
-        ulParameterLen: param.len() as CK_ULONG,
-    };
-    let rv = p11!(m, C_SignInit(h, &mut mech, key));
+    let rv = signature::sign_init(m, h, mech, param, key);
     if rv != CKR_OK {
         return Err(rv);
     }
