@@ -29,7 +29,7 @@ for fd in "/proc/$$/fd"/*; do
     if [[ $fd =~ ^[0-9]+$ && $fd -gt 2 && $fd -ne 255 ]]; then
         eval "exec $fd>&-"
     fi
-done 2>/dev/null
+done
 
 # One run at a time: test processes may call this concurrently.
 exec 9>"$LOCK_FILE"
