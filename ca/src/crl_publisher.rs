@@ -191,6 +191,7 @@ impl CrlPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_issuer::test_issuer;
     use lanyard_certs::{CertSerial, RevocationReason};
 
     #[test]
@@ -211,5 +212,76 @@ mod tests {
             entries_of_contents(&[b, a])
         );
         assert!(entries_of_der(b"not a CRL").is_none());
+    }
+
+    #[tokio::test]
+    async fn publishes_numbered_signed_crls_when_the_content_changes() {
+        let (_guard, store) = crate::store::test_store().await;
+        let issuer = Arc::new(test_issuer());
+        let publisher = CrlPublisher::new(store.clone(), issuer.clone(), Duration::from_secs(600));
+        assert_eq!(publisher.needed(false).await.unwrap(), Some("no CRL yet"));
+        let first = publisher.publish_if_needed().await.unwrap().unwrap();
+        assert_eq!(first.number, 1);
+        assert_eq!(first.next_update - first.this_update, 1200);
+        assert_eq!(publisher.needed(true).await.unwrap(), None);
+        assert!(publisher.publish_if_needed().await.unwrap().is_none());
+
+        // A revocation recorded by anyone: the aggregates move and the content differs.
+        let marker = store.crl_change_marker().await.unwrap();
+        sqlx::query(
+            "INSERT INTO cards (card_id, holder_name, user_id, role, state, created_at, created_by) \
+             VALUES ('0E0E0E0E0E0E', 'A', '1', 'R', 'active', 1, 'test')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let serial = lanyard_certs::CertSerial::from_random([0x44; 16]);
+        sqlx::query(
+            "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at, revoked_at, revocation_reason) \
+             VALUES ($1, '0E0E0E0E0E0E', $2, 'P-256', 1, 9999999999, 1, 1700000000, 1)",
+        )
+        .bind(serial.to_hex())
+        .bind(b"x".to_vec())
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert_ne!(store.crl_change_marker().await.unwrap(), marker);
+        // Without comparing, only the age counts.
+        assert_eq!(publisher.needed(false).await.unwrap(), None);
+        assert_eq!(
+            publisher.needed(true).await.unwrap(),
+            Some("revocations changed")
+        );
+        let second = publisher.publish("test").await.unwrap();
+        assert_eq!(second.number, 2);
+        assert_eq!(store.newest_crl().await.unwrap().unwrap(), second);
+        assert_eq!(publisher.needed(true).await.unwrap(), None);
+
+        // Signed by the issuing CA, listing the revocation with its reason and date.
+        let (_, crl) = CertificateRevocationList::from_der(&second.der).unwrap();
+        let (_, issuing) =
+            x509_parser::prelude::X509Certificate::from_der(issuer.issuing_der()).unwrap();
+        crl.verify_signature(issuing.public_key()).unwrap();
+        assert_eq!(
+            entries_of_der(&second.der).unwrap(),
+            vec![(
+                serial.as_bytes().to_vec(),
+                1_700_000_000,
+                RevocationReason::KeyCompromise.code()
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_task_stops_when_asked() {
+        let (_guard, store) = crate::store::test_store().await;
+        let publisher = CrlPublisher::new(store, Arc::new(test_issuer()), Duration::from_secs(600));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(publisher.run(stopped));
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the publisher stops")
+            .unwrap();
     }
 }

@@ -26,6 +26,8 @@ pub mod rate_limit;
 pub mod renewal;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod test_issuer;
 pub mod tls;
 
 pub use error::CaError;

@@ -826,3 +826,131 @@ async fn serve_refuses_a_bad_database_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("postgres://"), "{err}");
 }
+
+#[tokio::test]
+async fn an_expired_certificate_cannot_renew() {
+    let ca = TestCa::start(&[("LANYARD_CA_CERT_LIFETIME_SECS", "10")]);
+    let card = ca.enrolled_card().await;
+    let (_, cert) = X509Certificate::from_der(&card.cert_der).unwrap();
+    let not_after = cert.validity().not_after.timestamp();
+    // Wait (by the clock, not by a fixed sleep) until the certificate has expired.
+    while now() <= not_after + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let before = ca.count("SELECT COUNT(*) FROM certificates").await;
+    // The TLS layer refuses the expired client certificate; the channel may
+    // connect (TLS 1.3 reports it after the handshake) but the call fails.
+    let result = async {
+        let mut client = ca.renewal_as_checked(&card).await?;
+        client
+            .renew(RenewRequest {
+                card_id: card.card_id.clone(),
+                csr_der: csr_for(&p256()),
+            })
+            .await
+            .map_err(|s| s.to_string())
+    }
+    .await;
+    let err = result.expect_err("an expired certificate renewed");
+    // A failed connect or a transport failure on the call (broken pipe,
+    // connection closed), never an answer from the service.
+    assert!(
+        err.contains("tonic::transport::Error") || err.contains("Connect"),
+        "{err}"
+    );
+    let log = ca.serve_log();
+    assert!(log.contains("certificate expired"), "{log}");
+    assert_eq!(ca.count("SELECT COUNT(*) FROM certificates").await, before);
+}
+
+/// The CRL number and (thisUpdate, nextUpdate) of a DER CRL.
+fn crl_number_and_period(der: &[u8]) -> (String, i64, i64) {
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let (_, crl) = CertificateRevocationList::from_der(der).unwrap();
+    (
+        crl.crl_number().unwrap().to_string(),
+        crl.last_update().timestamp(),
+        crl.next_update().unwrap().timestamp(),
+    )
+}
+
+#[tokio::test]
+async fn the_crl_is_reissued_every_interval() {
+    let ca = TestCa::start(&[("LANYARD_CA_CRL_INTERVAL_SECS", "10")]);
+    let (first, this_update, next_update) = crl_number_and_period(&ca.fetch_crl().await);
+    assert_eq!(next_update - this_update, 20);
+    // Nothing changes in the database; a new CRL still comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (number, _, _) = crl_number_and_period(&ca.fetch_crl().await);
+        if number != first {
+            assert!(number.parse::<u64>().unwrap() > first.parse::<u64>().unwrap());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new CRL after the interval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        ca.serve_log().contains("reason=\"interval\"")
+            || ca.serve_log().contains("reason=interval")
+    );
+}
+
+#[tokio::test]
+async fn replicas_share_revocations_and_never_reuse_a_crl_number() {
+    let ca = TestCa::start(&[]);
+    let replica = ca.replica("replica");
+    let a = ca.enrolled_card().await;
+    let b = ca.enrolled_card().await;
+    let t = now();
+    // Revoked behind both processes' backs, as the Admin service of either would.
+    ca.sql(&format!(
+        "UPDATE cards SET state = 'revoked', revoked_at = {t}, revocation_reason = 1 WHERE card_id = '{}'; \
+         UPDATE certificates SET revoked_at = {t}, revocation_reason = 1 WHERE card_id = '{}'",
+        a.card_id, a.card_id
+    ))
+    .await;
+    let want = CrlEntry {
+        serial: a.serial(),
+        reason: 1,
+    };
+    ca.crl_until("card A on the first replica", |e| e.contains(&want))
+        .await;
+    replica
+        .crl_until("card A on the second replica", |e| e.contains(&want))
+        .await;
+    ca.sql(&format!(
+        "UPDATE cards SET suspended_at = {t} WHERE card_id = '{}'",
+        b.card_id
+    ))
+    .await;
+    let held = CrlEntry {
+        serial: b.serial(),
+        reason: 6,
+    };
+    replica
+        .crl_until("card B on hold on the second replica", |e| {
+            e.contains(&held)
+        })
+        .await;
+    ca.crl_until("card B on hold on the first replica", |e| e.contains(&held))
+        .await;
+    assert_eq!(
+        ca.count("SELECT COUNT(DISTINCT crl_number) FROM crls")
+            .await,
+        ca.count("SELECT COUNT(*) FROM crls").await
+    );
+    // Both serve the newest CRL in the database, whichever process made it
+    // (retried: a publisher may still add one between the two fetches).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ca.fetch_crl().await != replica.fetch_crl().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replicas serve different CRLs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

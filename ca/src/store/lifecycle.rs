@@ -555,3 +555,213 @@ impl LifecycleTx {
         Ok(self.tx.rollback().await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditAction;
+    use crate::enrolment_code::EnrolmentCode;
+    use lanyard_certs::{KeyKind, Validity};
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            actor: "admin:test".into(),
+            action: AuditAction::CardIssued,
+            card_id: None,
+            peer: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    async fn card(store: &Store, id: &str) -> CardId {
+        let record = CardRecord {
+            card_id: id.into(),
+            holder_name: "Dr Ada Smith".into(),
+            user_id: "555123456789".into(),
+            role: "R8000 Clinical Practitioner".into(),
+        };
+        let code = EnrolmentCode::generate().unwrap();
+        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        assert!(store
+            .insert_card(&record, &code.hash(), expires, &event())
+            .await
+            .unwrap());
+        sqlx::query("UPDATE cards SET state = 'active' WHERE card_id = $1")
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        CardId::parse(id).unwrap()
+    }
+
+    /// Records a certificate with serial bytes `n`, valid until `now + secs`.
+    async fn cert(store: &Store, card: &CardId, n: u8, secs: i64) -> CertSerial {
+        let now = OffsetDateTime::now_utc();
+        let serial = CertSerial::from_random([n; 16]);
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        assert!(tx.serial_is_free(&serial).await.unwrap());
+        let issued = IssuedCert {
+            serial,
+            der: b"not parsed here",
+            key_kind: KeyKind::EcP256,
+            validity: Validity {
+                not_before: now - time::Duration::minutes(5),
+                not_after: now + time::Duration::seconds(secs),
+            },
+        };
+        tx.insert_certificate(card, &issued, now.unix_timestamp())
+            .await
+            .unwrap();
+        assert!(!tx.serial_is_free(&serial).await.unwrap());
+        tx.commit(&[]).await.unwrap();
+        serial
+    }
+
+    fn listed(entries: &[RevokedCert]) -> Vec<(CertSerial, i64, RevocationReason)> {
+        entries
+            .iter()
+            .map(|e| (e.serial, e.revoked_at.unix_timestamp(), e.reason))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn crl_content_follows_revocation_suspension_and_resume() {
+        let (_guard, store) = crate::store::test_store().await;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let a = card(&store, "0A0A0A0A0A0A").await;
+        let b = card(&store, "0B0B0B0B0B0B").await;
+        let a1 = cert(&store, &a, 0x11, 3600).await;
+        let _a_expired = cert(&store, &a, 0x12, -10).await;
+        let b1 = cert(&store, &b, 0x21, 3600).await;
+        assert!(store.crl_entries(now).await.unwrap().is_empty());
+        let quiet = store.crl_change_marker().await.unwrap();
+
+        sqlx::query("UPDATE cards SET suspended_at = 100 WHERE card_id = $1")
+            .bind(a.as_str())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        // Only the unexpired certificate of the suspended card, on hold since the suspension.
+        assert_eq!(
+            listed(&store.crl_entries(now).await.unwrap()),
+            vec![(a1, 100, RevocationReason::CertificateHold)]
+        );
+        let suspended = store.crl_change_marker().await.unwrap();
+        assert_ne!(suspended, quiet);
+        assert_eq!(
+            store.card_state(&a).await.unwrap().unwrap().lifecycle,
+            CardLifecycle::Suspended { since: 100 }
+        );
+
+        sqlx::query("UPDATE cards SET suspended_at = NULL WHERE card_id = $1")
+            .bind(a.as_str())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store.crl_entries(now).await.unwrap().is_empty());
+        assert_eq!(store.crl_change_marker().await.unwrap(), quiet);
+
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        let revoked = tx
+            .revoke_card(&b, RevocationReason::KeyCompromise, 200)
+            .await
+            .unwrap();
+        tx.commit(&[]).await.unwrap();
+        assert_eq!(revoked, vec![b1.to_hex()]);
+        assert_eq!(
+            listed(&store.crl_entries(now).await.unwrap()),
+            vec![(b1, 200, RevocationReason::KeyCompromise)]
+        );
+        assert_ne!(store.crl_change_marker().await.unwrap(), quiet);
+        assert_eq!(
+            store.card_state(&b).await.unwrap().unwrap().lifecycle,
+            CardLifecycle::Revoked {
+                at: 200,
+                reason: RevocationReason::KeyCompromise
+            }
+        );
+        let record = store.certificate(&b1.to_hex()).await.unwrap().unwrap();
+        assert_eq!(record.revoked, Some((200, RevocationReason::KeyCompromise)));
+        assert!(store
+            .card_state(&CardId::parse("0C0C0C0C0C0C").unwrap())
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn renewal_supersedes_and_reset_revokes_the_others() {
+        let (_guard, store) = crate::store::test_store().await;
+        let c = card(&store, "0C0C0C0C0C0C").await;
+        let old = cert(&store, &c, 0x31, 3600).await;
+        let new = cert(&store, &c, 0x32, 3600).await;
+
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        assert_eq!(
+            tx.supersede_others(&c, &new, 300).await.unwrap(),
+            vec![old.to_hex()]
+        );
+        // Already superseded: nothing more to do.
+        assert!(tx.supersede_others(&c, &new, 301).await.unwrap().is_empty());
+        tx.commit(&[]).await.unwrap();
+        let record = store.certificate(&old.to_hex()).await.unwrap().unwrap();
+        assert_eq!(record.superseded_at, Some(300));
+        assert_eq!(record.revoked, None);
+        // Superseded is not on the CRL.
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        assert!(store.crl_entries(now).await.unwrap().is_empty());
+
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        assert_eq!(tx.card_certificates(&c).await.unwrap().len(), 2);
+        assert_eq!(
+            tx.revoke_others(&c, Some(&new), RevocationReason::Superseded, 400)
+                .await
+                .unwrap(),
+            vec![old.to_hex()]
+        );
+        tx.commit(&[]).await.unwrap();
+        assert_eq!(
+            listed(&store.crl_entries(now).await.unwrap()),
+            vec![(old, 400, RevocationReason::Superseded)]
+        );
+        let kept = store.certificate(&new.to_hex()).await.unwrap().unwrap();
+        assert_eq!(kept.revoked, None);
+    }
+
+    #[tokio::test]
+    async fn reset_codes_count_down_die_and_are_used_once() {
+        let (_guard, store) = crate::store::test_store().await;
+        let c = card(&store, "0D0D0D0D0D0D").await;
+        let insert = |hash: &'static str| {
+            sqlx::query(
+                "INSERT INTO reset_codes (card_id, code_hash, created_at, created_by, expires_at, tries_left) \
+                 VALUES ($1, $2, 1, 'operator:test', 9999999999, 3)",
+            )
+            .bind(c.as_str())
+            .bind(hash)
+            .execute(store.pool())
+        };
+        insert("aa").await.unwrap();
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        let live = tx.live_reset_code(&c).await.unwrap().unwrap();
+        assert_eq!((live.code_hash.as_str(), live.tries_left), ("aa", 3));
+        tx.set_reset_tries(live.id, 1, 500).await.unwrap();
+        assert_eq!(tx.live_reset_code(&c).await.unwrap().unwrap().tries_left, 1);
+        tx.set_reset_tries(live.id, 0, 501).await.unwrap();
+        assert!(tx.live_reset_code(&c).await.unwrap().is_none());
+        tx.commit(&[]).await.unwrap();
+
+        insert("bb").await.unwrap();
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        let live = tx.live_reset_code(&c).await.unwrap().unwrap();
+        assert_eq!(live.code_hash, "bb");
+        tx.use_reset_code(live.id, 600).await.unwrap();
+        assert!(tx.use_reset_code(live.id, 601).await.is_err());
+        assert!(tx.live_reset_code(&c).await.unwrap().is_none());
+        // Dropping the transaction rolls everything back: the code is live again.
+        drop(tx);
+        let mut tx = store.begin_lifecycle().await.unwrap();
+        assert!(tx.live_reset_code(&c).await.unwrap().is_some());
+        tx.rollback().await.unwrap();
+    }
+}

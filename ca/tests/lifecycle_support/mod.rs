@@ -37,8 +37,8 @@ pub fn lanyard_ca(args: &[&str]) -> Output {
 
 /// A CA directory with `serve` running; stopped on drop.
 pub struct TestCa {
+    serve: Option<Serve>,
     pub tmp: tempfile::TempDir,
-    child: Option<Child>,
     db: TestDb,
     pub url: String,
     pub crl_url: String,
@@ -106,15 +106,27 @@ pub fn p256() -> KeyPair {
     KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
 }
 
-impl TestCa {
-    /// `init`, then `serve --crl-listen` with 60 s certificates and `env`.
-    pub fn start(env: &[(&str, &str)]) -> TestCa {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = TestDb::from_env();
-        let dir = tmp.path().join("ca");
-        let out = lanyard_ca(&["init", "--dir", dir.to_str().unwrap()]);
-        assert!(out.status.success(), "init failed: {out:?}");
-        let stderr = std::fs::File::create(tmp.path().join("serve.stderr")).unwrap();
+/// One running `lanyard-ca serve` (its gRPC and CRL addresses); killed on drop.
+pub struct Serve {
+    child: Child,
+    pub url: String,
+    pub crl_url: String,
+    pub crl_addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `serve --crl-listen` on `dir` (with `--database` if given), 60 s
+    /// certificates, `env`; stderr goes to `log`. Waits for both stdout lines
+    /// and checks the log names the backend expected (`postgres` or not).
+    pub fn spawn(
+        dir: &Path,
+        database: Option<&str>,
+        postgres: bool,
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Serve {
+        let stderr = std::fs::File::create(&log).unwrap();
         let mut serve = Command::new(BIN);
         serve.args(["serve", "--dir", dir.to_str().unwrap()]).args([
             "--listen",
@@ -122,8 +134,8 @@ impl TestCa {
             "--crl-listen",
             "127.0.0.1:0",
         ]);
-        if let Some(url) = db.url() {
-            serve.args(["--database", &url]);
+        if let Some(url) = database {
+            serve.args(["--database", url]);
         }
         let mut child = serve
             .env("LANYARD_CA_CERT_LIFETIME_SECS", "60")
@@ -151,8 +163,7 @@ impl TestCa {
                     let _ = child.kill();
                     panic!(
                         "serve printed too little; stderr:\n{}",
-                        std::fs::read_to_string(tmp.path().join("serve.stderr"))
-                            .unwrap_or_default()
+                        std::fs::read_to_string(&log).unwrap_or_default()
                     )
                 })
         };
@@ -172,21 +183,134 @@ impl TestCa {
             .unwrap_or_else(|| panic!("bad CRL URL {crl_url:?}"))
             .parse()
             .unwrap();
-        let log = std::fs::read_to_string(tmp.path().join("serve.stderr")).unwrap_or_default();
-        let backend = if db.url().is_some() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let backend = if postgres {
             "database=Postgres"
         } else {
             "database=Sqlite"
         };
-        assert!(log.contains(backend), "serve should use {backend}:\n{log}");
-        TestCa {
-            tmp,
-            child: Some(child),
-            db,
+        assert!(
+            text.contains(backend),
+            "serve should use {backend}:\n{text}"
+        );
+        Serve {
+            child,
             url,
             crl_url,
             crl_addr,
+            log,
         }
+    }
+
+    /// One raw HTTP/1.1 exchange with the CRL listener: (status, head, body).
+    pub async fn http(&self, request: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut s = tokio::net::TcpStream::connect(self.crl_addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+            .await
+            .expect("the CRL listener answers")
+            .unwrap();
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&buf)));
+        let head = String::from_utf8_lossy(&buf[..split]).to_string();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+        (status, head, buf[split + 4..].to_vec())
+    }
+
+    /// The CRL as served over HTTP (DER).
+    pub async fn fetch_crl(&self) -> Vec<u8> {
+        let (status, head, body) = self
+            .http(b"GET /issuing.crl HTTP/1.1\r\nHost: ca\r\nConnection: close\r\n\r\n")
+            .await;
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/pkix-crl"),
+            "{head}"
+        );
+        body
+    }
+
+    /// Polls the served CRL until `wanted` holds, for up to 30 s.
+    pub async fn crl_until(&self, what: &str, wanted: impl Fn(&[CrlEntry]) -> bool) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let der = self.fetch_crl().await;
+            if wanted(&crl_entries(&der)) {
+                return der;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the CRL never showed {what}; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestCa {
+    /// `init`, then `serve --crl-listen` with 60 s certificates and `env`, on
+    /// the database `LANYARD_TEST_DB` names.
+    pub fn start(env: &[(&str, &str)]) -> TestCa {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = TestDb::from_env();
+        let dir = tmp.path().join("ca");
+        let mut init = vec![
+            "init".to_string(),
+            "--dir".into(),
+            dir.to_str().unwrap().into(),
+        ];
+        init.extend(db.init_args());
+        let init: Vec<&str> = init.iter().map(String::as_str).collect();
+        let out = lanyard_ca(&init);
+        assert!(out.status.success(), "init failed: {out:?}");
+        // The database comes from ca.toml, as `init --database` recorded it.
+        let serve = Serve::spawn(
+            &dir,
+            None,
+            db.url().is_some(),
+            env,
+            tmp.path().join("serve.stderr"),
+        );
+        TestCa {
+            url: serve.url.clone(),
+            crl_url: serve.crl_url.clone(),
+            crl_addr: serve.crl_addr,
+            serve: Some(serve),
+            tmp,
+            db,
+        }
+    }
+
+    /// A second `serve` on the same CA directory and database (a replica;
+    /// on PostgreSQL the database is also given with `serve --database`).
+    pub fn replica(&self, name: &str) -> Serve {
+        Serve::spawn(
+            &self.dir(),
+            self.db.url().as_deref(),
+            self.db.url().is_some(),
+            &[],
+            self.path(&format!("{name}.stderr")),
+        )
+    }
+
+    fn serve(&self) -> &Serve {
+        self.serve.as_ref().expect("serve is running")
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -201,7 +325,7 @@ impl TestCa {
         std::fs::read_to_string(self.tmp.path().join("serve.stderr")).unwrap_or_default()
     }
 
-    /// The CA database, as the admin CLI or a second replica opens it next to `serve`.
+    /// The CA database, as `admin --dir` or a second replica opens it next to `serve`.
     pub async fn store(&self) -> Store {
         let location = match self.db.url() {
             Some(url) => DbLocation::Postgres(url),
@@ -279,18 +403,19 @@ impl TestCa {
             .unwrap()
     }
 
-    /// A channel authenticated by `cert_der` (sent with the issuing CA) and `key`.
-    pub async fn channel_as(&self, cert_der: &[u8], key: &KeyPair) -> Channel {
+    /// As [`TestCa::renewal_as`], but a refused handshake is an error, not a panic.
+    pub async fn renewal_as_checked(&self, card: &Card) -> Result<RenewalClient<Channel>, String> {
         let issuing = std::fs::read_to_string(self.dir().join("issuing.pem")).unwrap();
-        let chain = format!("{}{issuing}", pem("CERTIFICATE", cert_der));
-        let identity = Identity::from_pem(chain, key.serialize_pem());
-        Channel::from_shared(self.url.clone())
+        let chain = format!("{}{issuing}", pem("CERTIFICATE", &card.cert_der));
+        let identity = Identity::from_pem(chain, card.key.serialize_pem());
+        let channel = Channel::from_shared(self.url.clone())
             .unwrap()
             .tls_config(self.tls().identity(identity))
             .unwrap()
             .connect()
             .await
-            .unwrap()
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(RenewalClient::new(channel))
     }
 
     pub async fn enrollment(&self) -> EnrollmentClient<Channel> {
@@ -301,61 +426,24 @@ impl TestCa {
         RevocationClient::new(self.channel().await)
     }
 
+    /// A Renewal client authenticated by the card's certificate (sent with the issuing CA).
     pub async fn renewal_as(&self, card: &Card) -> RenewalClient<Channel> {
-        RenewalClient::new(self.channel_as(&card.cert_der, &card.key).await)
+        self.renewal_as_checked(card).await.unwrap()
     }
 
     /// One raw HTTP/1.1 exchange with the CRL listener: (status, head, body).
     pub async fn http(&self, request: &[u8]) -> (u16, String, Vec<u8>) {
-        let mut s = tokio::net::TcpStream::connect(self.crl_addr).await.unwrap();
-        s.write_all(request).await.unwrap();
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
-            .await
-            .expect("the CRL listener answers")
-            .unwrap();
-        let split = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&buf)));
-        let head = String::from_utf8_lossy(&buf[..split]).to_string();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-        (status, head, buf[split + 4..].to_vec())
+        self.serve().http(request).await
     }
 
     /// The CRL as served over HTTP (DER).
     pub async fn fetch_crl(&self) -> Vec<u8> {
-        let (status, head, body) = self
-            .http(b"GET /issuing.crl HTTP/1.1\r\nHost: ca\r\nConnection: close\r\n\r\n")
-            .await;
-        assert_eq!(status, 200, "{head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: application/pkix-crl"),
-            "{head}"
-        );
-        body
+        self.serve().fetch_crl().await
     }
 
     /// Polls the served CRL until `wanted` holds, for up to 30 s.
     pub async fn crl_until(&self, what: &str, wanted: impl Fn(&[CrlEntry]) -> bool) -> Vec<u8> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let der = self.fetch_crl().await;
-            if wanted(&crl_entries(&der)) {
-                return der;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the CRL never showed {what}; log:\n{}",
-                self.serve_log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.serve().crl_until(what, wanted).await
     }
 
     /// Runs `sql` (one or more statements) on the database, the way a DBA or
@@ -423,10 +511,8 @@ impl TestCa {
 
 impl Drop for TestCa {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // Stop serve before its database is dropped.
+        self.serve.take();
     }
 }
 
