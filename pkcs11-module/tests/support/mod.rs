@@ -121,7 +121,7 @@ pub fn initialize_with_flags(m: &Module, sock: &std::path::Path, flags: CK_FLAGS
 }
 
 /// Points the module's next C_Initialize at `sock`.
-fn use_socket(sock: &std::path::Path) {
+pub fn use_socket(sock: &std::path::Path) {
     std::env::set_var("LANYARD_AGENT_SOCK", sock);
     // These tests look at the first call after a change: no reuse of a
     // recent card list (the default reuse has its own test).

@@ -3,7 +3,7 @@
 //! child process, and waiting for either with a generous deadline (a hung
 //! child is killed and reported, never waited for forever).
 
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a child process may take before it counts as hung.
@@ -67,7 +67,7 @@ pub fn wait_child(pid: libc::pid_t, deadline: Duration) -> ChildEnd {
 }
 
 /// Starts this test binary again, running only the ignored test `test`
-/// with `envs` added to the environment.
+/// with `envs` added to the environment (its stdout discarded).
 pub fn spawn_test(test: &str, envs: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().expect("test executable path");
     Command::new(exe)
@@ -79,6 +79,8 @@ pub fn spawn_test(test: &str, envs: &[(&str, String)]) -> Child {
             "--test-threads=1",
         ])
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        // The harness's chatter; failures are told on stderr.
+        .stdout(Stdio::null())
         .spawn()
         .expect("start the test binary again")
 }
