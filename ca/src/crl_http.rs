@@ -99,8 +99,9 @@ pub async fn serve_crl(listener: TcpListener, store: Store, mut stop: watch::Rec
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.changed() => {
-                if *stop.borrow() {
+            changed = stop.changed() => {
+                // A dropped sender means serve is going away too.
+                if changed.is_err() || *stop.borrow() {
                     debug!("CRL listener stopping");
                     return;
                 }

@@ -152,11 +152,12 @@ impl CrlPublisher {
         let mut last: Option<CrlChangeMarker> = None;
         let mut polls_since_full = 0u32;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => false,
+                // A dropped sender means serve is going away too.
+                changed = stop.changed() => changed.is_err(),
+            };
+            if stopping || *stop.borrow() {
                 debug!("CRL publisher stopping");
                 return;
             }
@@ -277,11 +278,19 @@ mod tests {
         let (_guard, store) = crate::store::test_store().await;
         let publisher = CrlPublisher::new(store, Arc::new(test_issuer()), Duration::from_secs(600));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(publisher.run(stopped));
+        let task = tokio::spawn(publisher.clone().run(stopped));
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(30), task)
             .await
-            .expect("the publisher stops")
+            .expect("the publisher stops when told")
+            .unwrap();
+        // Also when the sender is gone, instead of spinning.
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(publisher.run(stopped));
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the publisher stops without a sender")
             .unwrap();
     }
 }
