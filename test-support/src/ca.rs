@@ -38,6 +38,10 @@ pub struct Ca {
     dir: PathBuf,
     url: String,
     envs: Vec<(String, String)>,
+    /// Extra `serve` arguments (e.g. `--crl-listen 127.0.0.1:0`).
+    serve_args: Vec<String>,
+    /// `http://IP:PORT/issuing.crl` when `serve` announced a CRL listener.
+    crl_url: Option<String>,
     child: Option<Child>,
 }
 
@@ -50,6 +54,12 @@ impl Ca {
     /// As [`Ca::start`], with extra environment for `serve` (e.g.
     /// `LANYARD_CA_RATE_LIMIT_WINDOW_SECS`).
     pub fn start_with_env(envs: &[(&str, &str)]) -> Ca {
+        Ca::start_with(envs, &[])
+    }
+
+    /// As [`Ca::start_with_env`], with extra `serve` arguments; with
+    /// `--crl-listen ADDR` the announced CRL URL is kept (see [`Ca::crl_url`]).
+    pub fn start_with(envs: &[(&str, &str)], serve_args: &[&str]) -> Ca {
         let tmp = tempfile::Builder::new()
             .prefix("lanyard-ca-test.")
             .tempdir()
@@ -72,6 +82,8 @@ impl Ca {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
+            crl_url: None,
             child: None,
         };
         ca.serve();
@@ -85,6 +97,7 @@ impl Ca {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(&self.serve_args)
             .env("RUST_LOG", "debug")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -93,14 +106,21 @@ impl Ca {
         let mut child = spawn_owned(cmd).expect("cannot start lanyard-ca serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
+        let (crl_tx, crl_rx) = mpsc::channel();
         thread::spawn(move || {
             let mut log = open_append(&log_path);
             let mut tx = Some(tx);
+            let mut crl_tx = Some(crl_tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let _ = writeln!(log, "{line}");
                 if let Some(url) = line.trim().strip_prefix("listening on ") {
                     if let Some(tx) = tx.take() {
+                        let _ = tx.send(url.trim().to_string());
+                    }
+                }
+                if let Some(url) = line.trim().strip_prefix("crl on ") {
+                    if let Some(tx) = crl_tx.take() {
                         let _ = tx.send(url.trim().to_string());
                     }
                 }
@@ -122,6 +142,19 @@ impl Ca {
             "unexpected listening line: {}",
             self.url
         );
+        if self.serve_args.iter().any(|a| a == "--crl-listen") {
+            match crl_rx.recv_timeout(START_TIMEOUT) {
+                Ok(url) => self.crl_url = Some(url),
+                Err(_) => {
+                    let status = stop_child(&mut child, Duration::from_secs(2));
+                    panic!(
+                        "lanyard-ca serve --crl-listen did not print `crl on http://…` \
+                         (exit: {status:?})\n--- its output ---\n{}",
+                        self.logs()
+                    );
+                }
+            }
+        }
         self.child = Some(child);
     }
 
@@ -181,6 +214,11 @@ impl Ca {
     /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `http://IP:PORT/issuing.crl` as `serve --crl-listen` announced it, if it was asked to.
+    pub fn crl_url(&self) -> Option<&str> {
+        self.crl_url.as_deref()
     }
 
     /// The CA directory (`root.pem`, `issuing.pem`, database…).

@@ -47,6 +47,7 @@ impl KeyType {
 pub struct DaemonBuilder {
     config: Option<String>,
     envs: Vec<(OsString, OsString)>,
+    data_from: Option<PathBuf>,
 }
 
 impl DaemonBuilder {
@@ -59,6 +60,13 @@ impl DaemonBuilder {
     /// Sets an environment variable for the daemon.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Copies the contents of `dir` (another daemon's `$XDG_DATA_HOME`, e.g. its
+    /// card store) into this daemon's before it starts: a copy of a device.
+    pub fn data_from(mut self, dir: &Path) -> Self {
+        self.data_from = Some(dir.to_path_buf());
         self
     }
 
@@ -78,6 +86,11 @@ impl DaemonBuilder {
         std::fs::create_dir(&run_dir).expect("cannot create the socket directory");
         std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700))
             .expect("cannot chmod the socket directory");
+        if let Some(from) = &self.data_from {
+            let mut cp = Command::new("cp");
+            cp.arg("-a").arg(from.join(".")).arg(&data_home);
+            run(cp, None, CLI_TIMEOUT).assert_success("cp -a of a daemon's data directory");
+        }
         if let Some(text) = &self.config {
             let dir = config_home.join("lanyard");
             std::fs::create_dir_all(&dir).expect("cannot create the config directory");
@@ -325,6 +338,14 @@ impl Daemon {
     /// `$XDG_DATA_HOME` of this daemon (the card store is under `lanyard/`).
     pub fn data_home(&self) -> &Path {
         &self.data_home
+    }
+
+    /// The card file of `card_id` (`$XDG_DATA_HOME/lanyard/cards/ID.json`).
+    pub fn card_file(&self, card_id: &str) -> PathBuf {
+        self.data_home
+            .join("lanyard")
+            .join("cards")
+            .join(format!("{card_id}.json"))
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod daemon;
+pub mod operator;
 pub mod paths;
 pub mod pkcs11_tool;
 pub mod postgres;
@@ -12,6 +13,7 @@ pub mod tools;
 
 pub use ca::{Ca, IssuedCard};
 pub use daemon::{Daemon, DaemonBuilder, KeyType};
+pub use operator::Operator;
 pub use paths::{bin_path, module_path, release_dir};
 pub use pkcs11_tool::{ObjectInfo, Pkcs11Tool, SlotInfo};
 pub use postgres::{require_postgres, PgDatabase, TestBackend, TestDb};
