@@ -85,7 +85,19 @@ pub fn enroll_card(
     key: KeyType,
     pin: &'static str,
 ) -> Card {
-    let issued = daemon.enroll(shared_ca(), holder, user_id, key, pin);
+    enroll_card_at(shared_ca(), daemon, holder, user_id, key, pin)
+}
+
+/// Issues a card at `ca`, enrols it in `daemon`, finds its slot and key id.
+pub fn enroll_card_at(
+    ca: &Ca,
+    daemon: &Daemon,
+    holder: &'static str,
+    user_id: &str,
+    key: KeyType,
+    pin: &'static str,
+) -> Card {
+    let issued = daemon.enroll(ca, holder, user_id, key, pin);
     let tool = daemon.pkcs11_tool();
     let slots = tool.slots();
     let found = slots
