@@ -3,6 +3,7 @@
 //! card arrival, see `presence.rs`). Locks are fine grained and never held
 //! across a daemon round trip (except a session's own).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -76,26 +77,36 @@ fn session_refresh_interval() -> Duration {
         .unwrap_or(DEFAULT_SESSION_REFRESH)
 }
 
-/// Installs a new library state. A state left by the parent of a forked
-/// process is replaced; one of this process is ALREADY_INITIALIZED.
+/// Installs a new library state made by `make`. A state left by the parent
+/// of a forked process is replaced; one of this process is
+/// ALREADY_INITIALIZED.
+///
+/// `make` runs without the global lock: it may wait for a daemon that does
+/// not answer, and neither the application's other calls nor a fork
+/// (see [`hold_for_fork`]) should wait with it.
 pub fn install(make: impl FnOnce() -> Library) -> Result<()> {
-    let mut guard = LIBRARY.write().unwrap_or_else(|p| p.into_inner());
-    if let Some(existing) = guard.as_ref() {
-        if existing.pid == std::process::id() {
-            return Err(Pkcs11Error::AlreadyInitialized);
-        }
-        // Forked child: the parent's connections and sessions are not ours.
-        existing.client.close();
+    if get().is_ok() {
+        return Err(Pkcs11Error::AlreadyInitialized);
     }
-    *guard = Some(Arc::new(make()));
+    let lib = Arc::new(make());
+    let mut guard = write_library();
+    if guard.as_ref().is_some_and(|l| l.pid == std::process::id()) {
+        // Another thread's C_Initialize won meanwhile.
+        drop(guard);
+        lib.client.close();
+        return Err(Pkcs11Error::AlreadyInitialized);
+    }
+    let inherited = guard.replace(lib);
+    drop(guard);
+    if let Some(parent) = inherited {
+        abandon(parent);
+    }
     Ok(())
 }
 
 /// Removes the library state (C_Finalize).
 pub fn uninstall() -> Result<()> {
-    let mut guard = LIBRARY.write().unwrap_or_else(|p| p.into_inner());
-    let taken = guard.take();
-    drop(guard);
+    let taken = write_library().take();
     match taken {
         Some(lib) if lib.pid == std::process::id() => {
             // The application's logins end with it (best effort, outside the lock).
@@ -103,14 +114,60 @@ pub fn uninstall() -> Result<()> {
             lib.client.close();
             Ok(())
         }
-        Some(lib) => {
+        Some(parent) => {
             // A forked child that never re-initialised: drop the parent's
             // state here too, but the child was not initialised.
-            lib.client.close();
+            abandon(parent);
             Err(Pkcs11Error::NotInitialized)
         }
         None => Err(Pkcs11Error::NotInitialized),
     }
+}
+
+/// Lets go of the state a forked child inherited from its parent without
+/// waiting for, or tearing down, anything a parent thread may have been in
+/// the middle of when the process was copied: its idle connections are
+/// closed if their lock is free (only the child's copies of the sockets;
+/// the parent's stay open), and the rest is leaked, never dropped.
+fn abandon(parent: Arc<Library>) {
+    parent.client.abandon();
+    std::mem::forget(parent);
+}
+
+fn write_library() -> std::sync::RwLockWriteGuard<'static, Option<Arc<Library>>> {
+    LIBRARY.write().unwrap_or_else(|p| p.into_inner())
+}
+
+thread_local! {
+    /// The global lock, held by the thread calling fork() while it forks.
+    static HELD_FOR_FORK: RefCell<Option<std::sync::RwLockWriteGuard<'static, Option<Arc<Library>>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Before fork() (pthread_atfork's prepare handler, in the forking thread):
+/// takes the global lock, so that no other thread holds it while the
+/// process is copied. A lock held by a thread that does not exist in the
+/// child would never be released there, and the child's C_Initialize would
+/// wait for it forever. Every holder of this lock holds it briefly and
+/// without waiting for the daemon, so fork() is not held up.
+pub fn hold_for_fork() {
+    let guard = write_library();
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            *held = Some(guard);
+        }
+    });
+}
+
+/// After fork(), in the parent and in the child (the forking thread, where
+/// [`hold_for_fork`] took the lock): releases it. The child's inherited
+/// state is then recognised by its pid and replaced by its C_Initialize.
+pub fn release_after_fork() {
+    let _ = HELD_FOR_FORK.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            held.take();
+        }
+    });
 }
 
 /// The initialised library of this process.

@@ -157,6 +157,21 @@ impl AgentClient {
         lock(&self.idle).clear();
     }
 
+    /// In a forked child, for the parent's client: refuses further requests
+    /// and closes the child's copies of the idle connections, unless the
+    /// pool's lock was held by a parent thread when the process was copied
+    /// (that thread does not exist here: its lock would never be released,
+    /// and the list may be half changed). Closing a copy leaves the parent's
+    /// socket open; nothing is sent or shut down.
+    pub fn abandon(&self) {
+        self.closed.store(true, Ordering::Release);
+        match self.idle.try_lock() {
+            Ok(mut idle) => idle.clear(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().clear(),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+    }
+
     /// Takes an idle connection that is still alive (if `pooled_ok`), or
     /// connects a new one. The flag says whether it came from the pool.
     fn checkout(&self, pooled_ok: bool) -> Result<(Connection, bool), ClientError> {

@@ -20,6 +20,7 @@ use crate::fns::{digest, general, objmgmt, random, sessmgmt, signing, stmgmt, ve
 #[no_mangle]
 pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
     guard(|| {
+        super::fork::register_fork_handlers();
         let args = if init_args.is_null() {
             None
         } else {

@@ -11,6 +11,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod entry;
+mod fork;
 mod interface;
 mod unsupported;
 
