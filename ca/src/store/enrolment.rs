@@ -230,11 +230,7 @@ impl PendingEnrolment {
 
     /// Whether no certificate with `serial` was ever recorded.
     pub async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
-        Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = $1")
-            .bind(serial.to_hex())
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .is_none())
+        super::lifecycle::serial_is_free_on(&mut self.tx, serial).await
     }
 
     /// Marks the code used, records the certificate, activates the card and
@@ -258,18 +254,12 @@ impl PendingEnrolment {
             // Cannot happen under BEGIN IMMEDIATE; refuse rather than issue twice.
             return Err(CaError::CodeRejected);
         }
-        sqlx::query(
-            "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        super::lifecycle::insert_certificate_on(
+            &mut self.tx,
+            &self.card.card_id,
+            cert,
+            now.unix_timestamp(),
         )
-        .bind(cert.serial.to_hex())
-        .bind(&self.card.card_id)
-        .bind(cert.der)
-        .bind(cert.key_kind.to_string())
-        .bind(cert.validity.not_before.unix_timestamp())
-        .bind(cert.validity.not_after.unix_timestamp())
-        .bind(now.unix_timestamp())
-        .execute(&mut *self.tx)
         .await?;
         sqlx::query("UPDATE cards SET state = 'active' WHERE card_id = $1 AND state = 'issued'")
             .bind(&self.card.card_id)

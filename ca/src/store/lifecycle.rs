@@ -183,6 +183,41 @@ async fn certificate_on(
     row.as_ref().map(cert_from_row).transpose()
 }
 
+/// Whether no certificate with `serial` was ever recorded (enrolment, renewal, reset).
+pub(super) async fn serial_is_free_on(
+    conn: &mut AnyConnection,
+    serial: &CertSerial,
+) -> Result<bool, CaError> {
+    Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = $1")
+        .bind(serial.to_hex())
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_none())
+}
+
+/// Records a newly issued certificate of `card_id`, issued at `now`.
+pub(super) async fn insert_certificate_on(
+    conn: &mut AnyConnection,
+    card_id: &str,
+    cert: &IssuedCert<'_>,
+    now: i64,
+) -> Result<(), CaError> {
+    sqlx::query(
+        "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(cert.serial.to_hex())
+    .bind(card_id)
+    .bind(cert.der)
+    .bind(cert.key_kind.to_string())
+    .bind(cert.validity.not_before.unix_timestamp())
+    .bind(cert.validity.not_after.unix_timestamp())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// What the CRL must say at `now`: every revoked certificate with its
 /// reason, and every unexpired, unrevoked certificate of a suspended card as
 /// certificateHold dated from the suspension. Ordered by serial.
@@ -322,11 +357,7 @@ impl LifecycleTx {
 
     /// Whether no certificate with `serial` was ever recorded.
     pub async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
-        Ok(sqlx::query("SELECT 1 FROM certificates WHERE serial = $1")
-            .bind(serial.to_hex())
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .is_none())
+        serial_is_free_on(&mut self.tx, serial).await
     }
 
     /// Records a newly issued certificate of `card_id`.
@@ -336,20 +367,7 @@ impl LifecycleTx {
         cert: &IssuedCert<'_>,
         now: i64,
     ) -> Result<(), CaError> {
-        sqlx::query(
-            "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(cert.serial.to_hex())
-        .bind(card_id.as_str())
-        .bind(cert.der)
-        .bind(cert.key_kind.to_string())
-        .bind(cert.validity.not_before.unix_timestamp())
-        .bind(cert.validity.not_after.unix_timestamp())
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        insert_certificate_on(&mut self.tx, card_id.as_str(), cert, now).await
     }
 
     /// Marks every other unrevoked, not yet superseded certificate of the card
