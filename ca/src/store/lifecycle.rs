@@ -444,24 +444,20 @@ impl LifecycleTx {
         .collect()
     }
 
-    /// Revokes the card itself (state 'revoked', not suspended any more) and
-    /// every unrevoked certificate of it. Returns the certificates' serials.
+    /// Revokes the card itself (state 'revoked', not suspended any more),
+    /// every unrevoked certificate of it, and its outstanding codes (the
+    /// Admin service's revocation). Returns the certificates' serials.
     pub async fn revoke_card(
         &mut self,
         card_id: &CardId,
         reason: RevocationReason,
         now: i64,
     ) -> Result<Vec<String>, CaError> {
-        sqlx::query(
-            "UPDATE cards SET state = 'revoked', revoked_at = $1, revocation_reason = $2, \
-             suspended_at = NULL WHERE card_id = $3",
-        )
-        .bind(now)
-        .bind(i64::from(reason.code()))
-        .bind(card_id.as_str())
-        .execute(&mut *self.tx)
-        .await?;
-        self.revoke_others(card_id, None, reason, now).await
+        let serials = self
+            .serials_where(card_id, "", "revoked_at IS NULL")
+            .await?;
+        super::admin::revoke_card(&mut self.tx, card_id, reason, now).await?;
+        Ok(serials)
     }
 
     /// Makes an enrolled card active (a PIN reset of a card still marked issued).
