@@ -147,7 +147,12 @@ impl Pkcs11Error {
 impl From<ClientError> for Pkcs11Error {
     fn from(e: ClientError) -> Self {
         match e {
+            // No daemon, or the daemon went away during the request (its
+            // connection closed under it: stopped, crashed, restarted): the
+            // token went with it. `Library::call` then looks at the slots
+            // again, which ends the sessions as the daemon's state says.
             ClientError::Unreachable { .. } => Pkcs11Error::DeviceRemoved,
+            e if e.is_broken_connection() => Pkcs11Error::DeviceRemoved,
             ClientError::Agent { code, message, .. } => from_agent(code, message),
             other => Pkcs11Error::DeviceError(other.to_string()),
         }
@@ -232,6 +237,32 @@ mod tests {
         );
         assert_eq!(
             Pkcs11Error::from(agent(ErrorCode::Internal)).rv(),
+            CKR_DEVICE_ERROR
+        );
+    }
+
+    #[test]
+    fn a_daemon_gone_is_a_removed_device_a_slow_or_confused_one_a_device_error() {
+        use std::io::{Error, ErrorKind};
+        let rv = |e: ClientError| Pkcs11Error::from(e).rv();
+        let unreachable = ClientError::Unreachable {
+            path: "/run/user/1000/lanyard/agent.sock".into(),
+            source: Error::from(ErrorKind::NotFound),
+        };
+        assert_eq!(rv(unreachable), CKR_DEVICE_REMOVED);
+        for kind in [
+            ErrorKind::UnexpectedEof,
+            ErrorKind::ConnectionReset,
+            ErrorKind::BrokenPipe,
+        ] {
+            assert_eq!(rv(ClientError::Io(Error::from(kind))), CKR_DEVICE_REMOVED);
+        }
+        assert_eq!(
+            rv(ClientError::Io(Error::from(ErrorKind::TimedOut))),
+            CKR_DEVICE_ERROR
+        );
+        assert_eq!(
+            rv(ClientError::Protocol("bad frame".into())),
             CKR_DEVICE_ERROR
         );
     }

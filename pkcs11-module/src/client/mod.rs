@@ -141,7 +141,7 @@ impl AgentClient {
                 }
                 Err(e) => {
                     drop(conn);
-                    if may_retry && reused && is_broken_connection(&e) {
+                    if may_retry && reused && e.is_broken_connection() {
                         may_retry = false;
                         continue;
                     }
@@ -276,11 +276,13 @@ fn wipe_secrets(req: &mut Request) {
     }
 }
 
-/// Whether an error means the connection itself died (as opposed to the
-/// daemon answering with an error, or not answering in time: a slow daemon
-/// is not asked twice).
-fn is_broken_connection(e: &ClientError) -> bool {
-    matches!(e, ClientError::Io(io) if !matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock))
+impl ClientError {
+    /// Whether the connection itself died (the daemon closed it: it stopped,
+    /// crashed or restarted), as opposed to the daemon answering with an
+    /// error, or not answering in time (a slow daemon is not asked twice).
+    pub fn is_broken_connection(&self) -> bool {
+        matches!(self, ClientError::Io(io) if !matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock))
+    }
 }
 
 /// Splits a Response into its body or the daemon's error.
@@ -334,15 +336,16 @@ mod tests {
     #[test]
     fn only_a_dead_connection_is_worth_a_retry() {
         let io = |kind| ClientError::Io(io::Error::new(kind, "x"));
-        assert!(is_broken_connection(&io(io::ErrorKind::BrokenPipe)));
-        assert!(is_broken_connection(&io(io::ErrorKind::UnexpectedEof)));
-        assert!(!is_broken_connection(&io(io::ErrorKind::TimedOut)));
-        assert!(!is_broken_connection(&io(io::ErrorKind::WouldBlock)));
-        assert!(!is_broken_connection(&ClientError::Agent {
+        assert!(io(io::ErrorKind::BrokenPipe).is_broken_connection());
+        assert!(io(io::ErrorKind::UnexpectedEof).is_broken_connection());
+        assert!(!io(io::ErrorKind::TimedOut).is_broken_connection());
+        assert!(!io(io::ErrorKind::WouldBlock).is_broken_connection());
+        assert!(!ClientError::Agent {
             code: ErrorCode::Internal,
             message: String::new(),
             tries_left: 0
-        }));
+        }
+        .is_broken_connection());
     }
 
     #[test]
