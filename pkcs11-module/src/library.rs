@@ -24,6 +24,11 @@ const MAX_SLOTS: usize = 64;
 
 static LIBRARY: RwLock<Option<Arc<Library>>> = RwLock::new(None);
 
+/// Session handles are numbered for the life of the process, not of one
+/// C_Initialize: a handle kept across C_Finalize stays invalid instead of
+/// naming a later session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 /// A session as the session table holds it.
 #[derive(Clone)]
 pub struct SessionEntry {
@@ -45,7 +50,6 @@ pub struct Library {
     pub client: AgentClient,
     pub(crate) slots: Vec<Mutex<SlotState>>,
     sessions: Mutex<HashMap<CK_SESSION_HANDLE, SessionEntry>>,
-    next_session: AtomicU64,
     /// The client epoch whose consequences (lost logins) were applied.
     epoch_applied: AtomicU64,
     /// Slots whose card came or went since C_WaitForSlotEvent last looked.
@@ -179,6 +183,12 @@ pub fn get() -> Result<Arc<Library>> {
     }
 }
 
+/// Whether `lib` is still this process's initialised library (no
+/// C_Finalize since it was taken, nor a new C_Initialize after one).
+pub fn is_current(lib: &Arc<Library>) -> bool {
+    get().is_ok_and(|now| Arc::ptr_eq(&now, lib))
+}
+
 impl Library {
     /// A fresh state with `slot_count` empty slots.
     pub fn new(app_id: Vec<u8>, client: AgentClient, slot_count: usize) -> Library {
@@ -190,7 +200,6 @@ impl Library {
             client,
             slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
             sessions: Mutex::new(HashMap::new()),
-            next_session: AtomicU64::new(1),
             epoch_applied: AtomicU64::new(epoch),
             events: Mutex::new(Vec::new()),
             looked: AtomicBool::new(false),
@@ -288,7 +297,7 @@ impl Library {
             state.token.as_ref().ok_or(Pkcs11Error::TokenNotPresent)?;
             state.insertion
         };
-        let handle = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let handle = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let entry = SessionEntry {
             slot,
             insertion,

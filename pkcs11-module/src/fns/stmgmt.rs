@@ -96,10 +96,11 @@ const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 /// suspended, deleted), a slot since the last call; a card back from
 /// suspension is an event too. A renewal is not: the token stays. Blocking
 /// waits poll the daemon and end with CRYPTOKI_NOT_INITIALIZED when another
-/// thread calls C_Finalize.
+/// thread calls C_Finalize, also if C_Initialize follows before the next
+/// poll: the wait belongs to the initialisation it started in.
 pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
+    let lib = library::get()?;
     loop {
-        let lib = library::get()?;
         lib.refresh();
         if let Some(slot) = lib.take_event() {
             return Ok(slot as CK_SLOT_ID);
@@ -107,8 +108,10 @@ pub fn wait_for_slot_event(flags: CK_FLAGS) -> Result<CK_SLOT_ID> {
         if flags & CKF_DONT_BLOCK != 0 {
             return Err(Pkcs11Error::NoEvent);
         }
-        drop(lib);
         std::thread::sleep(EVENT_POLL);
+        if !library::is_current(&lib) {
+            return Err(Pkcs11Error::NotInitialized);
+        }
     }
 }
 
