@@ -858,8 +858,16 @@ async fn an_expired_certificate_cannot_renew() {
         err.contains("tonic::transport::Error") || err.contains("Connect"),
         "{err}"
     );
-    let log = ca.serve_log();
-    assert!(log.contains("certificate expired"), "{log}");
+    // The CA logs why (the client may see the failure before the log line is written).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ca.serve_log().contains("certificate expired") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 'certificate expired' in the log:\n{}",
+            ca.serve_log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_eq!(ca.count("SELECT COUNT(*) FROM certificates").await, before);
 }
 
