@@ -183,6 +183,15 @@ pub fn get() -> Result<Arc<Library>> {
     }
 }
 
+/// Whether this process has called C_Initialize (and not C_Finalize since);
+/// cheaper than [`get`] for the check every entry point makes first.
+pub fn is_initialized() -> bool {
+    let guard = LIBRARY.read().unwrap_or_else(|p| p.into_inner());
+    guard
+        .as_ref()
+        .is_some_and(|lib| lib.pid == std::process::id())
+}
+
 /// Whether `lib` is still this process's initialised library (no
 /// C_Finalize since it was taken, nor a new C_Initialize after one).
 pub fn is_current(lib: &Arc<Library>) -> bool {

@@ -227,6 +227,17 @@ impl SignScheme {
         if !offers(kind, mech.mechanism, CKF_SIGN) {
             return Err(Pkcs11Error::MechanismInvalid);
         }
+        let takes_params = matches!(
+            mech.mechanism,
+            CKM_RSA_PKCS_PSS
+                | CKM_SHA256_RSA_PKCS_PSS
+                | CKM_SHA384_RSA_PKCS_PSS
+                | CKM_SHA512_RSA_PKCS_PSS
+        );
+        if !takes_params && !mech.param.is_empty() {
+            // PKCS#11: a parameter given to a mechanism that has none.
+            return Err(Pkcs11Error::MechanismParamInvalid);
+        }
         let pss = |prehash: Option<HashAlg>| -> Result<SignScheme> {
             let params = PssParams::parse(&mech.param, key_bits)?;
             if prehash.is_some_and(|h| h != params.hash) {
@@ -407,6 +418,27 @@ mod tests {
             SignScheme::parse(&Mechanism::new(CKM_SHA256), KeyKind::Rsa, 2048),
             Err(Pkcs11Error::MechanismInvalid)
         );
+    }
+
+    #[test]
+    fn only_pss_mechanisms_take_a_parameter() {
+        for (mechanism, kind) in [
+            (CKM_RSA_PKCS, KeyKind::Rsa),
+            (CKM_SHA256_RSA_PKCS, KeyKind::Rsa),
+            (CKM_ECDSA, KeyKind::Ec),
+            (CKM_ECDSA_SHA256, KeyKind::Ec),
+        ] {
+            let with = Mechanism {
+                mechanism,
+                param: vec![0; 8],
+            };
+            assert_eq!(
+                SignScheme::parse(&with, kind, 2048),
+                Err(Pkcs11Error::MechanismParamInvalid),
+                "{mechanism:#x}"
+            );
+            assert!(SignScheme::parse(&Mechanism::new(mechanism), kind, 2048).is_ok());
+        }
     }
 
     #[test]

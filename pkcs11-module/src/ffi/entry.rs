@@ -7,8 +7,8 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::{
-    attributes_in, bytes_in, guard, input_output, mechanism_in, output, template_in, to_usize,
-    write_list, write_struct,
+    attributes_in, bytes_in, guard, guard_init, input_output, mechanism_in, output, template_in,
+    to_usize, write_list, write_struct,
 };
 use crate::attribute::{AttrRequest, AttrResult};
 use crate::error::{Pkcs11Error, Result};
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
 /// C_Finalize.
 #[no_mangle]
 pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if !reserved.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -57,14 +57,16 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 #[no_mangle]
 pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
     // SAFETY: `info` is the caller's CK_INFO pointer, checked in write_struct.
-    guard(|| unsafe { write_struct(info, || general::info(CK_VERSION { major: 3, minor: 0 })) })
+    guard_init(|| unsafe {
+        write_struct(info, || general::info(CK_VERSION { major: 3, minor: 0 }))
+    })
 }
 
 /// C_GetInfo of the 2.40 function list.
 #[allow(non_snake_case)]
 pub unsafe extern "C" fn C_GetInfo_v2(info: *mut CK_INFO) -> CK_RV {
     // SAFETY: as C_GetInfo.
-    guard(|| unsafe {
+    guard_init(|| unsafe {
         write_struct(info, || {
             general::info(CK_VERSION {
                 major: 2,
@@ -83,7 +85,7 @@ pub unsafe extern "C" fn C_GetSlotList(
     list: *mut CK_SLOT_ID,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if count.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -97,14 +99,14 @@ pub unsafe extern "C" fn C_GetSlotList(
 #[no_mangle]
 pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV {
     // SAFETY: caller's CK_SLOT_INFO pointer; write_struct checks it for NULL.
-    guard(|| unsafe { write_struct(info, || stmgmt::slot_info(slot)) })
+    guard_init(|| unsafe { write_struct(info, || stmgmt::slot_info(slot)) })
 }
 
 /// C_GetTokenInfo.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_RV {
     // SAFETY: caller's CK_TOKEN_INFO pointer; write_struct checks it for NULL.
-    guard(|| unsafe { write_struct(info, || stmgmt::token_info(slot)) })
+    guard_init(|| unsafe { write_struct(info, || stmgmt::token_info(slot)) })
 }
 
 /// C_GetMechanismList.
@@ -114,7 +116,7 @@ pub unsafe extern "C" fn C_GetMechanismList(
     list: *mut CK_MECHANISM_TYPE,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if count.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -132,7 +134,7 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
     info: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
     // SAFETY: caller's CK_MECHANISM_INFO pointer; write_struct checks it for NULL.
-    guard(|| unsafe { write_struct(info, || stmgmt::mechanism_info(slot, mech)) })
+    guard_init(|| unsafe { write_struct(info, || stmgmt::mechanism_info(slot, mech)) })
 }
 
 /// C_InitToken: not possible on a virtual card.
@@ -143,7 +145,7 @@ pub unsafe extern "C" fn C_InitToken(
     _pin_len: CK_ULONG,
     _label: *mut CK_UTF8CHAR,
 ) -> CK_RV {
-    guard(|| stmgmt::init_token(slot))
+    guard_init(|| stmgmt::init_token(slot))
 }
 
 /// C_InitPIN: the PIN is set at enrolment and reset by the IT desk.
@@ -153,7 +155,7 @@ pub unsafe extern "C" fn C_InitPIN(
     _pin: *mut CK_UTF8CHAR,
     _pin_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| stmgmt::init_pin(session))
+    guard_init(|| stmgmt::init_pin(session))
 }
 
 /// C_SetPIN.
@@ -165,7 +167,7 @@ pub unsafe extern "C" fn C_SetPIN(
     new_pin: *mut CK_UTF8CHAR,
     new_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if old_pin.is_null() || new_pin.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -182,7 +184,7 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
     slot: *mut CK_SLOT_ID,
     reserved: *mut c_void,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if slot.is_null() || !reserved.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -203,19 +205,19 @@ pub unsafe extern "C" fn C_OpenSession(
     session: *mut CK_SESSION_HANDLE,
 ) -> CK_RV {
     // SAFETY: caller's CK_SESSION_HANDLE pointer; write_struct checks it for NULL.
-    guard(|| unsafe { write_struct(session, || sessmgmt::open_session(slot, flags)) })
+    guard_init(|| unsafe { write_struct(session, || sessmgmt::open_session(slot, flags)) })
 }
 
 /// C_CloseSession.
 #[no_mangle]
 pub unsafe extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| sessmgmt::close_session(session))
+    guard_init(|| sessmgmt::close_session(session))
 }
 
 /// C_CloseAllSessions.
 #[no_mangle]
 pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
-    guard(|| sessmgmt::close_all_sessions(slot))
+    guard_init(|| sessmgmt::close_all_sessions(slot))
 }
 
 /// C_GetSessionInfo.
@@ -225,7 +227,7 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     info: *mut CK_SESSION_INFO,
 ) -> CK_RV {
     // SAFETY: caller's CK_SESSION_INFO pointer; write_struct checks it for NULL.
-    guard(|| unsafe { write_struct(info, || sessmgmt::session_info(session)) })
+    guard_init(|| unsafe { write_struct(info, || sessmgmt::session_info(session)) })
 }
 
 /// C_Login.
@@ -236,7 +238,7 @@ pub unsafe extern "C" fn C_Login(
     pin: *mut CK_UTF8CHAR,
     pin_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         let pin = if pin.is_null() {
             None
         } else {
@@ -250,13 +252,13 @@ pub unsafe extern "C" fn C_Login(
 /// C_Logout.
 #[no_mangle]
 pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| sessmgmt::logout(session))
+    guard_init(|| sessmgmt::logout(session))
 }
 
 /// C_SessionCancel (3.0).
 #[no_mangle]
 pub unsafe extern "C" fn C_SessionCancel(session: CK_SESSION_HANDLE, flags: CK_FLAGS) -> CK_RV {
-    guard(|| sessmgmt::session_cancel(session, flags))
+    guard_init(|| sessmgmt::session_cancel(session, flags))
 }
 
 // ---- Object management (5.7) ----
@@ -269,7 +271,7 @@ pub unsafe extern "C" fn C_CreateObject(
     count: CK_ULONG,
     object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if object.is_null() || (template.is_null() && count > 0) {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -286,7 +288,7 @@ pub unsafe extern "C" fn C_CopyObject(
     count: CK_ULONG,
     new_object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if new_object.is_null() || (template.is_null() && count > 0) {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -300,7 +302,7 @@ pub unsafe extern "C" fn C_DestroyObject(
     session: CK_SESSION_HANDLE,
     object: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| objmgmt::write_object_refused(session, object))
+    guard_init(|| objmgmt::write_object_refused(session, object))
 }
 
 /// C_GetObjectSize.
@@ -311,7 +313,7 @@ pub unsafe extern "C" fn C_GetObjectSize(
     size: *mut CK_ULONG,
 ) -> CK_RV {
     // SAFETY: caller's CK_ULONG pointer; write_struct checks it for NULL.
-    guard(|| unsafe { write_struct(size, || objmgmt::get_object_size(session, object)) })
+    guard_init(|| unsafe { write_struct(size, || objmgmt::get_object_size(session, object)) })
 }
 
 /// C_GetAttributeValue with the full protocol of PKCS#11 3.0 5.7.5.
@@ -322,7 +324,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if template.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -386,7 +388,7 @@ pub unsafe extern "C" fn C_SetAttributeValue(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if template.is_null() && count > 0 {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -401,7 +403,7 @@ pub unsafe extern "C" fn C_FindObjectsInit(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         // SAFETY: caller's template of `count` attributes (NULL iff empty).
         let template = unsafe { template_in(template, count)? };
         objmgmt::find_objects_init(session, &template)
@@ -416,7 +418,7 @@ pub unsafe extern "C" fn C_FindObjects(
     max: CK_ULONG,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if objects.is_null() || count.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -436,7 +438,7 @@ pub unsafe extern "C" fn C_FindObjects(
 /// C_FindObjectsFinal.
 #[no_mangle]
 pub unsafe extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| objmgmt::find_objects_final(session))
+    guard_init(|| objmgmt::find_objects_final(session))
 }
 
 // ---- Message digesting (5.12) ----
@@ -447,7 +449,7 @@ pub unsafe extern "C" fn C_DigestInit(
     session: CK_SESSION_HANDLE,
     mech: *mut CK_MECHANISM,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         // SAFETY: caller's CK_MECHANISM or NULL.
         let mech = unsafe { mechanism_in(mech)? };
         digest::digest_init(session, mech.as_ref())
@@ -464,7 +466,7 @@ pub unsafe extern "C" fn C_Digest(
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's input buffer and output buffer/length (PKCS#11 5.12).
-    guard(|| unsafe {
+    guard_init(|| unsafe {
         input_output(data, data_len, out, out_len, |d, cap| {
             digest::digest(session, d, cap)
         })
@@ -479,7 +481,7 @@ pub unsafe extern "C" fn C_DigestUpdate(
     part_len: CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's input buffer of part_len bytes.
-    guard(|| digest::digest_update(session, unsafe { bytes_in(part, part_len)? }))
+    guard_init(|| digest::digest_update(session, unsafe { bytes_in(part, part_len)? }))
 }
 
 /// C_DigestFinal.
@@ -490,7 +492,7 @@ pub unsafe extern "C" fn C_DigestFinal(
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's output buffer and length (PKCS#11 5.12).
-    guard(|| unsafe { output(out, out_len, |cap| digest::digest_final(session, cap)) })
+    guard_init(|| unsafe { output(out, out_len, |cap| digest::digest_final(session, cap)) })
 }
 
 // ---- Signing (5.13) ----
@@ -502,7 +504,7 @@ pub unsafe extern "C" fn C_SignInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         // SAFETY: caller's CK_MECHANISM or NULL.
         let mech = unsafe { mechanism_in(mech)? };
         signing::sign_init(session, mech.as_ref(), key)
@@ -519,7 +521,7 @@ pub unsafe extern "C" fn C_Sign(
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's input buffer and output buffer/length (PKCS#11 5.13).
-    guard(|| unsafe {
+    guard_init(|| unsafe {
         input_output(data, data_len, signature, signature_len, |d, cap| {
             signing::sign(session, d, cap)
         })
@@ -534,7 +536,7 @@ pub unsafe extern "C" fn C_SignUpdate(
     part_len: CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's input buffer of part_len bytes.
-    guard(|| signing::sign_update(session, unsafe { bytes_in(part, part_len)? }))
+    guard_init(|| signing::sign_update(session, unsafe { bytes_in(part, part_len)? }))
 }
 
 /// C_SignFinal.
@@ -545,7 +547,7 @@ pub unsafe extern "C" fn C_SignFinal(
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's output buffer and length (PKCS#11 5.13).
-    guard(|| unsafe {
+    guard_init(|| unsafe {
         output(signature, signature_len, |cap| {
             signing::sign_final(session, cap)
         })
@@ -561,7 +563,7 @@ pub unsafe extern "C" fn C_VerifyInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         // SAFETY: caller's CK_MECHANISM or NULL.
         let mech = unsafe { mechanism_in(mech)? };
         verify::verify_init(session, mech.as_ref(), key)
@@ -577,7 +579,7 @@ pub unsafe extern "C" fn C_Verify(
     signature: *mut CK_BYTE,
     signature_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if signature.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -600,7 +602,7 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     part_len: CK_ULONG,
 ) -> CK_RV {
     // SAFETY: the caller's input buffer of part_len bytes.
-    guard(|| verify::verify_update(session, unsafe { bytes_in(part, part_len)? }))
+    guard_init(|| verify::verify_update(session, unsafe { bytes_in(part, part_len)? }))
 }
 
 /// C_VerifyFinal.
@@ -610,7 +612,7 @@ pub unsafe extern "C" fn C_VerifyFinal(
     signature: *mut CK_BYTE,
     signature_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if signature.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -626,17 +628,22 @@ pub unsafe extern "C" fn C_VerifyFinal(
 #[no_mangle]
 pub unsafe extern "C" fn C_GenerateKeyPair(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
-    _public_template: *mut CK_ATTRIBUTE,
-    _public_count: CK_ULONG,
-    _private_template: *mut CK_ATTRIBUTE,
-    _private_count: CK_ULONG,
+    mech: *mut CK_MECHANISM,
+    public_template: *mut CK_ATTRIBUTE,
+    public_count: CK_ULONG,
+    private_template: *mut CK_ATTRIBUTE,
+    private_count: CK_ULONG,
     public_key: *mut CK_OBJECT_HANDLE,
     private_key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        if public_key.is_null() || private_key.is_null() {
+    guard_init(|| {
+        if mech.is_null() || public_key.is_null() || private_key.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
+        }
+        // SAFETY: caller's templates of the given lengths (NULL iff empty).
+        unsafe {
+            attributes_in(public_template, public_count)?;
+            attributes_in(private_template, private_count)?;
         }
         objmgmt::write_refused(session)
     })
@@ -646,15 +653,17 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
 #[no_mangle]
 pub unsafe extern "C" fn C_GenerateKey(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
+    mech: *mut CK_MECHANISM,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
     key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        if key.is_null() {
+    guard_init(|| {
+        if mech.is_null() || key.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
+        // SAFETY: caller's template of `count` attributes (NULL iff empty).
+        unsafe { attributes_in(template, count)? };
         objmgmt::write_refused(session)
     })
 }
@@ -668,7 +677,7 @@ pub unsafe extern "C" fn C_SeedRandom(
     seed: *mut CK_BYTE,
     seed_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         // SAFETY: caller's input buffer (only checked, never read further).
         unsafe { bytes_in(seed, seed_len)? };
         random::seed_random(session)
@@ -682,7 +691,7 @@ pub unsafe extern "C" fn C_GenerateRandom(
     out: *mut CK_BYTE,
     len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    guard_init(|| {
         if out.is_null() {
             return Err(Pkcs11Error::ArgumentsBad);
         }
@@ -699,13 +708,13 @@ pub unsafe extern "C" fn C_GenerateRandom(
 /// C_GetFunctionStatus: legacy, always CKR_FUNCTION_NOT_PARALLEL.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetFunctionStatus(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| legacy_parallel(session))
+    guard_init(|| legacy_parallel(session))
 }
 
 /// C_CancelFunction: legacy, always CKR_FUNCTION_NOT_PARALLEL.
 #[no_mangle]
 pub unsafe extern "C" fn C_CancelFunction(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| legacy_parallel(session))
+    guard_init(|| legacy_parallel(session))
 }
 
 fn legacy_parallel(session: CK_SESSION_HANDLE) -> Result<()> {

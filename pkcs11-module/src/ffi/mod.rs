@@ -37,6 +37,16 @@ fn guard(body: impl FnOnce() -> Result<()>) -> CK_RV {
     }
 }
 
+/// [`guard`] for the functions that need C_Initialize: before it (or in a
+/// forked child that has not called it) they answer CRYPTOKI_NOT_INITIALIZED
+/// whatever their arguments, as PKCS#11 applications expect.
+fn guard_init(body: impl FnOnce() -> Result<()>) -> CK_RV {
+    guard(|| {
+        crate::fns::general::check_initialized()?;
+        body()
+    })
+}
+
 /// CK_ULONG → usize.
 fn to_usize(v: CK_ULONG) -> Result<usize> {
     usize::try_from(v).map_err(|_| Pkcs11Error::ArgumentsBad)

@@ -6,9 +6,8 @@ use std::ffi::c_void;
 
 use cryptoki_sys::*;
 
-use super::guard;
+use super::guard_init;
 use crate::error::Pkcs11Error;
-use crate::fns::general::check_initialized;
 
 /// Defines exported functions that only answer CKR_FUNCTION_NOT_SUPPORTED.
 macro_rules! not_supported {
@@ -17,10 +16,7 @@ macro_rules! not_supported {
             #[doc = concat!(stringify!($name), ": not supported.")]
             #[no_mangle]
             pub unsafe extern "C" fn $name($(_: $ty),*) -> CK_RV {
-                guard(|| {
-                    check_initialized()?;
-                    Err(Pkcs11Error::FunctionNotSupported)
-                })
+                guard_init(|| Err(Pkcs11Error::FunctionNotSupported))
             }
         )*
     };

@@ -19,6 +19,10 @@ pub fn digest_init(session: CK_SESSION_HANDLE, mech: Option<&Mechanism>) -> Resu
         if !mechanism::offers(token.kind, mech.mechanism, CKF_DIGEST) {
             return Err(Pkcs11Error::MechanismInvalid);
         }
+        if !mech.param.is_empty() {
+            // The SHA digests take no parameter.
+            return Err(Pkcs11Error::MechanismParamInvalid);
+        }
         let alg =
             HashAlg::from_digest_mechanism(mech.mechanism).ok_or(Pkcs11Error::MechanismInvalid)?;
         s.digest = Some(DigestOp {

@@ -86,5 +86,9 @@ pub fn info(version: CK_VERSION) -> Result<CK_INFO> {
 
 /// Fails unless C_Initialize was called in this process.
 pub fn check_initialized() -> Result<()> {
-    library::get().map(|_| ())
+    if library::is_initialized() {
+        Ok(())
+    } else {
+        Err(Pkcs11Error::NotInitialized)
+    }
 }
