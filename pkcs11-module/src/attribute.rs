@@ -55,24 +55,25 @@ pub enum AttrResult {
 }
 
 /// Runs the C_GetAttributeValue protocol over `lookup` (the object's
-/// attributes). Every entry is processed; the overall result is OK, or
-/// ATTRIBUTE_SENSITIVE / ATTRIBUTE_TYPE_INVALID (first one met wins) before
-/// BUFFER_TOO_SMALL, as PKCS#11 3.0 section 5.7.5 allows.
+/// attributes). Every entry is processed (PKCS#11 3.0 section 5.7.5, cases
+/// 1 to 5); when several errors apply, PKCS#11 lets the token return any of
+/// them, and this one always returns the same, whatever the template's
+/// order: ATTRIBUTE_SENSITIVE, else ATTRIBUTE_TYPE_INVALID, else
+/// BUFFER_TOO_SMALL (the order of the specification's list, as SoftHSM).
 pub fn get_values<'a>(
     lookup: impl Fn(CK_ATTRIBUTE_TYPE) -> Option<&'a AttrValue>,
     template: &[AttrRequest],
 ) -> (Vec<AttrResult>, Result<()>) {
     let mut results = Vec::with_capacity(template.len());
-    let mut hard: Option<Pkcs11Error> = None;
-    let mut too_small = false;
+    let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
     for req in template {
         let result = match lookup(req.attr_type) {
             None => {
-                hard.get_or_insert(Pkcs11Error::AttributeTypeInvalid);
+                invalid = true;
                 AttrResult::Unavailable
             }
             Some(AttrValue::Sensitive) => {
-                hard.get_or_insert(Pkcs11Error::AttributeSensitive);
+                sensitive = true;
                 AttrResult::Unavailable
             }
             Some(AttrValue::Bytes(b)) => match req.capacity {
@@ -86,10 +87,14 @@ pub fn get_values<'a>(
         };
         results.push(result);
     }
-    let rv = match (hard, too_small) {
-        (Some(e), _) => Err(e),
-        (None, true) => Err(Pkcs11Error::BufferTooSmall { needed: 0 }),
-        (None, false) => Ok(()),
+    let rv = if sensitive {
+        Err(Pkcs11Error::AttributeSensitive)
+    } else if invalid {
+        Err(Pkcs11Error::AttributeTypeInvalid)
+    } else if too_small {
+        Err(Pkcs11Error::BufferTooSmall { needed: 0 })
+    } else {
+        Ok(())
     };
     (results, rv)
 }
@@ -173,5 +178,17 @@ mod tests {
         ]);
         assert_eq!(rv, Err(Pkcs11Error::AttributeSensitive));
         assert_eq!(r, vec![AttrResult::Unavailable, AttrResult::Unavailable]);
+    }
+
+    #[test]
+    fn sensitive_wins_over_invalid_in_either_order() {
+        for template in [
+            [req(CKA_MODULUS, None), req(CKA_PRIVATE_EXPONENT, None)],
+            [req(CKA_PRIVATE_EXPONENT, None), req(CKA_MODULUS, None)],
+        ] {
+            let (r, rv) = run(&template);
+            assert_eq!(rv, Err(Pkcs11Error::AttributeSensitive));
+            assert_eq!(r, vec![AttrResult::Unavailable, AttrResult::Unavailable]);
+        }
     }
 }
