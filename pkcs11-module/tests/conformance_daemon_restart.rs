@@ -15,27 +15,6 @@ use support::*;
 const RSA_PIN: &str = "123456";
 const EC_PIN: &str = "654321";
 
-fn session_rv(m: &Module, h: CK_SESSION_HANDLE) -> CK_RV {
-    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
-    p11!(m, C_GetSessionInfo(h, &mut info))
-}
-
-/// C_Sign of `data` on an initialised operation, into a 256-byte buffer.
-fn sign_rv(m: &Module, h: CK_SESSION_HANDLE, data: &[u8]) -> CK_RV {
-    let mut sig = [0u8; 256];
-    let mut len: CK_ULONG = 256;
-    p11!(
-        m,
-        C_Sign(
-            h,
-            data.as_ptr() as *mut u8,
-            data.len() as CK_ULONG,
-            sig.as_mut_ptr(),
-            &mut len
-        )
-    )
-}
-
 /// Every slot event waiting now (CKF_DONT_BLOCK until CKR_NO_EVENT).
 fn events(m: &Module) -> Vec<CK_SLOT_ID> {
     let mut slots = Vec::new();
@@ -90,7 +69,10 @@ fn a_daemon_that_stops_and_comes_back_ends_sessions_cleanly_then_serves_new_ones
 
     agent.go_down();
     // The signature cannot be made: the token went with the daemon.
-    assert_eq!(sign_rv(m, signing, b"document"), CKR_DEVICE_REMOVED);
+    assert_eq!(
+        sign_initialised(m, signing, b"document"),
+        Err(CKR_DEVICE_REMOVED)
+    );
     assert_eq!(session_rv(m, signing), CKR_DEVICE_REMOVED);
     let mut found = [0; 4];
     let mut n = 0;
@@ -131,7 +113,10 @@ fn a_daemon_that_stops_and_comes_back_ends_sessions_cleanly_then_serves_new_ones
     assert_eq!(events(m), vec![0, 1]);
     for old in [signing, finding, digesting] {
         assert_eq!(session_rv(m, old), CKR_SESSION_HANDLE_INVALID);
-        assert_eq!(sign_rv(m, old, b"x"), CKR_SESSION_HANDLE_INVALID);
+        assert_eq!(
+            sign_initialised(m, old, b"x"),
+            Err(CKR_SESSION_HANDLE_INVALID)
+        );
         assert_eq!(p11!(m, C_CloseSession(old)), CKR_SESSION_HANDLE_INVALID);
     }
     // Same application, no C_Finalize/C_Initialize: a new session and login.
@@ -152,7 +137,7 @@ fn a_daemon_crashing_during_c_sign_is_device_removed_and_the_application_recover
     // The daemon dies on the Sign request and a new instance takes the
     // socket (as systemd socket activation restarts it).
     agent.state.lock().unwrap().crash_on_sign = true;
-    assert_eq!(sign_rv(m, h, b"document"), CKR_DEVICE_REMOVED);
+    assert_eq!(sign_initialised(m, h, b"document"), Err(CKR_DEVICE_REMOVED));
     agent.state.lock().unwrap().crash_on_sign = false;
     // The module looked again at once: the new instance closed every session.
     assert_eq!(session_rv(m, h), CKR_SESSION_HANDLE_INVALID);
@@ -169,18 +154,16 @@ fn a_daemon_restarted_between_two_calls_is_noticed_by_the_next_one() {
     let h = open_session(m, 0, false);
     assert_eq!(login(m, h, RSA_PIN), CKR_OK);
     let key = private_key(m, h);
-    let mut mech = CK_MECHANISM {
-        mechanism: CKM_SHA256_RSA_PKCS,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
-    assert_eq!(p11!(m, C_SignInit(h, &mut mech, key)), CKR_OK);
+    assert_eq!(sign_init(m, h, CKM_SHA256_RSA_PKCS, &mut [], key), CKR_OK);
     // Stopped and started again while the application was not calling.
     agent.go_down();
     agent.come_back();
     // C_Sign reaches the new instance, which has no login for this
     // application; the module then drops every session of the old one.
-    assert_eq!(sign_rv(m, h, b"document"), CKR_USER_NOT_LOGGED_IN);
+    assert_eq!(
+        sign_initialised(m, h, b"document"),
+        Err(CKR_USER_NOT_LOGGED_IN)
+    );
     assert_eq!(session_rv(m, h), CKR_SESSION_HANDLE_INVALID);
     assert_eq!(
         p11!(m, C_FindObjectsInit(h, null_mut(), 0)),

@@ -12,21 +12,6 @@ use cryptoki_sys::*;
 use support::signature::{openssl_verifies, sign_init};
 use support::*;
 
-fn session_rv(m: &Module, h: CK_SESSION_HANDLE) -> CK_RV {
-    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
-    p11!(m, C_GetSessionInfo(h, &mut info))
-}
-
-/// C_Sign into a 256-byte buffer.
-fn sign_rv(m: &Module, h: CK_SESSION_HANDLE) -> CK_RV {
-    let mut sig = [0u8; 256];
-    let mut len: CK_ULONG = 256;
-    p11!(
-        m,
-        C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len)
-    )
-}
-
 fn find_objects_rv(m: &Module, h: CK_SESSION_HANDLE) -> CK_RV {
     let mut found = [0; 4];
     let mut n = 0;
@@ -56,7 +41,10 @@ fn c_finalize_with_open_sessions_then_c_initialize_again() {
     assert_eq!(agent.count("Logout"), 2);
     for h in old {
         assert_eq!(session_rv(m, h), CKR_CRYPTOKI_NOT_INITIALIZED);
-        assert_eq!(sign_rv(m, h), CKR_CRYPTOKI_NOT_INITIALIZED);
+        assert_eq!(
+            sign_initialised(m, h, b"x"),
+            Err(CKR_CRYPTOKI_NOT_INITIALIZED)
+        );
         assert_eq!(p11!(m, C_CloseSession(h)), CKR_CRYPTOKI_NOT_INITIALIZED);
     }
     assert_eq!(p11!(m, C_CloseAllSessions(0)), CKR_CRYPTOKI_NOT_INITIALIZED);
@@ -71,7 +59,10 @@ fn c_finalize_with_open_sessions_then_c_initialize_again() {
     for h in old {
         assert!(!new.contains(&h), "old handle {h} reused");
         assert_eq!(session_rv(m, h), CKR_SESSION_HANDLE_INVALID);
-        assert_eq!(sign_rv(m, h), CKR_SESSION_HANDLE_INVALID);
+        assert_eq!(
+            sign_initialised(m, h, b"x"),
+            Err(CKR_SESSION_HANDLE_INVALID)
+        );
         assert_eq!(find_objects_rv(m, h), CKR_SESSION_HANDLE_INVALID);
         assert_eq!(login(m, h, "123456"), CKR_SESSION_HANDLE_INVALID);
         assert_eq!(p11!(m, C_CloseSession(h)), CKR_SESSION_HANDLE_INVALID);

@@ -7,10 +7,8 @@
 
 mod support;
 
-use std::ffi::c_void;
-
 use cryptoki_sys::*;
-use support::signature::{openssl_verifies, pss_sha256_params, sign_multi_part};
+use support::signature::{mechanism, openssl_verifies, pss_sha256_params, sign_multi_part};
 use support::*;
 
 const DOCUMENT_LEN: usize = 3 * 1024 * 1024;
@@ -57,16 +55,10 @@ fn verify_multi_part(
     doc: &[u8],
     sig: &[u8],
 ) -> CK_RV {
-    let mut mech = CK_MECHANISM {
-        mechanism: mech,
-        pParameter: if param.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            param.as_mut_ptr() as *mut c_void
-        },
-        ulParameterLen: param.len() as CK_ULONG,
-    };
-    assert_eq!(p11!(m, C_VerifyInit(h, &mut mech, key)), CKR_OK);
+    assert_eq!(
+        p11!(m, C_VerifyInit(h, &mut mechanism(mech, param), key)),
+        CKR_OK
+    );
     for part in doc.chunks(PART) {
         let rv = p11!(
             m,

@@ -194,10 +194,7 @@ fn raw_rsa_pkcs_signs_a_bare_md5_sha1_pair() {
     let mut out = vec![0u8; 256];
     let n = rsa.public_decrypt(&sig, &mut out, Padding::PKCS1).unwrap();
     assert_eq!(&out[..n], &md5_sha1);
-    assert_eq!(
-        agent.state.lock().unwrap().signs.last().unwrap().data,
-        md5_sha1.to_vec()
-    );
+    assert_eq!(agent.last_signed(), md5_sha1.to_vec());
     assert_eq!(
         sign(m, h, CKM_RSA_PKCS, &mut [], key, &[1; 246]),
         Err(CKR_DATA_LEN_RANGE)
@@ -296,16 +293,10 @@ fn multi_part_ecdsa_hashes_in_the_module() {
     assert_eq!(p11!(m, C_SignFinal(h, null_mut(), &mut len)), CKR_OK);
     assert_eq!(len, 64);
     assert_eq!(p11!(m, C_SignFinal(h, sig.as_mut_ptr(), &mut len)), CKR_OK);
-    let sent = agent
-        .state
-        .lock()
-        .unwrap()
-        .signs
-        .last()
-        .unwrap()
-        .data
-        .clone();
-    assert_eq!(sent, openssl::sha::sha256(&document).to_vec());
+    assert_eq!(
+        agent.last_signed(),
+        openssl::sha::sha256(&document).to_vec()
+    );
     let pubkey = find(m, h, CKO_PUBLIC_KEY)[0];
     assert_eq!(p11!(m, C_VerifyInit(h, &mut mech, pubkey)), CKR_OK);
     for part in document.chunks(1024 * 1024) {

@@ -207,6 +207,12 @@ impl FakeAgent {
         card.key = key;
     }
 
+    /// What the module asked the daemon to sign last.
+    pub fn last_signed(&self) -> Vec<u8> {
+        let s = self.state.lock().unwrap();
+        s.signs.last().expect("a Sign request").data.clone()
+    }
+
     /// Number of requests named `name` received so far.
     pub fn count(&self, name: &str) -> usize {
         self.state

@@ -276,21 +276,35 @@ pub fn sign(
 
 /// C_Sign on an operation already initialised, with room for any signature.
 pub fn sign_initialised(m: &Module, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
+    signature_out(|sig, len| {
+        p11!(
+            m,
+            C_Sign(
+                h,
+                data.as_ptr() as *mut u8,
+                data.len() as CK_ULONG,
+                sig,
+                len
+            )
+        )
+    })
+}
+
+/// Runs a call that writes a signature (C_Sign, C_SignFinal) into a buffer
+/// with room for any; the signature or the call's CK_RV.
+pub fn signature_out(call: impl FnOnce(*mut u8, &mut CK_ULONG) -> CK_RV) -> Result<Vec<u8>, CK_RV> {
     let mut sig = vec![0u8; 1024];
     let mut len = sig.len() as CK_ULONG;
-    let rv = p11!(
-        m,
-        C_Sign(
-            h,
-            data.as_ptr() as *mut u8,
-            data.len() as CK_ULONG,
-            sig.as_mut_ptr(),
-            &mut len
-        )
-    );
+    let rv = call(sig.as_mut_ptr(), &mut len);
     if rv != CKR_OK {
         return Err(rv);
     }
     sig.truncate(len as usize);
     Ok(sig)
+}
+
+/// The CK_RV of C_GetSessionInfo on `h`.
+pub fn session_rv(m: &Module, h: CK_SESSION_HANDLE) -> CK_RV {
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    p11!(m, C_GetSessionInfo(h, &mut info))
 }

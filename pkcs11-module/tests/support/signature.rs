@@ -10,7 +10,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
 
-use super::{sign_update, Module};
+use super::{sign_update, signature_out, Module};
 use crate::p11;
 
 /// CK_RSA_PKCS_PSS_PARAMS as bytes (hashAlg, mgf, sLen).
@@ -26,6 +26,19 @@ pub fn pss_sha256_params() -> Vec<u8> {
     pss_params(CKM_SHA256, CKG_MGF1_SHA256, 32)
 }
 
+/// A CK_MECHANISM pointing at `param` (NULL when empty).
+pub fn mechanism(mech: CK_MECHANISM_TYPE, param: &mut [u8]) -> CK_MECHANISM {
+    CK_MECHANISM {
+        mechanism: mech,
+        pParameter: if param.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            param.as_mut_ptr() as *mut std::ffi::c_void
+        },
+        ulParameterLen: param.len() as CK_ULONG,
+    }
+}
+
 /// C_SignInit with `mech` and its parameter bytes (empty for none).
 pub fn sign_init(
     m: &Module,
@@ -34,16 +47,7 @@ pub fn sign_init(
     param: &mut [u8],
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    let mut mech = CK_MECHANISM {
-        mechanism: mech,
-        pParameter: if param.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            param.as_mut_ptr() as *mut std::ffi::c_void
-        },
-        ulParameterLen: param.len() as CK_ULONG,
-    };
-    p11!(m, C_SignInit(h, &mut mech, key))
+    p11!(m, C_SignInit(h, &mut mechanism(mech, param), key))
 }
 
 /// C_SignInit, one C_SignUpdate per chunk of `chunk` bytes, C_SignFinal.
@@ -66,14 +70,7 @@ pub fn sign_multi_part(
             return Err(rv);
         }
     }
-    let mut sig = vec![0u8; 1024];
-    let mut len = sig.len() as CK_ULONG;
-    let rv = p11!(m, C_SignFinal(h, sig.as_mut_ptr(), &mut len));
-    if rv != CKR_OK {
-        return Err(rv);
-    }
-    sig.truncate(len as usize);
-    Ok(sig)
+    signature_out(|sig, len| p11!(m, C_SignFinal(h, sig, len)))
 }
 
 /// Whether OpenSSL accepts `sig` over `data` by the key `spki` for one of
