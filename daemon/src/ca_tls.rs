@@ -1,21 +1,18 @@
 //! mTLS to the CA (Renewal) with the card's key kept in the daemon: a rustls
 //! client whose certificate resolver presents the card's certificate and signs
 //! the handshake with the in-memory key (OpenSSL), connected to tonic through
-//! a custom connector, since tonic's own TLS identity only takes a PEM key.
+//! `lanyard_proto::tls_channel`, since tonic's own TLS identity only takes a PEM key.
 
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
+use lanyard_proto::tls_channel::{tls_alert, TlsConnector, TlsErrors};
 use openssl::hash::MessageDigest;
 use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureAlgorithm, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::ca_client::{self, error_chain, CaFailure, CALL_TIMEOUT, CONNECT_TIMEOUT};
@@ -194,24 +191,6 @@ pub fn client_config(
     Ok(config)
 }
 
-/// The TLS alert the CA sent, if `e` (or a cause) is one: the CA refused
-/// the handshake, e.g. the card's certificate.
-fn tls_alert(e: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        let inner = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|i| i.downcast_ref::<rustls::Error>())
-            .or_else(|| err.downcast_ref::<rustls::Error>());
-        if let Some(rustls::Error::AlertReceived(alert)) = inner {
-            return Some(*alert);
-        }
-        cur = err.source();
-    }
-    None
-}
-
 /// Classifies a failure below gRPC: a TLS alert from the CA is a refusal, anything else transport.
 pub fn classify_transport(e: &(dyn std::error::Error + 'static)) -> CaFailure {
     match tls_alert(e) {
@@ -220,20 +199,16 @@ pub fn classify_transport(e: &(dyn std::error::Error + 'static)) -> CaFailure {
     }
 }
 
-/// A TLS alert the CA sent on a connection. With TLS 1.3 the CA checks the
-/// client certificate after the client's side of the handshake is done, so
-/// a refusal arrives as an alert on the first read, which hyper reports as
-/// a closed connection; the stream wrapper below keeps it for the verdict.
+/// What a connection to the CA saw. With TLS 1.3 the CA checks the client
+/// certificate after the client's side of the handshake is done, so a
+/// refusal arrives as an alert on the first read, which hyper reports as a
+/// closed connection; the channel's stream keeps it for the verdict.
 #[derive(Clone, Default)]
-pub struct AlertSeen(Arc<Mutex<Option<rustls::AlertDescription>>>);
+pub struct AlertSeen(TlsErrors);
 
 impl AlertSeen {
-    fn record(&self, alert: rustls::AlertDescription) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(alert);
-    }
-
     fn get(&self) -> Option<rustls::AlertDescription> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.alert()
     }
 
     /// Classifies a failed call's status: an alert seen on the connection
@@ -252,61 +227,9 @@ fn refused_by_alert(alert: rustls::AlertDescription) -> CaFailure {
     )))
 }
 
-/// A stream that records TLS alerts seen while reading.
-struct AlertWatch<S> {
-    inner: S,
-    seen: AlertSeen,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for AlertWatch<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Err(e)) = &result {
-            if let Some(alert) = tls_alert(e) {
-                self.seen.record(alert);
-            }
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for AlertWatch<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// Connects to the CA at `url` over mTLS with `config`: TCP + rustls in a
-/// tower service handed to tonic (the endpoint URI is plain `http://` so
-/// tonic adds no TLS of its own; the connector does it). Also returns what
+/// Connects to the CA at `url` over mTLS with `config`: TCP + rustls through
+/// `tls_channel` (the endpoint URI is plain `http://` so tonic adds no TLS of
+/// its own; the connector does it). Also returns what
 /// tells a refused certificate from a broken connection.
 pub async fn connect(
     url: &str,
@@ -320,7 +243,7 @@ pub async fn connect(
         .trim_matches(['[', ']'])
         .to_string();
     let port = uri.port_u16().unwrap_or(443);
-    let server_name = ServerName::try_from(host.clone())
+    let connector = TlsConnector::new(config, &host, port)
         .map_err(|e| CaFailure::Transport(format!("CA host {host:?}: {e}")))?;
     let authority = uri
         .authority()
@@ -330,23 +253,8 @@ pub async fn connect(
         .map_err(|e| CaFailure::Transport(error_chain(&e)))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
-    let seen = AlertSeen::default();
-    let watch = seen.clone();
-    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let config = config.clone();
-        let host = host.clone();
-        let server_name = server_name.clone();
-        let seen = watch.clone();
-        async move {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(server_name, tcp)
-                .await?;
-            Ok::<_, std::io::Error>(TokioIo::new(AlertWatch { inner: tls, seen }))
-        }
-    });
-    match endpoint.connect_with_connector(connector).await {
+    let seen = AlertSeen(connector.errors());
+    match connector.connect(endpoint).await {
         Ok(channel) => Ok((channel, seen)),
         Err(e) => Err(match seen.get().or_else(|| tls_alert(&e)) {
             Some(alert) => refused_by_alert(alert),

@@ -1,5 +1,6 @@
 //! Lanyard wire protocols, generated at build time from `proto/*.proto`.
-//! `agent` is the module/CLI <-> daemon protocol; `ca` (feature `grpc`) the CA's services.
+//! `agent` is the module/CLI <-> daemon protocol; `ca` (feature `grpc`) the CA's services,
+//! with `tls_channel` to reach them over a TLS client configuration of our own.
 
 /// Module/CLI <-> daemon messages (length-delimited prost frames on a Unix socket).
 pub mod agent {
@@ -19,3 +20,5 @@ pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 
 pub mod frame;
 pub mod socket_path;
+#[cfg(feature = "grpc")]
+pub mod tls_channel;

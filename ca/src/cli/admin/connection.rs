@@ -1,24 +1,21 @@
 //! The admin CLI's connection to the CA: gRPC over mutual TLS, with the
 //! operator certificate and a key that may stay in a PKCS#11 token. tonic's
-//! TLS settings only take a PEM key, so the TLS handshake is our own
-//! (tokio-rustls with a client certificate resolver over any signing key)
-//! behind `Endpoint::connect_with_connector`.
+//! TLS settings only take a PEM key, so the TLS handshake is our own (a
+//! client certificate resolver over any signing key) through
+//! `lanyard_proto::tls_channel`.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use hyper_util::rt::TokioIo;
 use lanyard_certs::rcgen::PublicKeyData;
 use lanyard_proto::ca::admin_client::AdminClient;
+use lanyard_proto::tls_channel::{TlsConnector, TlsErrors};
 use rustls::client::ResolvesClientCert;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::{Channel, Endpoint};
 
 use super::operator_key::{tls_signing_key, OperatorKey};
@@ -159,35 +156,18 @@ impl Connection {
             .with_root_certificates(roots)
             .with_client_cert_resolver(Arc::new(OperatorIdentity(Arc::new(certified))));
         config.alpn_protocols = vec![b"h2".to_vec()];
-        let server_name = ServerName::try_from(host.clone()).map_err(|_| {
+        let connector = TlsConnector::new(Arc::new(config), &host, port).map_err(|_| {
             CaError::InvalidArgument(format!("--ca {url:?}: {host:?} is not a host name"))
         })?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let io_error = Arc::new(Mutex::new(None));
-        let seen = io_error.clone();
+        let io_error = connector.errors();
 
         // The TLS is ours, so tonic sees plain http://.
         let endpoint = Endpoint::from_shared(format!("http://{}", authority(&host, port)))
             .map_err(|e| CaError::InvalidArgument(format!("--ca {url:?}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
-        let connector = tower::service_fn(move |_: tonic::codegen::http::Uri| {
-            let tls = tls.clone();
-            let server_name = server_name.clone();
-            let host = host.clone();
-            let seen = seen.clone();
-            async move {
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
-                let stream = tls.connect(server_name, tcp).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(Watched {
-                    inner: stream,
-                    seen,
-                }))
-            }
-        });
-        let channel = endpoint
-            .connect_with_connector(connector)
+        let channel = connector
+            .connect(endpoint)
             .await
             .map_err(|e| transport_error(url, &e))?;
         Ok(AdminConnection {
@@ -203,65 +183,15 @@ pub struct AdminConnection {
     /// The gRPC client.
     pub client: AdminClient<Channel>,
     url: String,
-    /// The first I/O error of the TLS stream (e.g. the CA's alert refusing
-    /// the client certificate, which TLS 1.3 delivers after the handshake).
-    io_error: Arc<Mutex<Option<String>>>,
+    /// What the TLS stream saw go wrong; its first I/O error may be the CA's
+    /// alert refusing the client certificate, which TLS 1.3 delivers after the handshake.
+    io_error: TlsErrors,
 }
 
 impl AdminConnection {
     /// A failed call, as the CLI reports it.
     pub fn error(&self, status: tonic::Status) -> CaError {
-        let io = self.io_error.lock().map(|e| e.clone()).unwrap_or_default();
-        call_error(&self.url, status, io.as_deref())
-    }
-}
-
-/// A TLS stream that remembers its first I/O error.
-struct Watched<T> {
-    inner: T,
-    seen: Arc<Mutex<Option<String>>>,
-}
-
-impl<T> Watched<T> {
-    fn note<R>(&self, result: Poll<std::io::Result<R>>) -> Poll<std::io::Result<R>> {
-        if let Poll::Ready(Err(e)) = &result {
-            if let Ok(mut seen) = self.seen.lock() {
-                seen.get_or_insert_with(|| e.to_string());
-            }
-        }
-        result
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.note(result)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.note(result)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.note(result)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.note(result)
+        call_error(&self.url, status, self.io_error.first_error().as_deref())
     }
 }
 
