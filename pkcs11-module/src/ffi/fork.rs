@@ -1,7 +1,6 @@
-//! Fork safety: pthread_atfork handlers so that no other thread holds the
-//! module's global lock while fork() copies the process (a child that then
-//! calls C_Initialize would wait for it forever). The locking itself is safe
-//! Rust in `library.rs`; this file only registers the handlers.
+//! Fork safety: registers the pthread_atfork handlers that keep other threads
+//! from holding the module's global lock while fork() copies the process
+//! (the locking itself is safe Rust in `library.rs`).
 
 use std::panic::catch_unwind;
 use std::sync::Once;
