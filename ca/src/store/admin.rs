@@ -8,6 +8,7 @@ use lanyard_certs::RevocationReason;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::lifecycle::revocation_of;
 use super::{CardLifecycle, CardRecord, Store};
 use crate::card_id::CardId;
 use crate::enrolment_code::CodeHash;
@@ -50,36 +51,6 @@ impl StateFilter {
         let t = text.trim().to_ascii_lowercase();
         Self::ALL.into_iter().find(|s| s.as_str() == t)
     }
-}
-
-/// The lifecycle the card columns describe (the same reading as the
-/// lifecycle store's: suspension is `suspended_at` on a card not revoked).
-fn lifecycle_of(row: &AnyRow) -> Result<CardLifecycle, CaError> {
-    let state: String = row.try_get("state")?;
-    let suspended_at: Option<i64> = row.try_get("suspended_at")?;
-    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-    let reason: Option<i64> = row.try_get("revocation_reason")?;
-    Ok(match (state.as_str(), suspended_at) {
-        ("revoked", _) => CardLifecycle::Revoked {
-            at: revoked_at.unwrap_or(0),
-            reason: reason_of(reason),
-        },
-        ("active" | "issued", Some(since)) => CardLifecycle::Suspended { since },
-        ("active", None) => CardLifecycle::Active,
-        ("issued", None) => CardLifecycle::Issued,
-        (other, _) => {
-            return Err(CaError::BadDatabase(format!(
-                "a card has the unknown state {other:?}"
-            )))
-        }
-    })
-}
-
-/// The RFC 5280 reason stored as `code` (unspecified if absent or unknown).
-fn reason_of(code: Option<i64>) -> RevocationReason {
-    code.and_then(|c| u32::try_from(c).ok())
-        .and_then(|c| RevocationReason::from_code(c).ok())
-        .unwrap_or(RevocationReason::Unspecified)
 }
 
 /// A card with its effective state.
@@ -203,14 +174,15 @@ const CARD_SELECT: &str = "SELECT c.card_id, c.holder_name, c.user_id, c.role, c
      COALESCE((SELECT MAX(t.not_after) FROM certificates t WHERE t.card_id = c.card_id), 0) \
      AS cert_not_after FROM cards c";
 
-/// The state's name as SQL, matching [`lifecycle_of`].
+/// The state's name as SQL, matching [`CardLifecycle::from_row`].
 const EFFECTIVE_STATE: &str = "CASE WHEN c.state <> 'revoked' AND c.suspended_at IS NOT NULL \
      THEN 'suspended' ELSE c.state END";
 
 fn card_summary(row: &AnyRow) -> Result<CardSummary, CaError> {
+    let card = CardRecord::from_row(row)?;
     Ok(CardSummary {
-        card: CardRecord::from_row(row)?,
-        lifecycle: lifecycle_of(row)?,
+        lifecycle: CardLifecycle::from_row(row, &card.card_id)?,
+        card,
         created_at: row.try_get("created_at")?,
         cert_not_after: row.try_get("cert_not_after")?,
     })
@@ -355,15 +327,13 @@ pub async fn card_detail(
     let certificates = rows
         .iter()
         .map(|r| {
-            let revoked_at: Option<i64> = r.try_get("revoked_at")?;
-            let reason: Option<i64> = r.try_get("revocation_reason")?;
             Ok(CertificateSummary {
                 serial: r.try_get("serial")?,
                 not_before: r.try_get("not_before")?,
                 not_after: r.try_get("not_after")?,
                 issued_at: r.try_get("issued_at")?,
                 key_kind: r.try_get("key_kind")?,
-                revoked: revoked_at.map(|at| (at, reason_of(reason))),
+                revoked: revocation_of(r)?,
                 superseded_at: r.try_get("superseded_at")?,
             })
         })

@@ -109,45 +109,58 @@ pub struct CrlChangeMarker {
     suspended_sum: i64,
 }
 
+/// The RFC 5280 reason stored as `code` (unspecified if absent or unknown).
 fn reason_of(code: Option<i64>) -> RevocationReason {
     code.and_then(|c| u32::try_from(c).ok())
         .and_then(|c| RevocationReason::from_code(c).ok())
         .unwrap_or(RevocationReason::Unspecified)
 }
 
-fn card_state_from_row(row: &AnyRow) -> Result<CardState, CaError> {
-    let card = CardRecord::from_row(row)?;
-    let state: String = row.try_get("state")?;
-    let suspended_at: Option<i64> = row.try_get("suspended_at")?;
+/// When and why a certificate row (`revoked_at`, `revocation_reason`) was revoked, if it was.
+pub(super) fn revocation_of(row: &AnyRow) -> Result<Option<(i64, RevocationReason)>, CaError> {
     let revoked_at: Option<i64> = row.try_get("revoked_at")?;
     let reason: Option<i64> = row.try_get("revocation_reason")?;
-    let lifecycle = match (state.as_str(), suspended_at) {
-        ("revoked", _) => CardLifecycle::Revoked {
-            at: revoked_at.unwrap_or(0),
-            reason: reason_of(reason),
-        },
-        ("active" | "issued", Some(since)) => CardLifecycle::Suspended { since },
-        ("active", None) => CardLifecycle::Active,
-        ("issued", None) => CardLifecycle::Issued,
-        (other, _) => {
-            return Err(CaError::BadDatabase(format!(
-                "card {} has the unknown state {other:?}",
-                card.card_id
-            )))
-        }
-    };
+    Ok(revoked_at.map(|at| (at, reason_of(reason))))
+}
+
+impl CardLifecycle {
+    /// The lifecycle the card columns of `row` describe (card `card_id`):
+    /// suspension is `suspended_at` on a card not revoked.
+    pub(super) fn from_row(row: &AnyRow, card_id: &str) -> Result<Self, CaError> {
+        let state: String = row.try_get("state")?;
+        let suspended_at: Option<i64> = row.try_get("suspended_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let reason: Option<i64> = row.try_get("revocation_reason")?;
+        Ok(match (state.as_str(), suspended_at) {
+            ("revoked", _) => CardLifecycle::Revoked {
+                at: revoked_at.unwrap_or(0),
+                reason: reason_of(reason),
+            },
+            ("active" | "issued", Some(since)) => CardLifecycle::Suspended { since },
+            ("active", None) => CardLifecycle::Active,
+            ("issued", None) => CardLifecycle::Issued,
+            (other, _) => {
+                return Err(CaError::BadDatabase(format!(
+                    "card {card_id} has the unknown state {other:?}"
+                )))
+            }
+        })
+    }
+}
+
+fn card_state_from_row(row: &AnyRow) -> Result<CardState, CaError> {
+    let card = CardRecord::from_row(row)?;
+    let lifecycle = CardLifecycle::from_row(row, &card.card_id)?;
     Ok(CardState { card, lifecycle })
 }
 
 fn cert_from_row(row: &AnyRow) -> Result<CertRecord, CaError> {
-    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-    let reason: Option<i64> = row.try_get("revocation_reason")?;
     Ok(CertRecord {
         serial: row.try_get("serial")?,
         card_id: row.try_get("card_id")?,
         der: row.try_get("der")?,
         not_after: row.try_get("not_after")?,
-        revoked: revoked_at.map(|at| (at, reason_of(reason))),
+        revoked: revocation_of(row)?,
         superseded_at: row.try_get("superseded_at")?,
     })
 }
