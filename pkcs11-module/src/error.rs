@@ -91,6 +91,9 @@ pub enum Pkcs11Error {
     FunctionNotParallel,
     #[error("the function failed: {0}")]
     FunctionFailed(String),
+    /// The user cancelled the daemon's PIN prompt, or none could be shown.
+    #[error("the PIN prompt was cancelled")]
+    FunctionCanceled,
     #[error("internal error: {0}")]
     General(String),
 }
@@ -139,6 +142,7 @@ impl Pkcs11Error {
             NoEvent => CKR_NO_EVENT,
             FunctionNotParallel => CKR_FUNCTION_NOT_PARALLEL,
             FunctionFailed(_) => CKR_FUNCTION_FAILED,
+            FunctionCanceled => CKR_FUNCTION_CANCELED,
             General(_) => CKR_GENERAL_ERROR,
         }
     }
@@ -185,6 +189,8 @@ fn from_agent(code: ErrorCode, message: String) -> Pkcs11Error {
         // device (DEVICE_ERROR): the function was refused, the token and the
         // session stay valid.
         ErrorCode::CardExpired => Pkcs11Error::FunctionFailed(message),
+        // Protected authentication path: the user said no to the prompt.
+        ErrorCode::Canceled => Pkcs11Error::FunctionCanceled,
         // Requests the module never sends (enrolment, PIN reset, renewal):
         // if one ever comes back, the function failed; the token is fine.
         ErrorCode::EnrollFailed

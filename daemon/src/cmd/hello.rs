@@ -19,5 +19,6 @@ pub fn apply(daemon: &Daemon, session: &mut Session, m: Hello) -> Result<respons
         daemon_instance: daemon.instance().to_vec(),
         slot_count: daemon.config().slots,
         daemon_version: crate::DAEMON_VERSION.into(),
+        protected_path: false,
     }))
 }

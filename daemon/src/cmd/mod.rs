@@ -114,5 +114,9 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
         }
         Some(request::Body::ResetPin(m)) => reset_pin::apply(daemon, m).await.map_err(no_card),
         Some(request::Body::CheckIn(_)) => Ok(check_in::apply(daemon, app.as_ref()).await),
+        // Protected authentication path (`lanyard unlock`/`lock`): issue 5, being built.
+        Some(request::Body::Unlock(_) | request::Body::Lock(_)) => Err(no_card(Error::BadRequest(
+            "this daemon does not support unlock/lock yet".into(),
+        ))),
     }
 }

@@ -283,6 +283,7 @@ impl Client {
         self.call(request::Body::Login(Login {
             card_id: card.into(),
             pin: pin.into(),
+            protected: false,
         }))
     }
 

@@ -353,6 +353,7 @@ mod tests {
         let mut r = req(request::Body::Login(Login {
             card_id: "C".into(),
             pin: "123456".into(),
+            protected: false,
         }));
         wipe_secrets(&mut r);
         let Some(request::Body::Login(l)) = r.body else {

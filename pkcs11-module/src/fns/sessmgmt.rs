@@ -87,7 +87,14 @@ pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) 
         token.card.card_id.clone()
     };
     let pin = pin_text(pin.ok_or(Pkcs11Error::ArgumentsBad)?)?;
-    lib.call(request::Body::Login(Login { card_id, pin }), Retry::Never)?;
+    lib.call(
+        request::Body::Login(Login {
+            card_id,
+            pin,
+            protected: false,
+        }),
+        Retry::Never,
+    )?;
     // The session may have been closed meanwhile if the daemon restarted, or
     // its card removed.
     lib.session(handle)?;

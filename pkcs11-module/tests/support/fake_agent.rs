@@ -379,6 +379,7 @@ fn answer(s: &mut FakeState, req: Request) -> Response {
             daemon_instance: s.instance.clone(),
             slot_count: s.slot_count,
             daemon_version: "fake".into(),
+            protected_path: false,
         })),
         request::Body::ListCards(_) => {
             if s.fail_list {
