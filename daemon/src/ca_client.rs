@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use crate::error::{Error, Result};
 
@@ -165,6 +165,34 @@ pub fn server_auth_endpoint(url: &str, pem: &[u8]) -> Result<Endpoint> {
         .map_err(|e| Error::BadRequest(format!("CA TLS settings: {}", error_chain(&e))))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT))
+}
+
+/// Calls the CA over `endpoint` (server-authenticated TLS, see
+/// [`server_auth_endpoint`]) with `retries`: each attempt connects and runs
+/// `call` on the new channel; a failure to connect is a transport failure,
+/// the CA's status is classified with [`CaFailure::from_status`].
+pub async fn call_with_retries<T, F, Fut>(
+    url: &str,
+    endpoint: &Endpoint,
+    retries: Retries,
+    call: F,
+) -> Result<T, CaFailure>
+where
+    F: Fn(Channel) -> Fut,
+    Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let call = &call;
+    with_retries(url, retries, move || async move {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| CaFailure::Transport(error_chain(&e)))?;
+        call(channel)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(CaFailure::from_status)
+    })
+    .await
 }
 
 /// How persistently to call the CA.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use lanyard_proto::ca::revocation_client::RevocationClient;
 use lanyard_proto::ca::{CardState, CardStatusRequest, CardStatusResponse, RevocationReason};
 
-use crate::ca_client::{self, error_chain, status_message, with_retries, CaFailure, Retries};
+use crate::ca_client::{self, call_with_retries, status_message, CaFailure, Retries};
 use crate::state::{CheckInOutcome, CheckInTarget, Daemon};
 
 /// RFC 5280 name of a revocation reason, for logs and status.
@@ -72,23 +72,13 @@ async fn ask(target: &CheckInTarget) -> CheckInOutcome {
         Ok(e) => e,
         Err(e) => return CheckInOutcome::Failed(e.to_string()),
     };
-    let result = with_retries(url, Retries::ONCE, || {
-        let endpoint = endpoint.clone();
-        let req = CardStatusRequest {
-            card_id: target.card_id.clone(),
-            serial: target.serial.clone(),
-        };
-        async move {
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|e| CaFailure::Transport(error_chain(&e)))?;
-            RevocationClient::new(channel)
-                .card_status(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(CaFailure::from_status)
-        }
+    let req = CardStatusRequest {
+        card_id: target.card_id.clone(),
+        serial: target.serial.clone(),
+    };
+    let result = call_with_retries(url, &endpoint, Retries::ONCE, |channel| {
+        let req = req.clone();
+        async move { RevocationClient::new(channel).card_status(req).await }
     })
     .await;
     match result {

@@ -9,7 +9,7 @@ use openssl::hash::MessageDigest;
 use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
 use zeroize::Zeroizing;
 
-use crate::ca_client::{self, error_chain, status_message, with_retries, CaFailure, Retries};
+use crate::ca_client::{self, call_with_retries, status_message, CaFailure, Retries};
 use crate::card_store::NewCard;
 use crate::error::{Error, Result};
 use crate::keys::{KeyType, SigningKey};
@@ -53,23 +53,13 @@ pub async fn call_ca(
     csr_der: Vec<u8>,
 ) -> Result<EnrollResponse> {
     let endpoint = ca_client::server_auth_endpoint(url, pem)?;
-    let result = with_retries(url, Retries::INTERACTIVE, || {
-        let endpoint = endpoint.clone();
-        let req = EnrollRequest {
-            code: code.to_string(),
-            csr_der: csr_der.clone(),
-        };
-        async move {
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|e| CaFailure::Transport(error_chain(&e)))?;
-            EnrollmentClient::new(channel)
-                .enroll(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(CaFailure::from_status)
-        }
+    let req = EnrollRequest {
+        code: code.to_string(),
+        csr_der,
+    };
+    let result = call_with_retries(url, &endpoint, Retries::INTERACTIVE, |channel| {
+        let req = req.clone();
+        async move { EnrollmentClient::new(channel).enroll(req).await }
     })
     .await;
     result.map_err(|failure| match failure {

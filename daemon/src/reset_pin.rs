@@ -8,7 +8,7 @@ use lanyard_proto::ca::enrollment_client::EnrollmentClient;
 use lanyard_proto::ca::{EnrollResponse, ResetPinRequest};
 use zeroize::Zeroizing;
 
-use crate::ca_client::{self, error_chain, status_message, with_retries, CaFailure, Retries};
+use crate::ca_client::{self, call_with_retries, status_message, CaFailure, Retries};
 use crate::card_store::{CardState, NewCard};
 use crate::enroll::{check_issued, new_key_and_csr};
 use crate::error::{Error, Result};
@@ -51,20 +51,9 @@ fn says_destroyed(status: &tonic::Status) -> bool {
 async fn call_ca(url: &str, pem: &[u8], req: ResetPinRequest) -> Result<EnrollResponse, CaFailure> {
     let endpoint = ca_client::server_auth_endpoint(url, pem)
         .map_err(|e| CaFailure::Transport(e.to_string()))?;
-    with_retries(url, Retries::INTERACTIVE, || {
-        let endpoint = endpoint.clone();
+    call_with_retries(url, &endpoint, Retries::INTERACTIVE, |channel| {
         let req = req.clone();
-        async move {
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|e| CaFailure::Transport(error_chain(&e)))?;
-            EnrollmentClient::new(channel)
-                .reset_pin(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(CaFailure::from_status)
-        }
+        async move { EnrollmentClient::new(channel).reset_pin(req).await }
     })
     .await
 }
