@@ -729,7 +729,11 @@ mod tests {
     use crate::card_store::testing;
     use crate::keys::KeyType;
 
-    fn config() -> Config {
+    /// The PIN of the test cards.
+    pub(super) const PIN: &str = "123456";
+
+    /// Daemon settings with a fast PIN key derivation.
+    pub(super) fn config() -> Config {
         Config {
             argon2_memory_kib: 64,
             argon2_iterations: 1,
@@ -737,27 +741,39 @@ mod tests {
         }
     }
 
-    async fn daemon_with_card() -> (tempfile::TempDir, Daemon) {
+    /// Card C1 for Dr Ada Smith: an EC key, self-signed, no CA on record.
+    pub(super) fn card_c1() -> NewCard {
+        let key = SigningKey::generate(KeyType::EcP256).unwrap();
+        testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap()
+    }
+
+    /// A daemon in a new directory holding `new` with [`PIN`].
+    pub(super) async fn daemon_holding(new: NewCard) -> (tempfile::TempDir, Daemon) {
         let tmp = tempfile::tempdir().unwrap();
         let daemon = Daemon::open(config(), tmp.path(), tmp.path().join("s")).unwrap();
-        let key = SigningKey::generate(KeyType::EcP256).unwrap();
-        let new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
+        daemon.add_card(new, Pin::new(PIN.into())).await.unwrap();
+        (tmp, daemon)
+    }
+
+    /// App [1; 16], connected and logged in to C1.
+    pub(super) async fn log_in_app(daemon: &Daemon) -> AppId {
+        let app = AppId::new(&[1; 16]).unwrap();
+        daemon.connection_opened(&app);
         daemon
-            .add_card(new, Pin::new("123456".into()))
+            .login(&app, "C1", Pin::new(PIN.into()))
             .await
             .unwrap();
-        (tmp, daemon)
+        app
+    }
+
+    async fn daemon_with_card() -> (tempfile::TempDir, Daemon) {
+        daemon_holding(card_c1()).await
     }
 
     /// A daemon with card C1 (PIN 123456) and app [1; 16] logged in to it.
     async fn logged_in() -> (tempfile::TempDir, Daemon, AppId) {
         let (t, daemon) = daemon_with_card().await;
-        let app = AppId::new(&[1; 16]).unwrap();
-        daemon.connection_opened(&app);
-        daemon
-            .login(&app, "C1", Pin::new("123456".into()))
-            .await
-            .unwrap();
+        let app = log_in_app(&daemon).await;
         (t, daemon, app)
     }
 

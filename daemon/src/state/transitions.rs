@@ -448,35 +448,17 @@ mod tests {
     use super::*;
     use crate::app_sessions::AppId;
     use crate::card_store::testing;
-    use crate::config::Config;
     use crate::keys::Mechanism;
+    use crate::state::tests::{card_c1, daemon_holding, log_in_app, PIN};
     use std::time::Duration;
-
-    fn config() -> Config {
-        Config {
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-            ..Config::default()
-        }
-    }
-
-    const PIN: &str = "123456";
 
     /// A daemon with card C1 (EC, CA on record) and app [1; 16] logged in.
     async fn logged_in() -> (tempfile::TempDir, Daemon, AppId) {
-        let tmp = tempfile::tempdir().unwrap();
-        let daemon = Daemon::open(config(), tmp.path(), tmp.path().join("s")).unwrap();
-        let key = SigningKey::generate(KeyType::EcP256).unwrap();
-        let mut new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
+        let mut new = card_c1();
         new.ca_url = "https://127.0.0.1:1".into();
         new.ca_cert_pem = "-----BEGIN CERTIFICATE-----\n".into();
-        daemon.add_card(new, Pin::new(PIN.into())).await.unwrap();
-        let app = AppId::new(&[1; 16]).unwrap();
-        daemon.connection_opened(&app);
-        daemon
-            .login(&app, "C1", Pin::new(PIN.into()))
-            .await
-            .unwrap();
+        let (tmp, daemon) = daemon_holding(new).await;
+        let app = log_in_app(&daemon).await;
         (tmp, daemon, app)
     }
 
