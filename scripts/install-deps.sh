@@ -10,7 +10,13 @@ PACKAGES=(
     openssl                  # dgst -verify, verify, x509 in tests and the demo
     opensc                   # pkcs11-tool
     libengine-pkcs11-openssl # libp11: OpenSSL's pkcs11 engine
-    gnutls-bin               # p11tool, certtool, gnutls-cli
+    gnutls-bin               # p11tool, certtool, gnutls-cli, gnutls-serv
+    libnss3-tools            # NSS: modutil, certutil, tstclnt (lanyard nss-register, NSS client tests)
+    curl                     # curl --engine pkcs11 (TLS client authentication test)
+    openssh-client           # ssh -I, ssh-keygen -D, ssh -R (agent socket forwarding test)
+    openssh-server           # sshd: the throwaway server the OpenSSH tests log in to
+    openjdk-17-jdk-headless  # javac/java: the SunPKCS11 test program
+    p11-kit                  # p11-kit list-modules (packaging/p11-kit/lanyard.module test)
     util-linux               # setpriv, setsid (peer-uid test, child reaping, no-tty test)
     bsdutils                 # script: a pseudo-terminal for the PIN prompt test
     procps                   # pgrep/ps in tests

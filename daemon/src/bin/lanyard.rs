@@ -1,5 +1,6 @@
 //! `lanyard`: the clinician's command line. Thin glue over
-//! `lanyard_daemon::cli`; it only ever talks to lanyardd over the agent socket.
+//! `lanyard_daemon::cli`; it talks to lanyardd only over the agent socket
+//! (`nss-register` drives NSS's modutil and needs no daemon).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,8 @@ use lanyard_daemon::paths;
 ///
 /// Talks to your lanyardd (which must be running) over its socket: enrol a
 /// card with the code from your IT desk, see your cards, renew a card,
-/// change a PIN, reset a forgotten PIN with a code from your IT desk.
+/// change a PIN, reset a forgotten PIN with a code from your IT desk;
+/// register the PKCS#11 module with your browsers' NSS databases.
 ///
 /// Exit codes: 0 ok; 1 other error; 2 bad usage; 3 lanyardd not running or
 /// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment
@@ -124,6 +126,24 @@ enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Register the PKCS#11 module with NSS so that Chromium and Firefox see
+    /// the card: in ~/.pki/nssdb (created if missing) and every Firefox
+    /// profile, or only in the databases given with --db. Running it again
+    /// changes nothing. Needs NSS's modutil and certutil (libnss3-tools);
+    /// does not need lanyardd.
+    NssRegister {
+        /// An NSS database directory (sql: format) instead of the user's;
+        /// created if missing. May be given several times.
+        #[arg(long, value_name = "DIR")]
+        db: Vec<PathBuf>,
+        /// The module to register (default: liblanyard_pkcs11.so next to
+        /// lanyard, else in /usr/lib/<arch>-linux-gnu/pkcs11/ or /usr/lib/pkcs11/).
+        #[arg(long, value_name = "PATH")]
+        module: Option<PathBuf>,
+        /// Print what was done as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -187,6 +207,13 @@ fn main() -> ExitCode {
             },
         ),
         Command::CheckIn { json } => cli::check_in::run(&socket, *json),
+        Command::NssRegister { db, module, json } => {
+            cli::nss_register::run(cli::nss_register::NssRegisterArgs {
+                dbs: db,
+                module: module.as_deref(),
+                json: *json,
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

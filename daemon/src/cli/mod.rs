@@ -5,6 +5,8 @@ pub mod change_pin;
 pub mod check_in;
 pub mod client;
 pub mod enroll;
+pub mod nss_db;
+pub mod nss_register;
 pub mod pin_input;
 pub mod renew;
 pub mod reset_pin;
