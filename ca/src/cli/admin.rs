@@ -20,6 +20,7 @@ mod output;
 
 use cards::CardCall;
 pub use connection::Connection;
+use host::Host;
 
 /// The admin commands' help epilogue: connection, output and exit status.
 pub const AFTER_HELP: &str = "\
@@ -138,6 +139,33 @@ pub struct PlainArgs {
     pub json: bool,
 }
 
+/// `--dir` and `--database`: working on the CA directory (on the CA host, no server).
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// On the CA host: the CA directory, instead of --ca.
+    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
+    pub dir: Option<PathBuf>,
+    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
+    #[arg(long, value_name = "URL", requires = "dir")]
+    pub database: Option<String>,
+}
+
+impl HostArgs {
+    /// The CA directory opened, when `--dir` is given without `--ca`
+    /// (both is a usage error); `None` means over the network.
+    pub async fn open(&self, conn: &Connection) -> Result<Option<Host>, CaError> {
+        match (&self.dir, &conn.ca) {
+            (Some(_), Some(_)) => Err(CaError::InvalidArgument(
+                "give either --dir (on the CA host) or --ca (over the network), not both \
+                 (check LANYARD_CA_DIR and LANYARD_ADMIN_CA)"
+                    .into(),
+            )),
+            (Some(dir), None) => Ok(Some(Host::open(dir, self.database.as_deref()).await?)),
+            (None, _) => Ok(None),
+        }
+    }
+}
+
 /// Arguments of the commands about one card.
 #[derive(Debug, Args)]
 pub struct CardArgs {
@@ -152,12 +180,9 @@ pub struct CardArgs {
 /// Arguments of `admin issue-card`.
 #[derive(Debug, Args)]
 pub struct IssueCardArgs {
-    /// On the CA host: the CA directory, instead of --ca.
-    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
-    pub dir: Option<PathBuf>,
-    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
-    #[arg(long, value_name = "URL", requires = "dir")]
-    pub database: Option<String>,
+    /// On the CA host instead of over the network.
+    #[command(flatten)]
+    pub host: HostArgs,
     /// The holder's name as it should appear on the card, e.g. "Dr Ada Smith".
     #[arg(long, value_name = "NAME")]
     pub name: String,
@@ -189,12 +214,9 @@ pub struct ReissueCardArgs {
 /// Arguments of `admin list-cards`.
 #[derive(Debug, Args)]
 pub struct ListCardsArgs {
-    /// On the CA host: the CA directory, instead of --ca.
-    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
-    pub dir: Option<PathBuf>,
-    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
-    #[arg(long, value_name = "URL", requires = "dir")]
-    pub database: Option<String>,
+    /// On the CA host instead of over the network.
+    #[command(flatten)]
+    pub host: HostArgs,
     /// Only cards in this state: issued, active, suspended or revoked.
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
@@ -244,13 +266,13 @@ pub struct AuditArgs {
 
 /// Arguments of `admin add-operator`.
 #[derive(Debug, Args)]
+#[command(mut_arg("dir", |a| a.help(
+    "On the CA host: the CA directory (bootstrap of the first operator), instead of --ca"
+)))]
 pub struct AddOperatorArgs {
-    /// On the CA host: the CA directory (bootstrap of the first operator), instead of --ca.
-    #[arg(long, value_name = "DIR", env = "LANYARD_CA_DIR")]
-    pub dir: Option<PathBuf>,
-    /// With --dir: the database, overriding ca.toml's (a postgres:// URL).
-    #[arg(long, value_name = "URL", requires = "dir")]
-    pub database: Option<String>,
+    /// On the CA host instead of over the network.
+    #[command(flatten)]
+    pub host: HostArgs,
     /// The operator's name, the certificate's CN (e.g. "Grace Hopper").
     #[arg(long, value_name = "NAME")]
     pub name: String,
@@ -300,18 +322,5 @@ pub async fn run(cmd: AdminCommand) -> Result<(), CaError> {
         AdminCommand::AddOperator(args) => operators::add(args).await,
         AdminCommand::Approvals(args) => operators::approvals(args).await,
         AdminCommand::Approve(args) => operators::approve(args).await,
-    }
-}
-
-/// Whether to work on the CA directory: `--dir` without `--ca`; both is a usage error.
-fn on_host(dir: Option<&PathBuf>, conn: &Connection) -> Result<Option<PathBuf>, CaError> {
-    match (dir, &conn.ca) {
-        (Some(_), Some(_)) => Err(CaError::InvalidArgument(
-            "give either --dir (on the CA host) or --ca (over the network), not both \
-             (check LANYARD_CA_DIR and LANYARD_ADMIN_CA)"
-                .into(),
-        )),
-        (Some(dir), None) => Ok(Some(dir.clone())),
-        (None, _) => Ok(None),
     }
 }

@@ -5,9 +5,8 @@
 use lanyard_certs::RevocationReason;
 use lanyard_proto::ca as pb;
 
-use super::host::Host;
 use super::output::{self, IssuedView};
-use super::{on_host, CardArgs, IssueCardArgs, ListCardsArgs, ReissueCardArgs, RevokeArgs};
+use super::{CardArgs, IssueCardArgs, ListCardsArgs, ReissueCardArgs, RevokeArgs};
 use crate::admin::{audit_refusal, cards, Caller};
 use crate::error::CaError;
 use crate::service::admin::{card_summary, issued_card, proto_state};
@@ -17,8 +16,7 @@ use crate::store::StateFilter;
 pub async fn issue(args: IssueCardArgs) -> Result<(), CaError> {
     let json = args.common.json;
     let holder = Some((args.name.trim(), args.user_id.trim(), args.role.trim()));
-    if let Some(dir) = on_host(args.dir.as_ref(), &args.common.conn)? {
-        let host = Host::open(&dir, args.database.as_deref()).await?;
+    if let Some(host) = args.host.open(&args.common.conn).await? {
         let new = cards::NewCard {
             holder_name: args.name.clone(),
             user_id: args.user_id.clone(),
@@ -110,8 +108,7 @@ pub async fn list(args: ListCardsArgs) -> Result<(), CaError> {
         })
         .transpose()?;
     let json = args.common.json;
-    if let Some(dir) = on_host(args.dir.as_ref(), &args.common.conn)? {
-        let host = Host::open(&dir, args.database.as_deref()).await?;
+    if let Some(host) = args.host.open(&args.common.conn).await? {
         let result =
             cards::list(&host.store, &Caller::host(), state, args.user_id.as_deref()).await;
         host.close().await;

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use lanyard_proto::ca as pb;
 
-use super::host::{operator_pem, write_operator_pem, Host};
+use super::host::{operator_pem, write_operator_pem};
 use super::operator_key::OperatorKey;
 use super::output::{self, OperatorOut};
-use super::{on_host, AddOperatorArgs, ApproveArgs, PlainArgs};
+use super::{AddOperatorArgs, ApproveArgs, PlainArgs};
 use crate::admin::{audit_refusal, operators, Caller, Outcome};
 use crate::error::CaError;
 use crate::issuer::IssuingCa;
@@ -65,8 +65,7 @@ fn new_operator_csr(args: &AddOperatorArgs, on_host: bool) -> Result<Vec<u8>, Ca
 pub async fn add(args: AddOperatorArgs) -> Result<(), CaError> {
     let json = args.common.json;
     let name = args.name.trim().to_string();
-    if let Some(dir) = on_host(args.dir.as_ref(), &args.common.conn)? {
-        let host = Host::open(&dir, args.database.as_deref()).await?;
+    if let Some(host) = args.host.open(&args.common.conn).await? {
         let caller = Caller::host();
         let result = async {
             let issuer = IssuingCa::open(&host.dir, &host.config)?;
