@@ -6,7 +6,8 @@ use std::path::Path;
 
 use lanyard_certs::rcgen::{self, Issuer, KeyPair, PublicKeyData, SigningKey};
 use lanyard_certs::{
-    CardHolder, CardProfileOptions, CertSerial, CheckedCsr, CrlContents, CrlUrl, Validity,
+    CardHolder, CardProfileOptions, CertSerial, CertsError, CheckedCsr, CrlContents, CrlUrl,
+    Validity,
 };
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -232,11 +233,17 @@ impl IssuingCa {
         vec![self.issuing_der.clone(), self.root_der.clone()]
     }
 
-    fn clamp(&self, mut validity: Validity) -> Validity {
+    /// Signs with `sign` for `validity` cut to the issuing CA's own end, and
+    /// returns the certificate with the validity it got.
+    fn sign_within_life(
+        &self,
+        mut validity: Validity,
+        sign: impl FnOnce(Validity, &Issuer<'static, CaSigningKey>) -> Result<Vec<u8>, CertsError>,
+    ) -> Result<(Vec<u8>, Validity), CaError> {
         if validity.not_after > self.issuing_not_after {
             validity.not_after = self.issuing_not_after;
         }
-        validity
+        Ok((sign(validity, &self.issuer)?, validity))
     }
 
     /// Issues a card certificate with this CA's CRL URL; its validity never
@@ -263,16 +270,11 @@ impl IssuingCa {
         validity: Validity,
         options: &CardProfileOptions,
     ) -> Result<(Vec<u8>, Validity), CaError> {
-        let validity = self.clamp(validity);
-        let der = lanyard_certs::issue_card_certificate_with(
-            csr,
-            holder,
-            serial,
-            validity,
-            &self.issuer,
-            options,
-        )?;
-        Ok((der, validity))
+        self.sign_within_life(validity, |validity, issuer| {
+            lanyard_certs::issue_card_certificate_with(
+                csr, holder, serial, validity, issuer, options,
+            )
+        })
     }
 
     /// Issues an IT-desk operator (registration authority) certificate with
@@ -285,17 +287,17 @@ impl IssuingCa {
         serial: &CertSerial,
         validity: Validity,
     ) -> Result<(Vec<u8>, Validity), CaError> {
-        let validity = self.clamp(validity);
-        let der = lanyard_certs::issue_operator_certificate(
-            csr,
-            name,
-            organisation,
-            serial,
-            validity,
-            &self.issuer,
-            self.crl_url.as_ref(),
-        )?;
-        Ok((der, validity))
+        self.sign_within_life(validity, |validity, issuer| {
+            lanyard_certs::issue_operator_certificate(
+                csr,
+                name,
+                organisation,
+                serial,
+                validity,
+                issuer,
+                self.crl_url.as_ref(),
+            )
+        })
     }
 
     /// Signs a CRL (DER) with the issuing key.
@@ -318,29 +320,53 @@ mod tests {
         CertSerial::from_random([b; 16])
     }
 
-    /// (issuing DER, root DER, issuing key PEM, other root DER)
-    fn hierarchy() -> (Vec<u8>, Vec<u8>, String, Vec<u8>) {
+    /// A root and an issuing CA under it: (root, issuing, issuing key).
+    fn root_and_issuing() -> (rcgen::Certificate, rcgen::Certificate, KeyPair) {
         let now = OffsetDateTime::now_utc();
         let root_key = generate_ca_key().unwrap();
         let root_params = root_ca_params("T", &serial(1), now).unwrap();
-        let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
+        let root_cert = root_params.self_signed(&root_key).unwrap();
         let root = Issuer::new(root_params, &root_key);
         let key = generate_ca_key().unwrap();
         let issuing = issuing_ca_params("T", &serial(2), now)
             .unwrap()
             .signed_by(&key, &root)
             .unwrap();
+        (root_cert, issuing, key)
+    }
+
+    /// (issuing DER, root DER, issuing key PEM, other root DER)
+    fn hierarchy() -> (Vec<u8>, Vec<u8>, String, Vec<u8>) {
+        let (root, issuing, key) = root_and_issuing();
         let other_key = generate_ca_key().unwrap();
-        let other_root = root_ca_params("T", &serial(3), now)
+        let other_root = root_ca_params("T", &serial(3), OffsetDateTime::now_utc())
             .unwrap()
             .self_signed(&other_key)
             .unwrap();
         (
             issuing.der().to_vec(),
-            root_der,
+            root.der().to_vec(),
             key.serialize_pem(),
             other_root.der().to_vec(),
         )
+    }
+
+    fn p256_csr() -> CheckedCsr {
+        let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&p256)
+            .unwrap();
+        lanyard_certs::check_csr(csr.der()).unwrap()
+    }
+
+    fn holder() -> CardHolder {
+        CardHolder {
+            holder_name: "A".into(),
+            user_id: "1".into(),
+            role: "R".into(),
+            card_id: "0123456789AB".into(),
+            organisation: "T".into(),
+        }
     }
 
     #[test]
@@ -354,25 +380,13 @@ mod tests {
         .unwrap();
         assert_eq!(ca.chain_der(), vec![issuing, root]);
 
-        let p256 = KeyPair::generate_for(&lanyard_certs::rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = lanyard_certs::rcgen::CertificateParams::default()
-            .serialize_request(&p256)
-            .unwrap();
-        let csr = lanyard_certs::check_csr(csr.der()).unwrap();
-        let holder = CardHolder {
-            holder_name: "A".into(),
-            user_id: "1".into(),
-            role: "R".into(),
-            card_id: "0123456789AB".into(),
-            organisation: "T".into(),
-        };
         let now = OffsetDateTime::now_utc();
         // Ask for more than the issuing CA's own remaining life (about 5 years).
         let long = Validity {
             not_before: now,
             not_after: now + Duration::days(3000),
         };
-        let (_, v) = ca.issue(&csr, &holder, &serial(4), long).unwrap();
+        let (_, v) = ca.issue(&p256_csr(), &holder(), &serial(4), long).unwrap();
         assert_eq!(v.not_after, ca.issuing_not_after);
     }
 
@@ -395,16 +409,7 @@ mod tests {
     /// A CA directory like `init` writes (file key), with `config` saved in it.
     fn ca_dir(config: &CaConfig) -> (tempfile::TempDir, CaDir) {
         use crate::ca_dir::{write_atomic, KEY_MODE, PUBLIC_MODE};
-        let now = OffsetDateTime::now_utc();
-        let root_key = generate_ca_key().unwrap();
-        let root_params = root_ca_params("T", &serial(1), now).unwrap();
-        let root_cert = root_params.self_signed(&root_key).unwrap();
-        let root = Issuer::new(root_params, &root_key);
-        let key = generate_ca_key().unwrap();
-        let issuing = issuing_ca_params("T", &serial(2), now)
-            .unwrap()
-            .signed_by(&key, &root)
-            .unwrap();
+        let (root_cert, issuing, key) = root_and_issuing();
         let tmp = tempfile::tempdir().unwrap();
         let dir = CaDir::new(tmp.path());
         write_atomic(&dir.root_pem(), root_cert.pem().as_bytes(), PUBLIC_MODE).unwrap();
@@ -412,14 +417,6 @@ mod tests {
         write_atomic(&dir.issuing_key(), key.serialize_pem().as_bytes(), KEY_MODE).unwrap();
         config.save(&dir.config()).unwrap();
         (tmp, dir)
-    }
-
-    fn p256_csr() -> CheckedCsr {
-        let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&p256)
-            .unwrap();
-        lanyard_certs::check_csr(csr.der()).unwrap()
     }
 
     fn crl_urls(der: &[u8]) -> Vec<String> {
@@ -451,15 +448,8 @@ mod tests {
         assert_eq!(ca.key_description(), "issuing.key");
         let now = OffsetDateTime::now_utc();
         let validity = Validity::card(now, Duration::days(1)).unwrap();
-        let holder = CardHolder {
-            holder_name: "A".into(),
-            user_id: "1".into(),
-            role: "R".into(),
-            card_id: "0123456789AB".into(),
-            organisation: "T".into(),
-        };
         let (card, _) = ca
-            .issue(&p256_csr(), &holder, &serial(4), validity)
+            .issue(&p256_csr(), &holder(), &serial(4), validity)
             .unwrap();
         assert_eq!(crl_urls(&card), ["http://127.0.0.1:8080/issuing.crl"]);
         lanyard_certs::verify_issued_by(&card, ca.issuing_der()).unwrap();
