@@ -90,23 +90,13 @@ pub fn card_identity(cert_der: &[u8]) -> Result<CardIdentity, CertsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_ca::TestCa;
+    use crate::test_ca::{holder, TestCa};
     use crate::{
         check_csr, issue_card_certificate, issue_operator_certificate, CertSerial, Validity,
     };
     use time::Duration;
 
     const RSA2048: &[u8] = include_bytes!("../testdata/rsa2048.csr.der");
-
-    fn holder() -> CardHolder {
-        CardHolder {
-            holder_name: "Dr Ada Smith".into(),
-            user_id: "555123456789".into(),
-            role: "R8000 Clinical Practitioner".into(),
-            card_id: "0A1B2C3D4E5F".into(),
-            organisation: "Test Trust".into(),
-        }
-    }
 
     #[test]
     fn reads_back_what_the_card_profile_wrote() {

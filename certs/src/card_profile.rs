@@ -205,7 +205,7 @@ pub fn issue_card_certificate_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_ca::TestCa;
+    use crate::test_ca::{holder, TestCa};
     use crate::{check_csr, verify_issued_by};
     use x509_parser::extensions::ParsedExtension;
     use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
@@ -215,16 +215,6 @@ mod tests {
 
     fn test_ca() -> TestCa {
         TestCa::new()
-    }
-
-    fn holder() -> CardHolder {
-        CardHolder {
-            holder_name: "Dr Ada Smith".into(),
-            user_id: "555123456789".into(),
-            role: "R8000 Clinical Practitioner".into(),
-            card_id: "0A1B2C3D4E5F".into(),
-            organisation: "Test Trust".into(),
-        }
     }
 
     fn attr(name: &X509Name<'_>, oid: &x509_parser::oid_registry::Oid<'_>) -> String {

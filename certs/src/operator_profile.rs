@@ -125,7 +125,7 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_ca::TestCa;
+    use crate::test_ca::{holder, TestCa};
     use crate::{check_csr, issue_card_certificate, verify_issued_by, CardHolder};
     use time::{Duration, OffsetDateTime};
     use x509_parser::extensions::ParsedExtension;
@@ -199,13 +199,10 @@ mod tests {
     fn card_and_ca_certificates_are_not_operators() {
         let ca = TestCa::new();
         let csr = check_csr(P256).unwrap();
+        // Even a card whose OU looks like the operators' is still a card.
         let holder = CardHolder {
-            holder_name: "Dr Ada Smith".into(),
-            user_id: "555123456789".into(),
-            role: "R8000 Clinical Practitioner".into(),
-            // Even a card whose OU looks like the operators' is still a card.
             card_id: OPERATOR_UNIT.into(),
-            organisation: "Test Trust".into(),
+            ..holder()
         };
         let card = issue_card_certificate(
             &csr,

@@ -1,10 +1,11 @@
 //! A root and issuing CA made in memory for the unit tests of this crate,
-//! built with the same profiles `lanyard-ca init` uses.
+//! built with the same profiles `lanyard-ca init` uses, and the card holder
+//! those tests issue to.
 
 use rcgen::{Issuer, KeyPair};
 use time::OffsetDateTime;
 
-use crate::{generate_ca_key, issuing_ca_params, root_ca_params, CertSerial};
+use crate::{generate_ca_key, issuing_ca_params, root_ca_params, CardHolder, CertSerial};
 
 /// A two-level CA: the issuer signs, the DERs are for checking.
 pub(crate) struct TestCa {
@@ -32,5 +33,16 @@ impl TestCa {
             issuing_der: issuing_cert.der().to_vec(),
             issuer,
         }
+    }
+}
+
+/// Dr Ada Smith's card 0A1B2C3D4E5F at "Test Trust".
+pub(crate) fn holder() -> CardHolder {
+    CardHolder {
+        holder_name: "Dr Ada Smith".into(),
+        user_id: "555123456789".into(),
+        role: "R8000 Clinical Practitioner".into(),
+        card_id: "0A1B2C3D4E5F".into(),
+        organisation: "Test Trust".into(),
     }
 }
