@@ -313,31 +313,17 @@ impl IssuingCa {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanyard_certs::{generate_ca_key, issuing_ca_params, root_ca_params};
+    use crate::test_issuer::test_hierarchy;
+    use lanyard_certs::{generate_ca_key, root_ca_params};
     use time::Duration;
 
     fn serial(b: u8) -> CertSerial {
         CertSerial::from_random([b; 16])
     }
 
-    /// A root and an issuing CA under it: (root, issuing, issuing key).
-    fn root_and_issuing() -> (rcgen::Certificate, rcgen::Certificate, KeyPair) {
-        let now = OffsetDateTime::now_utc();
-        let root_key = generate_ca_key().unwrap();
-        let root_params = root_ca_params("T", &serial(1), now).unwrap();
-        let root_cert = root_params.self_signed(&root_key).unwrap();
-        let root = Issuer::new(root_params, &root_key);
-        let key = generate_ca_key().unwrap();
-        let issuing = issuing_ca_params("T", &serial(2), now)
-            .unwrap()
-            .signed_by(&key, &root)
-            .unwrap();
-        (root_cert, issuing, key)
-    }
-
     /// (issuing DER, root DER, issuing key PEM, other root DER)
     fn hierarchy() -> (Vec<u8>, Vec<u8>, String, Vec<u8>) {
-        let (root, issuing, key) = root_and_issuing();
+        let (root, issuing, key) = test_hierarchy();
         let other_key = generate_ca_key().unwrap();
         let other_root = root_ca_params("T", &serial(3), OffsetDateTime::now_utc())
             .unwrap()
@@ -409,7 +395,7 @@ mod tests {
     /// A CA directory like `init` writes (file key), with `config` saved in it.
     fn ca_dir(config: &CaConfig) -> (tempfile::TempDir, CaDir) {
         use crate::ca_dir::{write_atomic, KEY_MODE, PUBLIC_MODE};
-        let (root_cert, issuing, key) = root_and_issuing();
+        let (root_cert, issuing, key) = test_hierarchy();
         let tmp = tempfile::tempdir().unwrap();
         let dir = CaDir::new(tmp.path());
         write_atomic(&dir.root_pem(), root_cert.pem().as_bytes(), PUBLIC_MODE).unwrap();

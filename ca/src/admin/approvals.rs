@@ -266,6 +266,7 @@ mod tests {
     use super::*;
     use crate::admin::Actor;
     use crate::store::test_store;
+    use crate::test_issuer::test_issuer;
 
     fn operator(name: &str, serial: &str) -> (OperatorId, Caller) {
         let id = OperatorId {
@@ -277,23 +278,6 @@ mod tests {
             peer: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         };
         (id, caller)
-    }
-
-    /// An issuing CA made in memory (root, issuing CA, file key).
-    fn test_issuer() -> IssuingCa {
-        use lanyard_certs::rcgen::Issuer;
-        use lanyard_certs::{generate_ca_key, issuing_ca_params, root_ca_params, CertSerial};
-        let now = OffsetDateTime::now_utc();
-        let root_key = generate_ca_key().unwrap();
-        let root_params = root_ca_params("T", &CertSerial::from_random([1; 16]), now).unwrap();
-        let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
-        let root = Issuer::new(root_params, &root_key);
-        let key = generate_ca_key().unwrap();
-        let issuing = issuing_ca_params("T", &CertSerial::from_random([2; 16]), now)
-            .unwrap()
-            .signed_by(&key, &root)
-            .unwrap();
-        IssuingCa::from_parts(issuing.der().to_vec(), root_der, key).unwrap()
     }
 
     async fn register(store: &Store, name: &str, serial: &str) {
