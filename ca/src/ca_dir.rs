@@ -194,39 +194,41 @@ mod tests {
         assert!(err.to_string().contains("lanyard-ca init"), "{err}");
     }
 
-    #[test]
-    fn issuing_key_file_is_needed_unless_the_key_is_in_an_hsm() {
+    /// A CA directory with every marker file but `missing` (and root.key,
+    /// which can live offline) is refused naming `name`, and accepted once
+    /// `instead` changes its configuration.
+    fn needed_unless(
+        missing: fn(&CaDir) -> PathBuf,
+        name: &str,
+        instead: impl FnOnce(&mut crate::config::CaConfig),
+    ) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = CaDir::new(tmp.path());
         for f in dir.marker_files() {
-            if f != dir.issuing_key() && f != dir.root_key() {
+            if f != missing(&dir) && f != dir.root_key() {
                 write_atomic(&f, b"", PUBLIC_MODE).unwrap();
             }
         }
         let mut config = crate::config::CaConfig::new("T");
         config.save(&dir.config()).unwrap();
         let err = dir.require_initialised().unwrap_err();
-        assert!(err.to_string().contains("issuing.key"), "{err}");
-        config.issuing_key = Some("pkcs11:token=ca;object=issuing".into());
+        assert!(err.to_string().contains(name), "{err}");
+        instead(&mut config);
         config.save(&dir.config()).unwrap();
         dir.require_initialised().unwrap();
     }
 
     #[test]
+    fn issuing_key_file_is_needed_unless_the_key_is_in_an_hsm() {
+        needed_unless(CaDir::issuing_key, "issuing.key", |config| {
+            config.issuing_key = Some("pkcs11:token=ca;object=issuing".into());
+        });
+    }
+
+    #[test]
     fn ca_db_is_needed_unless_the_database_is_postgres() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = CaDir::new(tmp.path());
-        for f in dir.marker_files() {
-            if f != dir.database() && f != dir.root_key() {
-                write_atomic(&f, b"", PUBLIC_MODE).unwrap();
-            }
-        }
-        let mut config = crate::config::CaConfig::new("T");
-        config.save(&dir.config()).unwrap();
-        let err = dir.require_initialised().unwrap_err();
-        assert!(err.to_string().contains("ca.db"), "{err}");
-        config.database = Some("postgres://lanyard:pw@127.0.0.1:5432/ca".into());
-        config.save(&dir.config()).unwrap();
-        dir.require_initialised().unwrap();
+        needed_unless(CaDir::database, "ca.db", |config| {
+            config.database = Some("postgres://lanyard:pw@127.0.0.1:5432/ca".into());
+        });
     }
 }
