@@ -39,6 +39,20 @@ impl SerialRegistry for PendingEnrolment {
     }
 }
 
+/// A random serial `registry` has never seen, or `NoUniqueId` after
+/// `SERIAL_ATTEMPTS` draws.
+pub async fn unused_serial(registry: &mut impl SerialRegistry) -> Result<CertSerial, CaError> {
+    for _ in 0..SERIAL_ATTEMPTS {
+        let mut bytes = [0u8; 16];
+        getrandom::getrandom(&mut bytes)?;
+        let candidate = CertSerial::from_random(bytes);
+        if registry.serial_is_free(&candidate).await? {
+            return Ok(candidate);
+        }
+    }
+    Err(CaError::NoUniqueId)
+}
+
 /// A certificate just signed, not yet recorded.
 #[derive(Debug, Clone)]
 pub struct NewCertificate {
@@ -101,17 +115,7 @@ impl Certifier {
     ) -> Result<NewCertificate, CaError> {
         let holder = card.holder(&self.organisation);
         let validity = Validity::card(now, self.lifetime)?;
-        let mut serial = None;
-        for _ in 0..SERIAL_ATTEMPTS {
-            let mut bytes = [0u8; 16];
-            getrandom::getrandom(&mut bytes)?;
-            let candidate = CertSerial::from_random(bytes);
-            if registry.serial_is_free(&candidate).await? {
-                serial = Some(candidate);
-                break;
-            }
-        }
-        let serial = serial.ok_or(CaError::NoUniqueId)?;
+        let serial = unused_serial(registry).await?;
         let (der, validity) = self.issuer.issue(csr, &holder, &serial, validity)?;
         Ok(NewCertificate {
             serial,

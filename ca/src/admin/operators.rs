@@ -10,6 +10,7 @@ use time::{Duration, OffsetDateTime};
 use super::approvals::{self, DualAction};
 use super::{now_unix, Caller, OperatorId, Outcome};
 use crate::audit::{AuditAction, AuditEvent};
+use crate::certify::{unused_serial, SerialRegistry};
 use crate::config::CaConfig;
 use crate::error::CaError;
 use crate::issuer::IssuingCa;
@@ -17,8 +18,15 @@ use crate::peer::Peer;
 use crate::store::admin::{self as q, OperatorRecord};
 use crate::store::Store;
 
-/// Attempts at drawing an unused random serial.
-const SERIAL_ATTEMPTS: usize = 8;
+/// Serials of card and operator certificates alike, checked in the caller's
+/// write transaction: an operator's serial must be unused by either.
+struct AnyCertificate<'a>(&'a mut sqlx::AnyConnection);
+
+impl SerialRegistry for AnyCertificate<'_> {
+    async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
+        q::serial_is_free(self.0, &serial.to_hex()).await
+    }
+}
 
 /// An operator to add: their name and the CSR of their key.
 #[derive(Debug, Clone)]
@@ -200,17 +208,7 @@ pub(crate) async fn add_in(
     approval_id: Option<&str>,
 ) -> Result<IssuedOperator, CaError> {
     let csr = check_csr(&new.csr_der).map_err(CaError::BadCsr)?;
-    let mut serial = None;
-    for _ in 0..SERIAL_ATTEMPTS {
-        let mut bytes = [0u8; 16];
-        getrandom::getrandom(&mut bytes)?;
-        let candidate = CertSerial::from_random(bytes);
-        if q::serial_is_free(conn, &candidate.to_hex()).await? {
-            serial = Some(candidate);
-            break;
-        }
-    }
-    let serial = serial.ok_or(CaError::NoUniqueId)?;
+    let serial = unused_serial(&mut AnyCertificate(&mut *conn)).await?;
     let now = OffsetDateTime::now_utc();
     let lifetime = Duration::days(i64::from(config.operator_cert_lifetime_days));
     let validity = Validity::card(now, lifetime)?;
