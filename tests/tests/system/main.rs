@@ -1,12 +1,14 @@
 //! Whole-system tests: the real `lanyard-ca`, `lanyardd` and `liblanyard_pkcs11.so`
-//! driven by real clients (`pkcs11-tool`, `openssl`, the `lanyard` CLI, the demo
-//! script). One test binary, so the fixtures in `world` are started once and shared.
+//! driven by real clients (`pkcs11-tool`, OpenSSL, GnuTLS, NSS, curl, OpenSSH, Java,
+//! p11-kit, the `lanyard` CLI, the demo script). One test binary, so the fixtures in
+//! `world` are started once and shared.
 
 mod ca_cli;
 mod corrupt_store;
 mod daemon_config;
 mod demo;
 mod enrolment;
+mod gnutls;
 mod lifecycle_reissue;
 mod lifecycle_renewal;
 mod lifecycle_reset_pin;
@@ -19,8 +21,10 @@ mod peer_uid;
 mod pin_entry;
 mod pin_policy;
 mod pkcs11_app;
+mod pkcs11_uri;
 mod secrets;
 mod selftest;
 mod signing;
 mod tls;
+mod tls_server;
 mod world;
