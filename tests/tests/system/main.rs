@@ -17,6 +17,7 @@ mod lifecycle_world;
 mod listing;
 mod mechanisms;
 mod no_daemon;
+mod nss;
 mod peer_uid;
 mod pin_entry;
 mod pin_policy;
