@@ -9,6 +9,7 @@ mod daemon_config;
 mod demo;
 mod enrolment;
 mod gnutls;
+mod java;
 mod lifecycle_reissue;
 mod lifecycle_renewal;
 mod lifecycle_reset_pin;
