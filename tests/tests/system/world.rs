@@ -77,6 +77,23 @@ pub fn world() -> &'static World {
     })
 }
 
+/// Whether this test process runs as root (uid 0).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The shared daemon's agent socket (what LANYARD_AGENT_SOCK names).
+pub fn agent_socket() -> PathBuf {
+    world()
+        .daemon
+        .env()
+        .into_iter()
+        .find(|(k, _)| k == "LANYARD_AGENT_SOCK")
+        .map(|(_, v)| PathBuf::from(v))
+        .expect("Daemon::env names LANYARD_AGENT_SOCK")
+}
+
 /// Issues a card at the shared CA, enrols it in `daemon`, finds its slot and key id.
 pub fn enroll_card(
     daemon: &Daemon,
