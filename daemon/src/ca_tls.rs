@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use lanyard_proto::tls_channel::{tls_alert, TlsConnector, TlsErrors};
+use lanyard_proto::tls_channel::{mtls_client_config, tls_alert, TlsConnector, TlsErrors};
 use openssl::hash::MessageDigest;
 use openssl::rsa::Padding;
 use openssl::sign::RsaPssSaltlen;
@@ -181,14 +181,8 @@ pub fn client_config(
     certified
         .keys_match()
         .map_err(|e| Error::Internal(format!("the card's certificate is not for its key: {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Internal(format!("TLS versions: {e}")))?
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(CardCertResolver(Arc::new(certified))));
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
+    mtls_client_config(roots, Arc::new(CardCertResolver(Arc::new(certified))))
+        .map_err(|e| Error::Internal(format!("TLS versions: {e}")))
 }
 
 /// Classifies a failure below gRPC: a TLS alert from the CA is a refusal, anything else transport.

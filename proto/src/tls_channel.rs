@@ -8,10 +8,27 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{InvalidDnsNameError, ServerName};
-use rustls::{AlertDescription, ClientConfig};
+use rustls::{AlertDescription, ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A client configuration for gRPC over mutual TLS: ring, rustls's safe
+/// protocol versions, servers checked against `roots`, the client
+/// certificate from `resolver`, and ALPN h2.
+pub fn mtls_client_config(
+    roots: RootCertStore,
+    resolver: Arc<dyn ResolvesClientCert>,
+) -> Result<ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
 
 /// The TLS alert a peer sent, if `e` (or one of its causes) is one.
 pub fn tls_alert(e: &(dyn std::error::Error + 'static)) -> Option<AlertDescription> {

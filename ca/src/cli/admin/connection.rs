@@ -11,11 +11,11 @@ use std::time::Duration;
 use clap::Args;
 use lanyard_certs::rcgen::PublicKeyData;
 use lanyard_proto::ca::admin_client::AdminClient;
-use lanyard_proto::tls_channel::{TlsConnector, TlsErrors};
+use lanyard_proto::tls_channel::{mtls_client_config, TlsConnector, TlsErrors};
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use rustls::{RootCertStore, SignatureScheme};
 use tonic::transport::{Channel, Endpoint};
 
 use super::operator_key::{tls_signing_key, OperatorKey};
@@ -149,13 +149,8 @@ impl Connection {
             chain.into_iter().map(CertificateDer::from).collect(),
             tls_signing_key(&key)?,
         );
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| CaError::InvalidArgument(format!("TLS settings: {e}")))?
-            .with_root_certificates(roots)
-            .with_client_cert_resolver(Arc::new(OperatorIdentity(Arc::new(certified))));
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = mtls_client_config(roots, Arc::new(OperatorIdentity(Arc::new(certified))))
+            .map_err(|e| CaError::InvalidArgument(format!("TLS settings: {e}")))?;
         let connector = TlsConnector::new(Arc::new(config), &host, port).map_err(|_| {
             CaError::InvalidArgument(format!("--ca {url:?}: {host:?} is not a host name"))
         })?;
