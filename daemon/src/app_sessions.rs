@@ -1,8 +1,9 @@
 //! Login state per application, as PKCS#11 requires: logins are keyed by
 //! (app_id, card_id), and an application's logins end when its last
 //! connection closes (the module keeps its connections open until C_Finalize).
+//! A login remembers whether it relied on `lanyard unlock`, which `lanyard lock` ends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The random id an application (a module instance, or the CLI) sends with every request.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -34,11 +35,21 @@ impl std::fmt::Debug for AppId {
     }
 }
 
+/// How an application's login to a card was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginKind {
+    /// The PIN was checked: from the application, or from the daemon's own prompt.
+    Pin,
+    /// A protected login while the card was unlocked (`lanyard unlock`): it
+    /// lasts as long as the unlock.
+    Unlocked,
+}
+
 /// Open connections per application and the cards each application is logged in to.
 #[derive(Debug, Default)]
 pub struct AppSessions {
     connections: HashMap<AppId, usize>,
-    logins: HashMap<String, HashSet<AppId>>,
+    logins: HashMap<String, HashMap<AppId, LoginKind>>,
 }
 
 impl AppSessions {
@@ -60,7 +71,7 @@ impl AppSessions {
         self.connections.remove(app);
         let mut released = Vec::new();
         self.logins.retain(|card, apps| {
-            if apps.remove(app) && apps.is_empty() {
+            if apps.remove(app).is_some() && apps.is_empty() {
                 released.push(card.clone());
                 false
             } else {
@@ -75,21 +86,34 @@ impl AppSessions {
         self.connections.contains_key(app)
     }
 
-    /// Records a login of `app` to `card`.
-    pub fn login(&mut self, app: &AppId, card: &str) {
+    /// Records a login of `app` to `card` (a later login replaces how an
+    /// earlier one was granted).
+    pub fn login(&mut self, app: &AppId, card: &str, kind: LoginKind) {
         self.logins
             .entry(card.to_string())
             .or_default()
-            .insert(app.clone());
+            .insert(app.clone(), kind);
+    }
+
+    /// Ends the logins to `card` that relied on its unlock; returns whether
+    /// the card now has no login at all.
+    pub fn end_unlocked_logins(&mut self, card: &str) -> bool {
+        let Some(apps) = self.logins.get_mut(card) else {
+            return true;
+        };
+        apps.retain(|_, kind| *kind != LoginKind::Unlocked);
+        let empty = apps.is_empty();
+        if empty {
+            self.logins.remove(card);
+        }
+        empty
     }
 
     /// Ends `app`'s login to `card`. Returns `None` if it was not logged in,
     /// else whether the card now has no login at all.
     pub fn logout(&mut self, app: &AppId, card: &str) -> Option<bool> {
         let apps = self.logins.get_mut(card)?;
-        if !apps.remove(app) {
-            return None;
-        }
+        apps.remove(app)?;
         let empty = apps.is_empty();
         if empty {
             self.logins.remove(card);
@@ -99,7 +123,7 @@ impl AppSessions {
 
     /// Whether `app` is logged in to `card`.
     pub fn is_logged_in(&self, app: &AppId, card: &str) -> bool {
-        self.logins.get(card).is_some_and(|a| a.contains(app))
+        self.logins.get(card).is_some_and(|a| a.contains_key(app))
     }
 
     /// Whether any application is logged in to `card`.
@@ -126,7 +150,7 @@ mod tests {
         let mut s = AppSessions::default();
         s.connection_opened(&app(1));
         s.connection_opened(&app(2));
-        s.login(&app(1), "C");
+        s.login(&app(1), "C", LoginKind::Pin);
         assert!(s.is_logged_in(&app(1), "C"));
         assert!(!s.is_logged_in(&app(2), "C"));
         assert!(!s.is_logged_in(&app(1), "D"));
@@ -138,9 +162,9 @@ mod tests {
         s.connection_opened(&app(1));
         s.connection_opened(&app(1));
         s.connection_opened(&app(2));
-        s.login(&app(1), "C");
-        s.login(&app(2), "C");
-        s.login(&app(1), "D");
+        s.login(&app(1), "C", LoginKind::Pin);
+        s.login(&app(2), "C", LoginKind::Unlocked);
+        s.login(&app(1), "D", LoginKind::Pin);
         assert!(s.connection_closed(&app(1)).is_empty());
         assert!(s.is_logged_in(&app(1), "C"));
         assert_eq!(s.connection_closed(&app(1)), vec!["D".to_string()]);
@@ -153,11 +177,31 @@ mod tests {
     #[test]
     fn logout_ends_one_login() {
         let mut s = AppSessions::default();
-        s.login(&app(1), "C");
-        s.login(&app(2), "C");
+        s.login(&app(1), "C", LoginKind::Pin);
+        s.login(&app(2), "C", LoginKind::Pin);
         assert_eq!(s.logout(&app(1), "C"), Some(false));
         assert_eq!(s.logout(&app(1), "C"), None);
         assert_eq!(s.logout(&app(2), "C"), Some(true));
+    }
+
+    #[test]
+    fn ending_the_unlock_ends_only_the_logins_that_relied_on_it() {
+        let mut s = AppSessions::default();
+        s.login(&app(1), "C", LoginKind::Unlocked);
+        s.login(&app(2), "C", LoginKind::Pin);
+        s.login(&app(3), "D", LoginKind::Unlocked);
+        assert!(!s.end_unlocked_logins("C"));
+        assert!(!s.is_logged_in(&app(1), "C"));
+        assert!(s.is_logged_in(&app(2), "C"));
+        assert!(s.is_logged_in(&app(3), "D"));
+        assert!(s.end_unlocked_logins("D"));
+        assert!(!s.has_logins("D"));
+        assert!(s.end_unlocked_logins("none"));
+        // A PIN login after an unlocked one no longer depends on the unlock.
+        s.login(&app(4), "E", LoginKind::Unlocked);
+        s.login(&app(4), "E", LoginKind::Pin);
+        assert!(!s.end_unlocked_logins("E"));
+        assert!(s.is_logged_in(&app(4), "E"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The daemon's configuration: one typed struct loaded from
-//! `lanyardd.toml`, the lifecycle timings overridable by `LANYARDD_*`
-//! environment variables. A missing file means the defaults; a malformed one is an error.
+//! `lanyardd.toml`, the lifecycle timings and the protected-authentication-path
+//! keys overridable by `LANYARDD_*` environment variables. A missing file means
+//! the defaults; a malformed one is an error.
 
 use std::path::Path;
 
@@ -40,16 +41,36 @@ pub struct Config {
     pub expiry_warning_fraction: f64,
     /// Seconds between check-ins with the CA (revocation, suspension).
     pub check_in_interval_secs: u64,
+    /// Protected authentication path: tokens report
+    /// CKF_PROTECTED_AUTHENTICATION_PATH and C_Login takes a NULL PIN,
+    /// answered by `lanyard unlock` or a pinentry prompt.
+    pub protected_path: bool,
+    /// How long `lanyard unlock` lasts without use, seconds (each signature
+    /// or login extends it), unless the unlock names its own.
+    pub unlock_idle_timeout_secs: u64,
+    /// The pinentry program (Assuan protocol): a path, or a name looked up in PATH.
+    pub pinentry_program: String,
+    /// How long a pinentry prompt waits for the user before it counts as
+    /// cancelled, seconds (at most [`MAX_PINENTRY_TIMEOUT_SECS`]).
+    pub pinentry_timeout_secs: u64,
 }
 
-/// The environment variables that override lifecycle keys, each named after its key.
-pub const ENV_OVERRIDES: [&str; 6] = [
+/// The longest `pinentry_timeout_secs`: the PKCS#11 module waits this long,
+/// plus a margin, for a protected C_Login.
+pub const MAX_PINENTRY_TIMEOUT_SECS: u64 = 120;
+
+/// The environment variables that override keys, each named after its key.
+pub const ENV_OVERRIDES: [&str; 10] = [
     "LANYARDD_RENEWAL_FRACTION",
     "LANYARDD_RENEWAL_JITTER_FRACTION",
     "LANYARDD_RENEWAL_RETRY_MIN_SECS",
     "LANYARDD_RENEWAL_RETRY_MAX_SECS",
     "LANYARDD_EXPIRY_WARNING_FRACTION",
     "LANYARDD_CHECK_IN_INTERVAL_SECS",
+    "LANYARDD_PROTECTED_PATH",
+    "LANYARDD_UNLOCK_IDLE_TIMEOUT_SECS",
+    "LANYARDD_PINENTRY_PROGRAM",
+    "LANYARDD_PINENTRY_TIMEOUT_SECS",
 ];
 
 impl Default for Config {
@@ -69,6 +90,10 @@ impl Default for Config {
             renewal_retry_max_secs: 3600,
             expiry_warning_fraction: 0.1,
             check_in_interval_secs: 900,
+            protected_path: false,
+            unlock_idle_timeout_secs: 900,
+            pinentry_program: "pinentry".into(),
+            pinentry_timeout_secs: 60,
         }
     }
 }
@@ -107,7 +132,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Overrides lifecycle keys from [`ENV_OVERRIDES`], read through `get`.
+    /// Overrides keys from [`ENV_OVERRIDES`], read through `get`.
     pub fn apply_env(
         &mut self,
         get: impl Fn(&str) -> Option<String>,
@@ -117,7 +142,8 @@ impl Config {
                 .parse()
                 .map_err(|_| format!("environment variable {name}={v:?} is not a valid number"))
         }
-        let [fraction, jitter, retry_min, retry_max, warning, check_in] = ENV_OVERRIDES;
+        let [fraction, jitter, retry_min, retry_max, warning, check_in, protected, idle, program, prompt] =
+            ENV_OVERRIDES;
         if let Some(v) = get(fraction) {
             self.renewal_fraction = parse(fraction, &v)?;
         }
@@ -135,6 +161,26 @@ impl Config {
         }
         if let Some(v) = get(check_in) {
             self.check_in_interval_secs = parse(check_in, &v)?;
+        }
+        if let Some(v) = get(protected) {
+            self.protected_path = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(format!(
+                        "environment variable {protected}={v:?} must be true or false"
+                    ))
+                }
+            };
+        }
+        if let Some(v) = get(idle) {
+            self.unlock_idle_timeout_secs = parse(idle, &v)?;
+        }
+        if let Some(v) = get(program) {
+            self.pinentry_program = v;
+        }
+        if let Some(v) = get(prompt) {
+            self.pinentry_timeout_secs = parse(prompt, &v)?;
         }
         Ok(())
     }
@@ -207,6 +253,18 @@ impl Config {
         }
         if self.check_in_interval_secs == 0 {
             return Err("check_in_interval_secs must be at least 1".into());
+        }
+        if self.unlock_idle_timeout_secs == 0 {
+            return Err("unlock_idle_timeout_secs must be at least 1".into());
+        }
+        if self.pinentry_program.trim().is_empty() {
+            return Err("pinentry_program must name a program".into());
+        }
+        if !(1..=MAX_PINENTRY_TIMEOUT_SECS).contains(&self.pinentry_timeout_secs) {
+            return Err(format!(
+                "pinentry_timeout_secs must be 1 to {MAX_PINENTRY_TIMEOUT_SECS}, not {}",
+                self.pinentry_timeout_secs
+            ));
         }
         Ok(())
     }
@@ -296,6 +354,53 @@ mod tests {
             .apply_env(|k| (k == "LANYARDD_RENEWAL_RETRY_MAX_SECS").then(|| "soon".into()))
             .unwrap_err();
         assert!(err.contains("LANYARDD_RENEWAL_RETRY_MAX_SECS"), "{err}");
+    }
+
+    #[test]
+    fn protected_path_keys_defaults_bounds_and_environment() {
+        let c = Config::default();
+        assert!(!c.protected_path);
+        assert_eq!(c.unlock_idle_timeout_secs, 900);
+        assert_eq!(c.pinentry_program, "pinentry");
+        assert_eq!(c.pinentry_timeout_secs, 60);
+        let c = Config::parse(
+            "protected_path = true\nunlock_idle_timeout_secs = 2\npinentry_program = \"/opt/pe\"\n",
+        )
+        .unwrap();
+        assert!(c.protected_path);
+        assert_eq!(c.unlock_idle_timeout_secs, 2);
+        assert_eq!(c.pinentry_program, "/opt/pe");
+        for bad in [
+            "unlock_idle_timeout_secs = 0",
+            "pinentry_program = \" \"",
+            "pinentry_timeout_secs = 0",
+            "pinentry_timeout_secs = 121",
+            "protected_path = \"yes\"",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "LANYARDD_PROTECTED_PATH" => Some("true".into()),
+            "LANYARDD_UNLOCK_IDLE_TIMEOUT_SECS" => Some("5".into()),
+            "LANYARDD_PINENTRY_PROGRAM" => Some("pinentry-tty".into()),
+            "LANYARDD_PINENTRY_TIMEOUT_SECS" => Some("7".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.protected_path);
+        assert_eq!(
+            (
+                c.unlock_idle_timeout_secs,
+                c.pinentry_program.as_str(),
+                c.pinentry_timeout_secs
+            ),
+            (5, "pinentry-tty", 7)
+        );
+        let err = c
+            .apply_env(|k| (k == "LANYARDD_PROTECTED_PATH").then(|| "yes".into()))
+            .unwrap_err();
+        assert!(err.contains("LANYARDD_PROTECTED_PATH"), "{err}");
     }
 
     #[test]

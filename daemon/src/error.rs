@@ -71,6 +71,10 @@ pub enum Error {
     /// The card's certificate expired; `date` as RFC 3339.
     #[error("card {card_id}'s certificate expired on {date}: ask your IT desk to re-issue it")]
     CardExpired { card_id: String, date: String },
+    /// Protected authentication path: the user cancelled the PIN prompt, or
+    /// none could be shown; the message says which.
+    #[error("{0}")]
+    Canceled(String),
     /// Every fixed slot already holds a card.
     #[error("all {0} slots already hold a card; remove one before enrolling another")]
     SlotsFull(u32),
@@ -151,6 +155,7 @@ impl Error {
             Error::CardSuspended(_) => ErrorCode::CardSuspended,
             Error::CardExpired { .. } => ErrorCode::CardExpired,
             Error::SlotsFull(_) => ErrorCode::SlotsFull,
+            Error::Canceled(_) => ErrorCode::Canceled,
             Error::StoreCorrupt { .. } => ErrorCode::StoreCorrupt,
             Error::Io { .. }
             | Error::InsecureDirectory(_)
@@ -209,6 +214,10 @@ mod tests {
             ErrorCode::StoreCorrupt
         );
         assert_eq!(Error::SlotsFull(2).code(), ErrorCode::SlotsFull);
+        assert_eq!(
+            Error::Canceled("the PIN prompt was cancelled".into()).code(),
+            ErrorCode::Canceled
+        );
     }
 
     #[test]

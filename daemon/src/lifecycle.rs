@@ -91,6 +91,8 @@ pub fn lifecycle(m: &CardMoment<'_>, policy: &RenewalPolicy, now: i64) -> Lifecy
         last_check_in: record.last_check_in,
         last_check_in_error: record.last_check_in_error.clone(),
         warning: warning(m, policy, now),
+        // Filled in by the state, which holds the unlock.
+        unlocked_until: 0,
     }
 }
 

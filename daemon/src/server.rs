@@ -16,6 +16,7 @@ use crate::cmd;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::paths::{current_uid, prepare_socket_dir};
+use crate::protected_login::Requester;
 use crate::state::Daemon;
 
 /// Most distinct app ids one connection may carry (normally one).
@@ -84,7 +85,8 @@ fn admit(stream: UnixStream, uid: u32, daemon: &Arc<Daemon>) {
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == uid => {
             let daemon = daemon.clone();
-            tokio::spawn(handle(stream, daemon));
+            let peer = Requester { pid: cred.pid() };
+            tokio::spawn(handle(stream, daemon, peer));
         }
         Ok(cred) => {
             tracing::warn!(
@@ -121,9 +123,12 @@ async fn refuse(stream: UnixStream, peer_uid: u32) {
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.write_response(&resp)).await;
 }
 
-async fn handle(stream: UnixStream, daemon: Arc<Daemon>) {
+async fn handle(stream: UnixStream, daemon: Arc<Daemon>, peer: Requester) {
     let mut conn = Connection::new(stream);
-    let mut session = cmd::Session::default();
+    let mut session = cmd::Session {
+        peer,
+        ..cmd::Session::default()
+    };
     let mut apps: Vec<AppId> = Vec::new();
     loop {
         let req = match conn.read_request().await {

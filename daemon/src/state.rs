@@ -1,9 +1,11 @@
 //! The daemon's shared state (like mini-redis's `db.rs`): the cards in their
 //! slots, which are unlocked (keys kept ready + PIN verifier), and the login
 //! state per application. PIN checks persist the retry counter before checking.
-//! Renewal, check-in, revocation and re-keying live in `state/transitions.rs`.
+//! Renewal, check-in, revocation and re-keying live in `state/transitions.rs`;
+//! `lanyard unlock`/`lock` and protected logins in `state/unlock.rs`.
 
 mod transitions;
+mod unlock;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use lanyard_proto::agent::{CardInfo, CardStatus, PinState};
 
-use crate::app_sessions::{AppId, AppSessions};
+use crate::app_sessions::{AppId, AppSessions, LoginKind};
 use crate::card_crypto::{CardKey, KdfParams};
 use crate::card_info::{cert_facts, CertFacts};
 use crate::card_store::{CardFile, CardState, CardStore, NewCard};
@@ -24,10 +26,11 @@ use crate::pin_policy::PinPolicy;
 use crate::renewal_schedule::{draw_jitter, RenewalPolicy};
 
 pub use transitions::{CheckInOutcome, CheckInTarget, RenewalSnapshot};
+use unlock::UnlockWindow;
 
 /// A card's keys and PIN verifier, kept while at least one application is
-/// logged in: the signing key, and the card key so that a renewed key can be
-/// sealed without the PIN.
+/// logged in or the card is unlocked (`lanyard unlock`): the signing key, and
+/// the card key so that a renewed key can be sealed without the PIN.
 pub struct Unlocked {
     key: Arc<SigningKey>,
     card_key: Arc<CardKey>,
@@ -88,6 +91,10 @@ struct CardEntry {
     /// retry counter and the lifecycle writes cannot race.
     file_lock: Arc<tokio::sync::Mutex<()>>,
     unlocked: Option<Arc<Unlocked>>,
+    /// `lanyard unlock`: the keys stay ready without a login until it ends.
+    unlock: Option<UnlockWindow>,
+    /// Serialises the daemon's own PIN prompts for this card.
+    prompt_lock: Arc<tokio::sync::Mutex<()>>,
     schedule: Schedule,
 }
 
@@ -110,6 +117,15 @@ impl CardEntry {
             CardState::Suspended => Err(Error::CardSuspended(card_id.clone())),
             CardState::Revoked => Err(Error::revoked(card_id)),
         }
+    }
+
+    /// Drops the keys unless a login or the unlock still needs them.
+    fn drop_keys_if_unused(&mut self, sessions: &AppSessions) -> bool {
+        if self.unlock.is_some() || sessions.has_logins(&self.file.card_id) {
+            return false;
+        }
+        self.unlocked = None;
+        true
     }
 
     /// Refuses a card whose certificate has expired (renewal is impossible).
@@ -137,6 +153,8 @@ pub struct Signals {
     pub renewal: tokio::sync::Notify,
     /// A check-in is wanted now (after a renewal, or a refused one).
     pub check_in: tokio::sync::Notify,
+    /// A card was unlocked: the idle timer has a new deadline to watch.
+    pub idle_lock: tokio::sync::Notify,
 }
 
 /// Everything the daemon's connections share.
@@ -252,6 +270,8 @@ impl Daemon {
                 facts,
                 file_lock: Arc::new(tokio::sync::Mutex::new(())),
                 unlocked: None,
+                unlock: None,
+                prompt_lock: Arc::new(tokio::sync::Mutex::new(())),
                 schedule: Schedule::fresh(),
             },
         );
@@ -303,13 +323,15 @@ impl Daemon {
         self.inner().sessions.connection_opened(app);
     }
 
-    /// A connection that carried `app` closed; its logins end with its last connection.
+    /// A connection that carried `app` closed; its logins end with its last
+    /// connection (the keys stay while the card is unlocked).
     pub fn connection_closed(&self, app: &AppId) {
         let mut inner = self.inner();
-        for card in inner.sessions.connection_closed(app) {
-            if let Some(entry) = inner.cards.get_mut(&card) {
-                entry.unlocked = None;
-                tracing::info!(card = %card, app = %app.short(), "application gone; card key dropped");
+        let Inner { cards, sessions } = &mut *inner;
+        for card in sessions.connection_closed(app) {
+            if let Some(entry) = cards.get_mut(&card) {
+                let dropped = entry.drop_keys_if_unused(sessions);
+                tracing::info!(card = %card, app = %app.short(), key_dropped = dropped, "application gone");
             }
         }
     }
@@ -338,11 +360,9 @@ impl Daemon {
             next_renewal: self.next_renewal(entry, now),
             unlocked: entry.unlocked.is_some(),
         };
-        info.lifecycle = Some(crate::lifecycle::lifecycle(
-            &moment,
-            &self.renewal_policy,
-            now,
-        ));
+        let mut lifecycle = crate::lifecycle::lifecycle(&moment, &self.renewal_policy, now);
+        lifecycle.unlocked_until = entry.unlocked_until(now).unwrap_or(0);
+        info.lifecycle = Some(lifecycle);
         info
     }
 
@@ -533,6 +553,7 @@ impl Daemon {
                     inner.sessions.forget_card(card_id);
                     if let Some(entry) = inner.cards.get_mut(card_id) {
                         entry.unlocked = None;
+                        entry.unlock = None;
                     }
                     tracing::warn!(card = %card_id, failures, "wrong PIN; card now locked");
                 } else {
@@ -588,7 +609,8 @@ impl Daemon {
             if entry.unlocked.is_none() {
                 entry.unlocked = Some(unlocked);
             }
-            sessions.login(app, card_id);
+            entry.touch_unlock(std::time::Instant::now());
+            sessions.login(app, card_id, LoginKind::Pin);
         }
         tracing::info!(card = %card_id, app = %app.short(), "login");
         // An unlocked card can renew: let the scheduler plan it.
@@ -596,21 +618,19 @@ impl Daemon {
         Ok(())
     }
 
-    /// C_Logout: ends `app`'s login; the keys are dropped when no login remains.
+    /// C_Logout: ends `app`'s login; the keys are dropped when no login
+    /// remains and the card is not unlocked.
     pub fn logout(&self, app: &AppId, card_id: &str) -> Result<()> {
         let mut inner = self.inner();
-        if !inner.cards.contains_key(card_id) {
-            return Err(Error::NoSuchCard(card_id.into()));
-        }
-        match inner.sessions.logout(app, card_id) {
+        let Inner { cards, sessions } = &mut *inner;
+        let entry = cards
+            .get_mut(card_id)
+            .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
+        match sessions.logout(app, card_id) {
             None => Err(Error::NotLoggedIn(card_id.into())),
-            Some(last) => {
-                if last {
-                    if let Some(entry) = inner.cards.get_mut(card_id) {
-                        entry.unlocked = None;
-                    }
-                }
-                tracing::info!(card = %card_id, app = %app.short(), key_dropped = last, "logout");
+            Some(_) => {
+                let dropped = entry.drop_keys_if_unused(sessions);
+                tracing::info!(card = %card_id, app = %app.short(), key_dropped = dropped, "logout");
                 Ok(())
             }
         }
@@ -618,7 +638,7 @@ impl Daemon {
 
     /// The hot path: signs with the ready key if `app` is logged in. No disk,
     /// no KDF, and no lock held while signing. After a renewal the same
-    /// login signs with the new key.
+    /// login signs with the new key. A signature extends the card's unlock.
     pub fn sign(
         &self,
         app: &AppId,
@@ -627,15 +647,20 @@ impl Daemon {
         data: &[u8],
     ) -> Result<Vec<u8>> {
         let key = {
-            let inner = self.inner();
-            let entry = inner
-                .cards
-                .get(card_id)
+            let mut inner = self.inner();
+            let Inner { cards, sessions } = &mut *inner;
+            let entry = cards
+                .get_mut(card_id)
                 .ok_or_else(|| Error::NoSuchCard(card_id.into()))?;
             entry.check_usable()?;
-            if !inner.sessions.is_logged_in(app, card_id) {
+            // An unlock idle past its timeout ends here if the timer has not
+            // ended it yet, and the logins that relied on it with it.
+            let now = std::time::Instant::now();
+            entry.end_unlock_if_idle(sessions, now);
+            if !sessions.is_logged_in(app, card_id) {
                 return Err(Error::NotLoggedIn(card_id.into()));
             }
+            entry.touch_unlock(now);
             entry
                 .unlocked
                 .as_ref()

@@ -13,8 +13,9 @@ use lanyard_daemon::paths;
 ///
 /// Talks to your lanyardd (which must be running) over its socket: enrol a
 /// card with the code from your IT desk, see your cards, renew a card,
-/// change a PIN, reset a forgotten PIN with a code from your IT desk;
-/// register the PKCS#11 module with your browsers' NSS databases.
+/// change a PIN, reset a forgotten PIN with a code from your IT desk,
+/// unlock a card for your browser and lock it again; register the PKCS#11
+/// module with your browsers' NSS databases.
 ///
 /// Exit codes: 0 ok; 1 other error; 2 bad usage; 3 lanyardd not running or
 /// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment
@@ -126,6 +127,39 @@ enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Unlock a card for applications that let Lanyard ask for the PIN
+    /// (protected_path = true in lanyardd.toml, e.g. browsers): until `lanyard
+    /// lock`, or until the card has not been used for the idle time, they log
+    /// in without a PIN prompt.
+    ///
+    /// The PIN is asked on the terminal (or the first line of standard input
+    /// with --pin-stdin), never an argument; a wrong PIN counts towards
+    /// locking the card.
+    Unlock {
+        /// The card, if more than one is enrolled (see `lanyard status`).
+        #[arg(long, value_name = "ID")]
+        card: Option<String>,
+        /// Minutes without use after which the card locks itself (default:
+        /// unlock_idle_timeout_secs in lanyardd.toml, 15 minutes).
+        #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=1440))]
+        idle: Option<u32>,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// Print the card and until when it stays unlocked as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lock a card unlocked with `lanyard unlock` (every card without
+    /// --card): applications that relied on it must log in again.
+    Lock {
+        /// The card to lock (default: every card).
+        #[arg(long, value_name = "ID")]
+        card: Option<String>,
+        /// Print the locked cards as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Register the PKCS#11 module with NSS so that Chromium and Firefox see
     /// the card: in ~/.pki/nssdb (created if missing) and every Firefox
     /// profile, or only in the databases given with --db. Running it again
@@ -207,6 +241,21 @@ fn main() -> ExitCode {
             },
         ),
         Command::CheckIn { json } => cli::check_in::run(&socket, *json),
+        Command::Unlock {
+            card,
+            idle,
+            pin_stdin,
+            json,
+        } => cli::unlock::run(
+            &socket,
+            cli::unlock::UnlockArgs {
+                card: card.as_deref(),
+                idle_minutes: *idle,
+                pin_stdin: *pin_stdin,
+                json: *json,
+            },
+        ),
+        Command::Lock { card, json } => cli::lock::run(&socket, card.as_deref(), *json),
         Command::NssRegister { db, module, json } => {
             cli::nss_register::run(cli::nss_register::NssRegisterArgs {
                 dbs: db,

@@ -10,7 +10,7 @@ use clap::Parser;
 use lanyard_daemon::config::Config;
 use lanyard_daemon::shutdown::{wait_for_signal, SocketGuard};
 use lanyard_daemon::state::Daemon;
-use lanyard_daemon::{check_in, paths, renewal, server};
+use lanyard_daemon::{check_in, idle_lock, paths, renewal, server};
 
 /// lanyardd — keeps your virtual smartcards and signs for applications that
 /// use the Lanyard PKCS#11 module. One daemon per user; keys never leave it.
@@ -21,8 +21,9 @@ use lanyard_daemon::{check_in, paths, renewal, server};
 pin_max_len = 8, max_pin_failures = 3, argon2_memory_kib = 65536, argon2_iterations = 3, \
 argon2_parallelism = 1, log_level = \"info\" (RUST_LOG overrides it), renewal_fraction = 0.67, \
 renewal_jitter_fraction = 0.05, renewal_retry_min_secs = 5, renewal_retry_max_secs = 3600, \
-expiry_warning_fraction = 0.1, check_in_interval_secs = 900 (each of the last six overridden by \
-LANYARDD_<KEY IN CAPITALS>, e.g. LANYARDD_CHECK_IN_INTERVAL_SECS).\n\
+expiry_warning_fraction = 0.1, check_in_interval_secs = 900, protected_path = false, \
+unlock_idle_timeout_secs = 900, pinentry_program = \"pinentry\", pinentry_timeout_secs = 60 (each of \
+the last ten overridden by LANYARDD_<KEY IN CAPITALS>, e.g. LANYARDD_CHECK_IN_INTERVAL_SECS).\n\
 Cards are kept in $XDG_DATA_HOME/lanyard (or ~/.local/share/lanyard). Stop with SIGINT or SIGTERM."
 )]
 struct Args {
@@ -85,9 +86,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             version = lanyard_daemon::DAEMON_VERSION,
             "lanyardd ready"
         );
-        // Background lifecycle work; both end with the runtime.
+        // Background lifecycle work and the unlock's idle timer; all end with the runtime.
         tokio::spawn(renewal::run_scheduler(daemon.clone()));
         tokio::spawn(check_in::run(daemon.clone()));
+        tokio::spawn(idle_lock::run(daemon.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
         tokio::spawn(async move {
             match wait_for_signal().await {

@@ -137,6 +137,7 @@ fn wipe_secrets(mut req: Request) {
             m.new_pin.zeroize();
         }
         Some(request::Body::Renew(m)) => m.pin.zeroize(),
+        Some(request::Body::Unlock(m)) => m.pin.zeroize(),
         Some(request::Body::ResetPin(m)) => {
             m.new_pin.zeroize();
             m.code.zeroize();

@@ -5,12 +5,14 @@ pub mod change_pin;
 pub mod check_in;
 pub mod client;
 pub mod enroll;
+pub mod lock;
 pub mod nss_db;
 pub mod nss_register;
 pub mod pin_input;
 pub mod renew;
 pub mod reset_pin;
 pub mod status;
+pub mod unlock;
 
 use std::path::PathBuf;
 

@@ -37,6 +37,9 @@ pub struct CardJson {
     last_check_in_error: String,
     /// One line to act on, or "".
     warning: String,
+    /// `lanyard unlock`: RFC 3339 of when the unlock ends if the card stays
+    /// idle, or null when it is not unlocked.
+    unlocked_until: Option<String>,
 }
 
 /// `status --json` as a whole.
@@ -90,6 +93,7 @@ pub fn card_json(c: &CardInfo) -> CardJson {
         last_check_in: when(life.last_check_in),
         last_check_in_error: life.last_check_in_error,
         warning: life.warning,
+        unlocked_until: when(life.unlocked_until),
     }
 }
 
@@ -147,6 +151,13 @@ pub fn describe(out: &mut String, c: &CardInfo) {
         (0, false) => "none".to_string(),
         (t, _) => rfc3339(t),
     };
+    if life.unlocked_until != 0 {
+        let _ = writeln!(
+            out,
+            "  unlocked:   until {} if idle (`lanyard lock` locks it now)",
+            rfc3339(life.unlocked_until)
+        );
+    }
     let _ = writeln!(out, "  renewal:    next {next}");
     let mut last = when(life.last_renewal).unwrap_or_else(|| "never".into());
     if !life.last_renewal_error.is_empty() {
@@ -227,6 +238,7 @@ mod tests {
             last_check_in: 0,
             last_check_in_error: "unreachable".into(),
             warning: "card C1's certificate expired".into(),
+            unlocked_until: 0,
         });
         let j = serde_json::to_value(card_json(&c)).unwrap();
         assert_eq!(j["status"], "expired");
@@ -235,6 +247,7 @@ mod tests {
         assert_eq!(j["last_renewal_error"], "the CA is busy");
         assert_eq!(j["last_check_in"], serde_json::Value::Null);
         assert_eq!(j["warning"], "card C1's certificate expired");
+        assert_eq!(j["unlocked_until"], serde_json::Value::Null);
         let mut text = String::new();
         describe(&mut text, &c);
         for want in [
@@ -265,5 +278,25 @@ mod tests {
         assert!(active("", 0).contains("no CA on record"));
         assert!(active("https://ca:1", 0).contains("when the card is unlocked"));
         assert!(active("https://ca:1", 700).contains("next 1970-01-01T00:11:40Z"));
+    }
+
+    #[test]
+    fn an_unlocked_card_says_until_when() {
+        let c = card(Lifecycle {
+            status: CardStatus::Active as i32,
+            unlocked_until: 900,
+            ..Lifecycle::default()
+        });
+        let j = serde_json::to_value(card_json(&c)).unwrap();
+        assert_eq!(j["unlocked_until"], "1970-01-01T00:15:00Z");
+        let mut text = String::new();
+        describe(&mut text, &c);
+        assert!(
+            text.contains("unlocked:   until 1970-01-01T00:15:00Z if idle"),
+            "{text}"
+        );
+        let mut locked = String::new();
+        describe(&mut locked, &card(Lifecycle::default()));
+        assert!(!locked.contains("unlocked:"), "{locked}");
     }
 }

@@ -1,5 +1,6 @@
 //! Hello: the versioned handshake that opens every connection; tells the
-//! client this daemon run's random instance id and the slot count.
+//! client this daemon run's random instance id, the slot count and whether
+//! logins use the protected authentication path.
 
 use lanyard_proto::agent::{response, Hello, HelloReply, ProtocolVersion};
 
@@ -19,6 +20,6 @@ pub fn apply(daemon: &Daemon, session: &mut Session, m: Hello) -> Result<respons
         daemon_instance: daemon.instance().to_vec(),
         slot_count: daemon.config().slots,
         daemon_version: crate::DAEMON_VERSION.into(),
-        protected_path: false,
+        protected_path: daemon.config().protected_path,
     }))
 }

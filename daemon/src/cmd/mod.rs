@@ -7,17 +7,20 @@ mod check_in;
 mod enroll;
 mod hello;
 mod list_cards;
+mod lock;
 mod login;
 mod logout;
 mod renew;
 mod reset_pin;
 mod sign;
 mod status;
+mod unlock;
 
 use lanyard_proto::agent::{request, response, Request, Response};
 
 use crate::app_sessions::AppId;
 use crate::error::Error;
+use crate::protected_login::Requester;
 use crate::state::Daemon;
 
 /// Per-connection protocol state.
@@ -25,6 +28,8 @@ use crate::state::Daemon;
 pub struct Session {
     /// Whether the Hello exchange has happened.
     pub greeted: bool,
+    /// The peer process (SO_PEERCRED), named in the daemon's PIN prompt.
+    pub peer: Requester,
 }
 
 /// An error reply.
@@ -89,7 +94,7 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
         Some(request::Body::Login(m)) => {
             let card = m.card_id.clone();
             let app = required(app)?;
-            login::apply(daemon, &app, m)
+            login::apply(daemon, &app, session.peer, m)
                 .await
                 .map_err(|e| (e, Some(card)))
         }
@@ -114,9 +119,12 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
         }
         Some(request::Body::ResetPin(m)) => reset_pin::apply(daemon, m).await.map_err(no_card),
         Some(request::Body::CheckIn(_)) => Ok(check_in::apply(daemon, app.as_ref()).await),
-        // Protected authentication path (`lanyard unlock`/`lock`): issue 5, being built.
-        Some(request::Body::Unlock(_) | request::Body::Lock(_)) => Err(no_card(Error::BadRequest(
-            "this daemon does not support unlock/lock yet".into(),
-        ))),
+        Some(request::Body::Unlock(m)) => {
+            let card = m.card_id.clone();
+            unlock::apply(daemon, m)
+                .await
+                .map_err(|e| (e, Some(card).filter(|c| !c.is_empty())))
+        }
+        Some(request::Body::Lock(m)) => lock::apply(daemon, m).map_err(no_card),
     }
 }

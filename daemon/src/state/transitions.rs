@@ -335,12 +335,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Ends every login to the card and drops its keys from memory.
+    /// Ends every login to the card and its unlock, and drops its keys from memory.
     fn end_logins(&self, card_id: &str) {
         let mut inner = self.inner();
         inner.sessions.forget_card(card_id);
         if let Some(entry) = inner.cards.get_mut(card_id) {
             entry.unlocked = None;
+            entry.unlock = None;
             entry.schedule = Schedule::fresh();
         }
     }

@@ -32,6 +32,8 @@ pub struct TestEnv {
     pub tmp: tempfile::TempDir,
     pub socket: PathBuf,
     pub daemon: Option<Child>,
+    /// Extra environment for lanyardd and the CLI (e.g. GPG_TTY).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -49,6 +51,7 @@ impl TestEnv {
             tmp,
             socket,
             daemon: None,
+            env: Vec::new(),
         }
     }
 
@@ -140,7 +143,9 @@ impl TestEnv {
         c.env("XDG_DATA_HOME", self.tmp.path().join("data"))
             .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
             .env("LANYARD_AGENT_SOCK", &self.socket)
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("GPG_TTY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -284,6 +289,15 @@ impl Client {
             card_id: card.into(),
             pin: pin.into(),
             protected: false,
+        }))
+    }
+
+    /// C_Login with a NULL PIN in protected-authentication-path mode.
+    pub fn protected_login(&mut self, card: &str) -> Response {
+        self.call(request::Body::Login(Login {
+            card_id: card.into(),
+            pin: String::new(),
+            protected: true,
         }))
     }
 
