@@ -146,13 +146,18 @@ pub fn slot_info(id: usize, state: &SlotState) -> CK_SLOT_INFO {
     }
 }
 
-/// Token flags from the card's PIN state.
-pub fn token_flags(pin: &PinState) -> CK_FLAGS {
+/// Token flags from the card's PIN state; `protected_path` when the daemon
+/// asks for the PIN itself (set on every token in that mode, whatever the
+/// card's state: applications read the flags once).
+pub fn token_flags(pin: &PinState, protected_path: bool) -> CK_FLAGS {
     let mut flags = CKF_RNG
         | CKF_LOGIN_REQUIRED
         | CKF_USER_PIN_INITIALIZED
         | CKF_TOKEN_INITIALIZED
         | CKF_WRITE_PROTECTED;
+    if protected_path {
+        flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
+    }
     if pin.locked {
         flags |= CKF_USER_PIN_LOCKED;
     } else if pin.failures > 0 {
@@ -164,12 +169,14 @@ pub fn token_flags(pin: &PinState) -> CK_FLAGS {
     flags
 }
 
-/// CK_TOKEN_INFO for a present token, given this application's session counts.
+/// CK_TOKEN_INFO for a present token, given this application's session
+/// counts and whether the daemon is in protected-authentication-path mode.
 pub fn token_info(
     token: &Token,
     state: &SlotState,
     sessions: CK_ULONG,
     rw_sessions: CK_ULONG,
+    protected_path: bool,
 ) -> CK_TOKEN_INFO {
     let card = &token.card;
     CK_TOKEN_INFO {
@@ -177,7 +184,7 @@ pub fn token_info(
         manufacturerID: padded::<32>("Lanyard"),
         model: padded::<16>("Virtual card"),
         serialNumber: padded::<16>(&card.card_id),
-        flags: token_flags(&state.pin),
+        flags: token_flags(&state.pin, protected_path),
         ulMaxSessionCount: CK_EFFECTIVELY_INFINITE,
         ulSessionCount: sessions,
         ulMaxRwSessionCount: CK_EFFECTIVELY_INFINITE,
@@ -222,11 +229,14 @@ mod tests {
     #[test]
     fn pin_flags() {
         let f = |failures, locked| {
-            token_flags(&PinState {
-                failures,
-                max_failures: 3,
-                locked,
-            })
+            token_flags(
+                &PinState {
+                    failures,
+                    max_failures: 3,
+                    locked,
+                },
+                false,
+            )
         };
         assert_eq!(
             f(0, false) & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY),
@@ -237,5 +247,15 @@ mod tests {
         assert_ne!(f(2, false) & CKF_USER_PIN_FINAL_TRY, 0);
         assert_ne!(f(3, true) & CKF_USER_PIN_LOCKED, 0);
         assert_ne!(f(0, false) & CKF_WRITE_PROTECTED, 0);
+        assert_eq!(f(0, false) & CKF_PROTECTED_AUTHENTICATION_PATH, 0);
+        let locked = PinState {
+            failures: 3,
+            max_failures: 3,
+            locked: true,
+        };
+        assert_ne!(
+            token_flags(&locked, true) & CKF_PROTECTED_AUTHENTICATION_PATH,
+            0
+        );
     }
 }

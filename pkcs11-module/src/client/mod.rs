@@ -22,6 +22,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a read of the daemon's state (ListCards, Logout) may wait: slot
 /// polling must not stall the host application behind a stuck daemon.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a protected login (NULL PIN) may wait: the daemon's PIN prompt
+/// waits for the user at most 120 s (lanyardd's largest
+/// `pinentry_timeout_secs`) and then answers CANCELED; plus a margin.
+pub const PROTECTED_LOGIN_TIMEOUT: Duration = Duration::from_secs(150);
 /// After a daemon failed to answer within the connect timeout, further
 /// connects fail at once for this long instead of waiting again.
 const UNRESPONSIVE_BACKOFF: Duration = Duration::from_secs(5);
@@ -78,6 +82,8 @@ pub struct AgentClient {
     backoff_until: Mutex<Option<Instant>>,
     /// Incremented each time the daemon instance changes.
     epoch: AtomicU64,
+    /// The last daemon greeted runs in protected-authentication-path mode.
+    protected_path: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -95,6 +101,7 @@ impl AgentClient {
             seen: Mutex::new(DaemonSeen::default()),
             backoff_until: Mutex::new(None),
             epoch: AtomicU64::new(0),
+            protected_path: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
     }
@@ -110,6 +117,12 @@ impl AgentClient {
     /// Changes each time a restarted daemon is seen.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether the daemon last greeted is in protected-authentication-path
+    /// mode (tokens report CKF_PROTECTED_AUTHENTICATION_PATH, C_Login takes a NULL PIN).
+    pub fn protected_path(&self) -> bool {
+        self.protected_path.load(Ordering::Acquire)
     }
 
     /// One request, one response. Daemon errors come back as
@@ -236,6 +249,8 @@ impl AgentClient {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let (conn, hello) =
             Connection::open(&self.path, self.may_spawn_threads, &self.app_id, id, client)?;
+        self.protected_path
+            .store(hello.protected_path, Ordering::Release);
         let mut seen = lock(&self.seen);
         match &seen.instance {
             Some(old) if *old != hello.daemon_instance => {
@@ -251,13 +266,14 @@ impl AgentClient {
 }
 
 /// The read timeout for a request: short for state queries, long for key
-/// operations.
+/// operations, longest for a protected login (the user is typing).
 fn timeout_for(req: &Request) -> Duration {
-    match req.body {
+    match &req.body {
         Some(request::Body::ListCards(_))
         | Some(request::Body::Logout(_))
         | Some(request::Body::Status(_))
         | Some(request::Body::Hello(_)) => QUERY_TIMEOUT,
+        Some(request::Body::Login(l)) if l.protected => PROTECTED_LOGIN_TIMEOUT,
         _ => REQUEST_TIMEOUT,
     }
 }
@@ -330,6 +346,13 @@ mod tests {
         assert_eq!(
             timeout_for(&req(request::Body::Login(Login::default()))),
             REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            timeout_for(&req(request::Body::Login(Login {
+                protected: true,
+                ..Login::default()
+            }))),
+            PROTECTED_LOGIN_TIMEOUT
         );
     }
 

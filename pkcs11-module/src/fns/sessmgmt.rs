@@ -66,7 +66,9 @@ pub fn session_info(handle: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
     })
 }
 
-/// C_Login. `pin` is `None` for a NULL pin pointer.
+/// C_Login. `pin` is `None` for a NULL pin pointer: in
+/// protected-authentication-path mode the daemon then logs in through
+/// `lanyard unlock` or its own PIN prompt; otherwise ARGUMENTS_BAD.
 pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) -> Result<()> {
     let lib = library::get()?;
     // Learn of a restarted daemon (and its login state) or a removed card
@@ -86,15 +88,20 @@ pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) 
         }
         token.card.card_id.clone()
     };
-    let pin = pin_text(pin.ok_or(Pkcs11Error::ArgumentsBad)?)?;
-    lib.call(
-        request::Body::Login(Login {
+    let login = match pin {
+        Some(pin) => Login {
             card_id,
-            pin,
+            pin: pin_text(pin)?,
             protected: false,
-        }),
-        Retry::Never,
-    )?;
+        },
+        None if lib.client.protected_path() => Login {
+            card_id,
+            pin: String::new(),
+            protected: true,
+        },
+        None => return Err(Pkcs11Error::ArgumentsBad),
+    };
+    lib.call(request::Body::Login(login), Retry::Never)?;
     // The session may have been closed meanwhile if the daemon restarted, or
     // its card removed.
     lib.session(handle)?;

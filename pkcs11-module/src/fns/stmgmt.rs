@@ -42,7 +42,13 @@ pub fn token_info(id: CK_SLOT_ID) -> Result<CK_TOKEN_INFO> {
     let (all, rw) = lib.session_counts(index);
     let state = lib.slot(index)?.clone();
     let token = state.token.as_ref().ok_or(Pkcs11Error::TokenNotPresent)?;
-    Ok(slot::token_info(token, &state, all, rw))
+    Ok(slot::token_info(
+        token,
+        &state,
+        all,
+        rw,
+        lib.client.protected_path(),
+    ))
 }
 
 /// C_GetMechanismList.

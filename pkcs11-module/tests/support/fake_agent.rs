@@ -59,6 +59,13 @@ pub struct FakeState {
     /// new instance takes its place on the same socket (as a crash under
     /// systemd socket activation), forgetting every login.
     pub crash_on_sign: bool,
+    /// Hello says protected-authentication-path mode (protected_path = true).
+    pub protected_path: bool,
+    /// How a protected login (Login.protected) is answered: logged in when
+    /// `None` (the card unlocked, or the right PIN at the prompt), else this error.
+    pub protected_answer: Option<ErrorCode>,
+    /// The card ids of the protected logins received.
+    pub protected_logins: Vec<String>,
 }
 
 /// One request as the fake daemon received it.
@@ -120,6 +127,9 @@ impl FakeAgent {
             accepted: 0,
             fail_list: false,
             crash_on_sign: false,
+            protected_path: false,
+            protected_answer: None,
+            protected_logins: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = Some(serve(&path, Arc::clone(&state), Arc::clone(&stop)));
@@ -379,7 +389,7 @@ fn answer(s: &mut FakeState, req: Request) -> Response {
             daemon_instance: s.instance.clone(),
             slot_count: s.slot_count,
             daemon_version: "fake".into(),
-            protected_path: false,
+            protected_path: s.protected_path,
         })),
         request::Body::ListCards(_) => {
             if s.fail_list {
@@ -414,6 +424,21 @@ fn answer(s: &mut FakeState, req: Request) -> Response {
             };
             if let Some(code) = refusal(s.cards[i].status) {
                 return error(id, code, 0);
+            }
+            if l.protected {
+                // As lanyardd: only in protected mode, the PIN never from the app.
+                if !s.protected_path || !l.pin.is_empty() {
+                    return error(id, ErrorCode::BadRequest, 0);
+                }
+                s.protected_logins.push(l.card_id.clone());
+                return match s.protected_answer {
+                    Some(ErrorCode::PinIncorrect) => error(id, ErrorCode::PinIncorrect, 2),
+                    Some(code) => error(id, code, 0),
+                    None => {
+                        s.logins.insert((req.app_id.clone(), l.card_id));
+                        ok(response::Body::Login(LoginReply {}))
+                    }
+                };
             }
             if !(6..=8).contains(&l.pin.len()) {
                 return error(id, ErrorCode::PinLenRange, 0);
