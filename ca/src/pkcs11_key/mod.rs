@@ -24,7 +24,7 @@ pub use error::Pkcs11Error;
 use crate::pkcs11_uri::Pkcs11Uri;
 use error::call;
 use objects::{find_private_key, public_half, sibling, P384_PARAMS};
-use token::{connect, module, read_pin};
+use token::{connect, read_pin, uri_module};
 
 /// Whether a key was found in the token or made there just now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +121,7 @@ impl Pkcs11Key {
         uri: &Pkcs11Uri,
         pin: Option<Zeroizing<String>>,
     ) -> Result<Self, Pkcs11Error> {
-        let ctx = module(
-            uri.module_path
-                .as_deref()
-                .ok_or(Pkcs11Error::NoModulePath)?,
-        )?;
+        let ctx = uri_module(uri)?;
         let (session, info) = connect(&ctx, uri, pin.as_ref(), false)?;
         let token = info.label().to_string();
         let key = find_private_key(&session, uri, &token)?.ok_or_else(|| Pkcs11Error::NoKey {
@@ -140,11 +136,7 @@ impl Pkcs11Key {
     /// labelled with `object=` (and `id=` if given).
     pub fn open_or_generate(uri: &Pkcs11Uri) -> Result<(Self, KeyOrigin), Pkcs11Error> {
         let pin = read_pin(uri.pin.as_ref())?;
-        let ctx = module(
-            uri.module_path
-                .as_deref()
-                .ok_or(Pkcs11Error::NoModulePath)?,
-        )?;
+        let ctx = uri_module(uri)?;
         let (session, info) = connect(&ctx, uri, pin.as_ref(), true)?;
         let token = info.label().to_string();
         if let Some(key) = find_private_key(&session, uri, &token)? {

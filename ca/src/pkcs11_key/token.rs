@@ -18,7 +18,7 @@ use crate::pkcs11_uri::{PinSource, Pkcs11Uri};
 
 /// Modules stay loaded and initialised for the life of the process: several
 /// keys may share one, and finalising under another user would break it.
-pub(crate) fn module(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
+fn module(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     let mut modules = MODULES
         .get_or_init(Default::default)
@@ -41,6 +41,15 @@ pub(crate) fn module(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
     }
     modules.insert(path.to_path_buf(), ctx.clone());
     Ok(ctx)
+}
+
+/// The module the URI's `module-path` names, loaded as [`module`] does.
+pub(crate) fn uri_module(uri: &Pkcs11Uri) -> Result<Pkcs11, Pkcs11Error> {
+    module(
+        uri.module_path
+            .as_deref()
+            .ok_or(Pkcs11Error::NoModulePath)?,
+    )
 }
 
 /// The PIN named by the URI, if any.
