@@ -82,14 +82,7 @@ impl Enroller {
         let ip = peer
             .map(|p| p.ip().to_canonical())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if let Err(wait) = self.limiter.check(ip, Instant::now()) {
-            let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            warn!(peer = %ip, retry_after_secs, "enrolment refused: too many failed attempts");
-            return Err(CaError::RateLimited {
-                what: "enrolment",
-                retry_after_secs: retry_after_secs.max(1),
-            });
-        }
+        self.limiter.admit(ip, "enrolment")?;
         // Held until the certificate is recorded; refused before anything is read.
         let _permit = self.certifier.permit("enrol")?;
 

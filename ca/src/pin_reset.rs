@@ -65,14 +65,7 @@ impl PinResetter {
         typed_code: &str,
         csr_der: &[u8],
     ) -> Result<Enrolled, CaError> {
-        if let Err(wait) = self.limiter.check(ip, Instant::now()) {
-            let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            warn!(peer = %ip, retry_after_secs, "PIN reset refused: too many failed attempts");
-            return Err(CaError::RateLimited {
-                what: "PIN reset",
-                retry_after_secs: retry_after_secs.max(1),
-            });
-        }
+        self.limiter.admit(ip, "PIN reset")?;
         let card_id = CardId::parse(card)?;
         // A bad request is the device's fault, not a guess: not counted, code kept.
         let csr = check_csr(csr_der).map_err(|e| {

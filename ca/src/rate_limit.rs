@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::RateLimitConfig;
+use crate::error::CaError;
 
 /// Addresses tracked at most; beyond this the stalest entries are dropped.
 const MAX_TRACKED: usize = 10_000;
@@ -42,6 +43,21 @@ impl FailureLimiter {
             return Err((oldest + self.window).saturating_duration_since(now));
         }
         Ok(())
+    }
+
+    /// Refuses `peer` while it must wait, as `RateLimited` with the wait in
+    /// whole seconds (rounded up, at least 1); `what` names the attempt
+    /// ("enrolment", "PIN reset").
+    pub fn admit(&self, peer: IpAddr, what: &'static str) -> Result<(), CaError> {
+        let Err(wait) = self.check(peer, Instant::now()) else {
+            return Ok(());
+        };
+        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        tracing::warn!(peer = %peer, retry_after_secs, "{what} refused: too many failed attempts");
+        Err(CaError::RateLimited {
+            what,
+            retry_after_secs: retry_after_secs.max(1),
+        })
     }
 
     /// Records one failed attempt from `peer`.
@@ -115,5 +131,25 @@ mod tests {
         }
         assert!(l.check(a, t0).is_err());
         assert!(l.check(b, t0).is_ok());
+    }
+
+    #[test]
+    fn a_blocked_address_is_refused_with_whole_seconds() {
+        let l = limiter();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.admit(a, "enrolment").is_ok());
+        for _ in 0..3 {
+            l.record_failure(a, Instant::now());
+        }
+        match l.admit(a, "PIN reset") {
+            Err(CaError::RateLimited {
+                what,
+                retry_after_secs,
+            }) => {
+                assert_eq!(what, "PIN reset");
+                assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
