@@ -501,6 +501,15 @@ mod tests {
         assert!(store.unlock(&new, &pin("654321")).unwrap().is_some());
     }
 
+    /// Checks that `dir` holds CARD1's file and nothing else.
+    fn assert_only_card1(dir: &Path) {
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("CARD1.json")]);
+    }
+
     #[test]
     fn files_are_private_and_no_temp_left() {
         use std::os::unix::fs::PermissionsExt;
@@ -508,11 +517,7 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store.card_path("CARD1")), 0o600);
         assert_eq!(mode(&tmp.path().join("cards")), 0o700);
-        let names: Vec<_> = std::fs::read_dir(tmp.path().join("cards"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("CARD1.json")]);
+        assert_only_card1(&tmp.path().join("cards"));
     }
 
     #[test]
@@ -549,11 +554,7 @@ mod tests {
         let err = store.unlock(&loaded, &pin("123456")).err().unwrap();
         assert!(matches!(err, Error::CardRevoked { .. }), "{err}");
         // Nothing else of the card is left in the directory.
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("CARD1.json")]);
+        assert_only_card1(path.parent().unwrap());
     }
 
     #[test]
