@@ -1,5 +1,5 @@
 //! The certificate side of a Lanyard virtual card, with no I/O: the card
-//! profile, the operator (registration authority) profile, the CA's own
+//! profile and its document-signing profile, the operator (registration authority) profile, the CA's own
 //! profiles (root, issuing, server), CRLs, CSR checks and signature checks
 //! over parsed certificates.
 #![forbid(unsafe_code)]
@@ -15,6 +15,7 @@ pub mod csr_check;
 pub mod error;
 pub mod operator_profile;
 pub mod serial;
+pub mod signing_profile;
 #[cfg(test)]
 mod test_ca;
 
@@ -35,6 +36,7 @@ pub use operator_profile::{
     issue_operator_certificate, operator_identity, OperatorIdentity, OID_KP_CMC_RA, OPERATOR_UNIT,
 };
 pub use serial::CertSerial;
+pub use signing_profile::{issue_signing_certificate, signing_certificate_params, SIGNING_PROFILE};
 
 /// Re-exported so callers name the same rcgen types as this crate.
 pub use rcgen;
