@@ -215,6 +215,7 @@ impl TestCa {
             .enrollment()
             .await
             .enroll(EnrollRequest {
+                signing_csr_der: Vec::new(),
                 code: code.to_string(),
                 csr_der: csr,
             })
@@ -506,6 +507,7 @@ async fn the_it_desk_runs_cards_over_mutual_tls() {
         .enrollment()
         .await
         .enroll(EnrollRequest {
+            signing_csr_der: Vec::new(),
             code: bob_code.clone(),
             csr_der: p256_csr(),
         })

@@ -224,6 +224,7 @@ async fn enroll(
 ) -> Result<EnrollResponse, tonic::Status> {
     client
         .enroll(EnrollRequest {
+            signing_csr_der: Vec::new(),
             code: code.to_string(),
             csr_der: csr,
         })

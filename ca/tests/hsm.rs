@@ -306,7 +306,11 @@ fn init_keeps_the_issuing_key_in_the_token_and_openssl_verifies_what_it_signs() 
             .await
             .unwrap();
         EnrollmentClient::new(channel)
-            .enroll(EnrollRequest { code, csr_der: csr })
+            .enroll(EnrollRequest {
+                signing_csr_der: Vec::new(),
+                code,
+                csr_der: csr,
+            })
             .await
             .unwrap()
             .into_inner()

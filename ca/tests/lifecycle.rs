@@ -48,6 +48,7 @@ async fn renew(
     ca.renewal_as(as_card)
         .await
         .renew(RenewRequest {
+            signing_csr_der: Vec::new(),
             card_id: card_id.to_string(),
             csr_der: csr,
         })
@@ -200,6 +201,7 @@ async fn renewal_needs_the_cards_own_certificate() {
     let mut anonymous = lanyard_proto::ca::renewal_client::RenewalClient::new(ca.channel().await);
     let err = anonymous
         .renew(RenewRequest {
+            signing_csr_der: Vec::new(),
             card_id: a.card_id.clone(),
             csr_der: csr_for(&p256()),
         })
@@ -502,6 +504,7 @@ async fn reset_pin_rekeys_and_revokes_the_old_certificate() {
     let id = card.card_id.clone();
     let mut client = ca.enrollment().await;
     let reset = |code: &str, csr: Vec<u8>| ResetPinRequest {
+        signing_csr_der: Vec::new(),
         card_id: id.clone(),
         code: code.to_string(),
         csr_der: csr,
@@ -617,6 +620,7 @@ async fn an_exhausted_reset_code_destroys_the_card() {
     let code = ca.release_reset_code(&id, 3).await;
     let mut client = ca.enrollment().await;
     let wrong = |typed: &str| ResetPinRequest {
+        signing_csr_der: Vec::new(),
         card_id: id.clone(),
         code: typed.to_string(),
         csr_der: csr_for(&p256()),
@@ -677,6 +681,7 @@ async fn an_exhausted_reset_code_destroys_the_card() {
     // Even the right code is too late now; the answer still says to destroy the keys.
     let err = client
         .reset_pin(ResetPinRequest {
+            signing_csr_der: Vec::new(),
             card_id: id.clone(),
             code,
             csr_der: csr_for(&p256()),
@@ -739,6 +744,7 @@ async fn overload_is_refused_with_a_retry_hint_and_changes_nothing() {
         tasks.push(tokio::spawn(async move {
             let r = client
                 .enroll(lanyard_proto::ca::EnrollRequest {
+                    signing_csr_der: Vec::new(),
                     code: code.clone(),
                     csr_der: csr,
                 })
@@ -844,6 +850,7 @@ async fn an_expired_certificate_cannot_renew() {
         let mut client = ca.renewal_as_checked(&card).await?;
         client
             .renew(RenewRequest {
+                signing_csr_der: Vec::new(),
                 card_id: card.card_id.clone(),
                 csr_der: csr_for(&p256()),
             })

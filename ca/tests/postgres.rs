@@ -189,6 +189,7 @@ async fn enroll(
 ) -> Result<EnrollResponse, tonic::Status> {
     client
         .enroll(EnrollRequest {
+            signing_csr_der: Vec::new(),
             code,
             csr_der: p256_csr(),
         })

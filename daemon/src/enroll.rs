@@ -56,6 +56,7 @@ pub async fn call_ca(
     let req = EnrollRequest {
         code: code.to_string(),
         csr_der,
+        signing_csr_der: Vec::new(),
     };
     let result = call_with_retries(url, &endpoint, Retries::INTERACTIVE, |channel| {
         let req = req.clone();

@@ -64,6 +64,7 @@ async fn call_renew(
         let req = RenewRequest {
             card_id: snapshot.card_id.clone(),
             csr_der: csr_der.clone(),
+            signing_csr_der: Vec::new(),
         };
         async move {
             let (channel, alerts) = ca_tls::connect(url, config).await?;

@@ -97,6 +97,7 @@ pub async fn reset_pin(daemon: &Daemon, params: ResetParams) -> Result<CardInfo>
         card_id: card_id.clone(),
         code: params.code.to_string(),
         csr_der: csr,
+        signing_csr_der: Vec::new(),
     };
     let resp = match call_ca(&url, &pem, req).await {
         Ok(resp) => resp,

@@ -200,6 +200,7 @@ fn pss_over_the_socket() {
         hash: HashAlgorithm::Sha256 as i32,
         mgf_hash: HashAlgorithm::Sha256 as i32,
         salt_len: 20,
+        ..Default::default()
     }));
     let sig = signature(&r);
     let key = PKey::public_key_from_der(&public).unwrap();

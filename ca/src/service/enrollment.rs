@@ -35,6 +35,7 @@ impl From<Enrolled> for EnrollResponse {
             holder_name: e.card.holder_name,
             user_id: e.card.user_id,
             role: e.card.role,
+            signing_certificate_der: Vec::new(),
         }
     }
 }

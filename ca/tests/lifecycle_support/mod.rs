@@ -365,6 +365,7 @@ impl TestCa {
         self.enrollment()
             .await
             .enroll(EnrollRequest {
+                signing_csr_der: Vec::new(),
                 code: code.to_string(),
                 csr_der: csr,
             })

@@ -248,6 +248,7 @@ fn answer(pki: &Pki, card_id: String, certificate_der: Vec<u8>) -> EnrollRespons
         holder_name: "Dr Ada Smith".into(),
         user_id: "555123456789".into(),
         role: "R8000 Clinical Practitioner".into(),
+        signing_certificate_der: Vec::new(),
     }
 }
 
