@@ -350,7 +350,9 @@ impl Daemon {
             max_failures: self.policy.max_failures,
             locked: self.policy.is_locked(failures),
         });
-        info.logged_in = app.is_some_and(|a| sessions.is_logged_in(a, &entry.file.card_id));
+        let protected = self.config.protected_path;
+        let instant = std::time::Instant::now();
+        info.logged_in = app.is_some_and(|a| entry.opened_for(a, sessions, protected, instant));
         info.pin_min_len = self.policy.min_len as u32;
         info.pin_max_len = self.policy.max_len as u32;
         let moment = CardMoment {
@@ -657,7 +659,7 @@ impl Daemon {
             // ended it yet, and the logins that relied on it with it.
             let now = std::time::Instant::now();
             entry.end_unlock_if_idle(sessions, now);
-            if !sessions.is_logged_in(app, card_id) {
+            if !entry.opened_for(app, sessions, self.config.protected_path, now) {
                 return Err(Error::NotLoggedIn(card_id.into()));
             }
             entry.touch_unlock(now);

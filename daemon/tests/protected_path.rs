@@ -83,9 +83,12 @@ fn unlock_lets_protected_logins_in_until_lock_ends_them() {
         "status shows until when: {until}"
     );
 
+    // Unlocked: an application sees the card logged in before any login
+    // (as a browser needs), and its protected login succeeds at once.
     let mut app = env.client(1);
-    assert_eq!(code(&app.protected_login(CARD)), 0);
     assert!(app.list_cards()[0].logged_in);
+    assert_eq!(code(&app.sign(CARD, ECDSA, &[7; 32])), 0);
+    assert_eq!(code(&app.protected_login(CARD)), 0);
     assert_eq!(code(&app.sign(CARD, ECDSA, &[7; 32])), 0);
     assert_eq!(pinentry.prompts(), 0, "no prompt while unlocked");
     // An application that logged in with its PIN is not affected by the lock.

@@ -1,7 +1,10 @@
 //! `lanyard unlock` / `lanyard lock` in the daemon state: an unlocked card
-//! keeps its keys ready without a login until it is locked or has not been
-//! used (signature or login) for its idle timeout. Protected logins (C_Login
-//! with a NULL PIN) made while it is unlocked rely on it and end with it.
+//! keeps its keys ready until it is locked or has not been used (signature or
+//! login) for its idle timeout, and every application of this user sees it
+//! logged in meanwhile (PKCS#11 allows a protected-path token to start logged
+//! in; Chromium asks through its own password dialog before any C_Login, so
+//! this is how a browser uses the card without a prompt). Protected logins
+//! (C_Login with a NULL PIN) made while it is unlocked rely on it and end with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +33,20 @@ impl CardEntry {
     /// Whether the card is unlocked and has been used within its idle timeout.
     fn unlock_active(&self, now: Instant) -> bool {
         self.unlock.is_some_and(|u| now < u.deadline())
+    }
+
+    /// Whether `app` may use the card's key: it logged in, or (in
+    /// protected-authentication-path mode) the card is unlocked, which
+    /// opens it to every application of this user until it is locked.
+    pub(super) fn opened_for(
+        &self,
+        app: &AppId,
+        sessions: &AppSessions,
+        protected_path: bool,
+        now: Instant,
+    ) -> bool {
+        sessions.is_logged_in(app, &self.file.card_id)
+            || (protected_path && self.unlock_active(now))
     }
 
     /// A use of the card: its unlock, if any, lasts from now.
@@ -237,6 +254,13 @@ mod tests {
             .unwrap();
         assert!(daemon.login_if_unlocked(&a, "C1").unwrap());
         daemon.sign(&a, "C1", Mechanism::Ecdsa, &[1; 32]).unwrap();
+        // An application that never logged in sees the card logged in and signs.
+        let quiet = app(11);
+        daemon.connection_opened(&quiet);
+        assert!(daemon.card("C1", Some(&quiet)).unwrap().logged_in);
+        daemon
+            .sign(&quiet, "C1", Mechanism::Ecdsa, &[1; 32])
+            .unwrap();
         // No login needs the keys, the unlock keeps them.
         daemon.connection_closed(&a);
         assert!(daemon.inner().cards["C1"].unlocked.is_some());
@@ -250,6 +274,11 @@ mod tests {
         ));
         assert!(daemon.inner().cards["C1"].unlocked.is_none());
         assert!(!daemon.login_if_unlocked(&b, "C1").unwrap());
+        assert!(!daemon.card("C1", Some(&quiet)).unwrap().logged_in);
+        assert!(matches!(
+            daemon.sign(&quiet, "C1", Mechanism::Ecdsa, &[1; 32]),
+            Err(Error::NotLoggedIn(_))
+        ));
         assert!(daemon.lock("C1").unwrap().is_empty());
         assert!(matches!(daemon.lock("C9"), Err(Error::NoSuchCard(_))));
     }
