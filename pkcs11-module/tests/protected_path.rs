@@ -100,7 +100,29 @@ fn a_null_pin_is_a_protected_login_that_signs() {
         CKR_OK
     );
     assert_eq!(len, 64);
-    assert_eq!(null_pin_login(m, h), CKR_USER_ALREADY_LOGGED_IN);
+    // Logged in: a PIN is refused as usual, a NULL PIN is confirmed by the daemon.
+    assert_eq!(login(m, h, "654321"), CKR_USER_ALREADY_LOGGED_IN);
+    assert_eq!(null_pin_login(m, h), CKR_OK);
+    assert_eq!(agent.state.lock().unwrap().protected_logins.len(), 2);
+    finalize(m);
+}
+
+#[test]
+fn an_unlocked_card_starts_logged_in_and_a_null_pin_login_is_confirmed() {
+    let (_g, m, agent) = setup_mode(true);
+    agent.state.lock().unwrap().unlocked = true;
+    let h = open_session(m, 0, false);
+    assert_eq!(session_state(m, h), CKS_RO_USER_FUNCTIONS);
+    assert_eq!(find(m, h, CKO_PRIVATE_KEY).len(), 1);
+    // A NULL-PIN login is answered by the daemon, not refused as already logged in ...
+    assert_eq!(null_pin_login(m, h), CKR_OK);
+    assert_eq!(agent.state.lock().unwrap().protected_logins.len(), 1);
+    // ... while a PIN from the application still is.
+    assert_eq!(login(m, h, "123456"), CKR_USER_ALREADY_LOGGED_IN);
+    // Locked again: the session is public at the next look.
+    agent.state.lock().unwrap().unlocked = false;
+    agent.state.lock().unwrap().logins.clear();
+    assert_eq!(session_state(m, h), CKS_RO_PUBLIC_SESSION);
     finalize(m);
 }
 

@@ -81,9 +81,14 @@ pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) 
         CKU_CONTEXT_SPECIFIC => return Err(Pkcs11Error::OperationNotInitialized),
         _ => return Err(Pkcs11Error::UserTypeInvalid),
     }
+    let protected = pin.is_none() && lib.client.protected_path();
     let card_id = {
         let (token, logged_in) = lib.session_token(&entry)?;
-        if logged_in {
+        // A protected-path token may show logged in before the application
+        // logs in (a card unlocked with `lanyard unlock`): a NULL-PIN login
+        // is then confirmed by the daemon rather than refused, as some
+        // applications (pkcs11-tool 0.23) take USER_ALREADY_LOGGED_IN for a failure.
+        if logged_in && !protected {
             return Err(Pkcs11Error::UserAlreadyLoggedIn);
         }
         token.card.card_id.clone()

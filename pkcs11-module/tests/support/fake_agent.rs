@@ -66,6 +66,9 @@ pub struct FakeState {
     pub protected_answer: Option<ErrorCode>,
     /// The card ids of the protected logins received.
     pub protected_logins: Vec<String>,
+    /// Protected mode with the cards unlocked (`lanyard unlock`): every
+    /// application sees them logged in and may sign without a login.
+    pub unlocked: bool,
 }
 
 /// One request as the fake daemon received it.
@@ -130,6 +133,7 @@ impl FakeAgent {
             protected_path: false,
             protected_answer: None,
             protected_logins: Vec::new(),
+            unlocked: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = Some(serve(&path, Arc::clone(&state), Arc::clone(&stop)));
@@ -405,9 +409,9 @@ fn answer(s: &mut FakeState, req: Request) -> Response {
                         status: c.status as i32,
                         ..Lifecycle::default()
                     });
-                    info.logged_in = s
-                        .logins
-                        .contains(&(req.app_id.clone(), info.card_id.clone()));
+                    info.logged_in = s.unlocked
+                        || s.logins
+                            .contains(&(req.app_id.clone(), info.card_id.clone()));
                     info.pin = Some(PinState {
                         failures: c.failures,
                         max_failures: 3,
@@ -472,9 +476,10 @@ fn answer(s: &mut FakeState, req: Request) -> Response {
             if let Some(code) = status.and_then(refusal) {
                 return error(id, code, 0);
             }
-            if !s
-                .logins
-                .contains(&(req.app_id.clone(), sign.card_id.clone()))
+            if !s.unlocked
+                && !s
+                    .logins
+                    .contains(&(req.app_id.clone(), sign.card_id.clone()))
             {
                 return error(id, ErrorCode::NotLoggedIn, 0);
             }
