@@ -17,6 +17,7 @@ PACKAGES=(
     openssh-server           # sshd: the throwaway server the OpenSSH tests log in to
     openjdk-17-jdk-headless  # javac/java: the SunPKCS11 test program
     p11-kit                  # p11-kit list-modules (packaging/p11-kit/lanyard.module test)
+    chromium                 # headless Chromium: TLS client authentication with the card (protected path test)
     util-linux               # setpriv, setsid (peer-uid test, child reaping, no-tty test)
     bsdutils                 # script: a pseudo-terminal for the PIN prompt test
     procps                   # pgrep/ps in tests

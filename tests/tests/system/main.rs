@@ -4,6 +4,7 @@
 //! `world` are started once and shared.
 
 mod ca_cli;
+mod chromium;
 mod corrupt_store;
 mod daemon_config;
 mod demo;
@@ -26,6 +27,7 @@ mod pin_entry;
 mod pin_policy;
 mod pkcs11_app;
 mod pkcs11_uri;
+mod protected_path;
 mod secrets;
 mod selftest;
 mod signing;

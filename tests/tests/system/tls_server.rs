@@ -150,6 +150,14 @@ impl TlsServer {
         stop_child(&mut self.child, Duration::from_secs(2));
         text
     }
+
+    /// Stops a server started for several connections (`-naccept N`, e.g.
+    /// for a browser) now; returns what it printed.
+    pub fn stop(mut self) -> String {
+        stop_child(&mut self.child, Duration::from_secs(2));
+        // The output pipes are closed now: this ends as soon as they are read.
+        self.collect_until("\u{0}", Duration::from_secs(10))
+    }
 }
 
 /// An OpenSSL config that loads libp11's pkcs11 engine with our module (its
