@@ -1,18 +1,20 @@
-//! Issuing one card certificate, the step enrolment, renewal and PIN reset
-//! share: a permit from the issuance limit, a fresh serial unused in the
+//! Issuing a card's certificates, the step enrolment, renewal and PIN reset
+//! share: a permit from the issuance limit, fresh serials unused in the
 //! database, the configured lifetime, and the issuing CA's signature (which
-//! adds its CRL Distribution Point). Recording it is the caller's transaction.
+//! adds its CRL Distribution Point) on the authentication certificate and,
+//! when requested, the document-signing one. Recording them is the caller's
+//! transaction.
 
 use std::sync::Arc;
 
-use lanyard_certs::{CertSerial, CheckedCsr, KeyKind, Validity};
+use lanyard_certs::{check_csr, CertSerial, CheckedCsr, KeyKind, Validity};
 use time::OffsetDateTime;
 
 use crate::config::CaConfig;
 use crate::error::CaError;
 use crate::issuance_limit::{IssuanceLimiter, IssuancePermit};
 use crate::issuer::IssuingCa;
-use crate::store::{CardRecord, IssuedCert, LifecycleTx, PendingEnrolment};
+use crate::store::{CardRecord, CertPurpose, IssuedCert, LifecycleTx, PendingEnrolment};
 
 /// Attempts at drawing an unused random serial before giving up.
 const SERIAL_ATTEMPTS: usize = 8;
@@ -64,6 +66,8 @@ pub struct NewCertificate {
     pub validity: Validity,
     /// The certified key's kind.
     pub key_kind: KeyKind,
+    /// What it is for.
+    pub purpose: CertPurpose,
 }
 
 impl NewCertificate {
@@ -74,7 +78,78 @@ impl NewCertificate {
             der: &self.der,
             key_kind: self.key_kind,
             validity: self.validity,
+            purpose: self.purpose,
         }
+    }
+}
+
+/// A card's checked certificate requests: the authentication key's, and the
+/// document-signing key's when the device sent one.
+#[derive(Debug)]
+pub struct CardRequests {
+    /// The authentication key's request.
+    pub auth: CheckedCsr,
+    /// The document-signing key's request, if any.
+    pub signing: Option<CheckedCsr>,
+}
+
+impl CardRequests {
+    /// Checks both requests; an empty `signing_csr_der` means none. The two
+    /// must certify different keys.
+    pub fn check(csr_der: &[u8], signing_csr_der: &[u8]) -> Result<Self, CaError> {
+        let auth = check_csr(csr_der).map_err(CaError::BadCsr)?;
+        let signing = if signing_csr_der.is_empty() {
+            None
+        } else {
+            let signing = check_csr(signing_csr_der).map_err(CaError::BadCsr)?;
+            if signing.spki_der() == auth.spki_der() {
+                return Err(CaError::InvalidArgument(
+                    "the document-signing request is for the same key as the authentication request; \
+                     the card needs a second key for document signing"
+                        .into(),
+                ));
+            }
+            Some(signing)
+        };
+        Ok(CardRequests { auth, signing })
+    }
+
+    /// Every public key requested (SubjectPublicKeyInfo DER).
+    pub fn spkis(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.auth.spki_der()).chain(self.signing.iter().map(|s| s.spki_der()))
+    }
+}
+
+/// The certificates issued to a card together, not yet recorded.
+#[derive(Debug, Clone)]
+pub struct CardCertificates {
+    /// The authentication certificate.
+    pub auth: NewCertificate,
+    /// The document-signing certificate, if requested.
+    pub signing: Option<NewCertificate>,
+}
+
+impl CardCertificates {
+    /// Their serials.
+    pub fn serials(&self) -> Vec<CertSerial> {
+        std::iter::once(self.auth.serial)
+            .chain(self.signing.iter().map(|s| s.serial))
+            .collect()
+    }
+
+    /// The forms the store records.
+    pub fn as_issued(&self) -> Vec<IssuedCert<'_>> {
+        std::iter::once(self.auth.as_issued())
+            .chain(self.signing.iter().map(NewCertificate::as_issued))
+            .collect()
+    }
+
+    /// The signing certificate's serial in hex, for audit records ("" if none).
+    pub fn signing_serial_hex(&self) -> String {
+        self.signing
+            .as_ref()
+            .map(|s| s.serial.to_hex())
+            .unwrap_or_default()
     }
 }
 
@@ -122,6 +197,51 @@ impl Certifier {
             der,
             validity,
             key_kind: csr.key_kind(),
+            purpose: CertPurpose::Authentication,
+        })
+    }
+
+    /// Signs the card's certificates for `requests`: the authentication
+    /// certificate as [`Certifier::certify`], and the document-signing one
+    /// (same validity, its own unused serial) when requested.
+    pub async fn certify_card(
+        &self,
+        registry: &mut impl SerialRegistry,
+        requests: &CardRequests,
+        card: &CardRecord,
+        now: OffsetDateTime,
+    ) -> Result<CardCertificates, CaError> {
+        let auth = self.certify(registry, &requests.auth, card, now).await?;
+        let Some(csr) = &requests.signing else {
+            return Ok(CardCertificates {
+                auth,
+                signing: None,
+            });
+        };
+        let holder = card.holder(&self.organisation);
+        let validity = Validity::card(now, self.lifetime)?;
+        // The first serial is not recorded yet: the registry cannot see it.
+        let mut serial = unused_serial(registry).await?;
+        for _ in 0..SERIAL_ATTEMPTS {
+            if serial != auth.serial {
+                break;
+            }
+            serial = unused_serial(registry).await?;
+        }
+        if serial == auth.serial {
+            return Err(CaError::NoUniqueId);
+        }
+        let (der, validity) = self.issuer.issue_signing(csr, &holder, &serial, validity)?;
+        let signing = NewCertificate {
+            serial,
+            der,
+            validity,
+            key_kind: csr.key_kind(),
+            purpose: CertPurpose::Signing,
+        };
+        Ok(CardCertificates {
+            auth,
+            signing: Some(signing),
         })
     }
 

@@ -1,18 +1,18 @@
 //! The enrolment use case, free of gRPC types: rate limit, issuance permit,
-//! code check, CSR check, then issuance and bookkeeping in one database
+//! code check, CSR checks, then issuance (the authentication certificate and,
+//! when requested, the document-signing one) and bookkeeping in one database
 //! transaction.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lanyard_certs::check_csr;
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
-use crate::certify::Certifier;
+use crate::certify::{CardRequests, Certifier};
 use crate::enrolment_code::EnrolmentCode;
 use crate::error::CaError;
 use crate::rate_limit::FailureLimiter;
@@ -25,6 +25,8 @@ pub struct Enrolled {
     pub card: CardRecord,
     /// The new certificate, DER.
     pub certificate_der: Vec<u8>,
+    /// The new document-signing certificate, DER, when one was requested.
+    pub signing_certificate_der: Option<Vec<u8>>,
     /// Issuing CA then root, DER.
     pub chain_der: Vec<Vec<u8>>,
 }
@@ -72,12 +74,15 @@ impl Enroller {
         }
     }
 
-    /// Redeems `typed_code` for a certificate on the key of `csr_der`.
+    /// Redeems `typed_code` for a certificate on the key of `csr_der` and,
+    /// unless `signing_csr_der` is empty, a document-signing certificate on
+    /// its key.
     pub async fn enroll(
         &self,
         peer: Option<SocketAddr>,
         typed_code: &str,
         csr_der: &[u8],
+        signing_csr_der: &[u8],
     ) -> Result<Enrolled, CaError> {
         let ip = peer
             .map(|p| p.ip().to_canonical())
@@ -108,8 +113,8 @@ impl Enroller {
         };
         let card = pending.card().clone();
 
-        let csr = match check_csr(csr_der) {
-            Ok(csr) => csr,
+        let requests = match CardRequests::check(csr_der, signing_csr_der) {
+            Ok(requests) => requests,
             Err(e) => {
                 // Roll back first: the code stays usable with a good request.
                 pending.abandon().await?;
@@ -122,15 +127,16 @@ impl Enroller {
                     detail: json!({ "reason": e.to_string() }),
                 })
                 .await;
-                return Err(CaError::BadCsr(e));
+                return Err(e);
             }
         };
 
-        let cert = self
+        let certs = self
             .certifier
-            .certify(&mut pending, &csr, &card, now)
+            .certify_card(&mut pending, &requests, &card, now)
             .await?;
-        let (serial, validity) = (cert.serial, cert.validity);
+        let (serial, validity) = (certs.auth.serial, certs.auth.validity);
+        let key_kind = certs.auth.key_kind;
 
         let peer_text = ip.to_string();
         let event = AuditEvent {
@@ -140,23 +146,26 @@ impl Enroller {
             peer: Some(peer_text.clone()),
             detail: json!({
                 "serial": serial.to_hex(),
-                "key": csr.key_kind().to_string(),
+                "signing_serial": certs.signing_serial_hex(),
+                "key": key_kind.to_string(),
                 "not_after": validity.not_after.unix_timestamp(),
             }),
         };
         pending
-            .complete(&cert.as_issued(), Some(&peer_text), &event)
+            .complete(&certs.as_issued(), Some(&peer_text), &event)
             .await?;
         info!(
             peer = %ip,
             card_id = %card.card_id,
             serial = %serial,
-            key = %csr.key_kind(),
-            "card enrolled, certificate issued"
+            signing_serial = %certs.signing_serial_hex(),
+            key = %key_kind,
+            "card enrolled, certificates issued"
         );
         Ok(Enrolled {
             card,
-            certificate_der: cert.der,
+            certificate_der: certs.auth.der,
+            signing_certificate_der: certs.signing.map(|s| s.der),
             chain_der: self.certifier.chain_der(),
         })
     }

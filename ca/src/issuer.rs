@@ -277,6 +277,26 @@ impl IssuingCa {
         })
     }
 
+    /// Issues a card's document-signing certificate (profile
+    /// [`lanyard_certs::SIGNING_PROFILE`]) with this CA's CRL URL; its
+    /// validity never outlasts the issuing CA.
+    pub fn issue_signing(
+        &self,
+        csr: &CheckedCsr,
+        holder: &CardHolder,
+        serial: &CertSerial,
+        validity: Validity,
+    ) -> Result<(Vec<u8>, Validity), CaError> {
+        let options = CardProfileOptions {
+            crl_url: self.crl_url.clone(),
+        };
+        self.sign_within_life(validity, |validity, issuer| {
+            lanyard_certs::issue_signing_certificate(
+                csr, holder, serial, validity, issuer, &options,
+            )
+        })
+    }
+
     /// Issues an IT-desk operator (registration authority) certificate with
     /// this CA's CRL URL; its validity never outlasts the issuing CA.
     pub fn issue_operator(

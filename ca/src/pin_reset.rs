@@ -1,6 +1,7 @@
 //! Forgotten PIN, without key escrow: the device redeems a one-time reset
-//! code the IT desk released for the card, with a CSR for a new key. A right
-//! code certifies the new key and revokes every older certificate of the card
+//! code the IT desk released for the card, with a CSR for a new key (and one
+//! for a new document-signing key). A right code certifies the new keys and
+//! revokes every older certificate of the card
 //! (superseded); a wrong one costs a try, and the last try revokes the card,
 //! whose keys the device must then destroy. Each outcome is one transaction.
 
@@ -8,14 +9,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lanyard_certs::{check_csr, RevocationReason};
+use lanyard_certs::RevocationReason;
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::card_id::CardId;
-use crate::certify::Certifier;
+use crate::certify::{CardRequests, Certifier};
 use crate::enrolment::Enrolled;
 use crate::enrolment_code::EnrolmentCode;
 use crate::error::CaError;
@@ -57,20 +58,22 @@ impl PinResetter {
         }
     }
 
-    /// Redeems `typed_code` for `card` with the new key of `csr_der`.
+    /// Redeems `typed_code` for `card` with the new key of `csr_der` (and
+    /// the new document-signing key of `signing_csr_der` unless empty).
     pub async fn reset(
         &self,
         ip: IpAddr,
         card: &str,
         typed_code: &str,
         csr_der: &[u8],
+        signing_csr_der: &[u8],
     ) -> Result<Enrolled, CaError> {
         self.limiter.admit(ip, "PIN reset")?;
         let card_id = CardId::parse(card)?;
         // A bad request is the device's fault, not a guess: not counted, code kept.
-        let csr = check_csr(csr_der).map_err(|e| {
+        let requests = CardRequests::check(csr_der, signing_csr_der).map_err(|e| {
             warn!(peer = %ip, card_id = %card_id, error = %e, "PIN reset request refused");
-            CaError::BadCsr(e)
+            e
         })?;
         let Some(code) = EnrolmentCode::parse(typed_code) else {
             self.limiter.record_failure(ip, Instant::now());
@@ -170,25 +173,22 @@ impl PinResetter {
             });
         }
 
-        if let Some(serial) = certified_key(&mut tx, &card_id, csr.spki_der()).await? {
+        if let Some(serial) = certified_key(&mut tx, &card_id, &requests).await? {
             tx.rollback().await?;
             warn!(peer = %ip, card_id = %card_id, "PIN reset refused: the key is not new");
             return Err(CaError::KeyReused { serial });
         }
-        let cert = self
+        let certs = self
             .certifier
-            .certify(&mut tx, &csr, &state.card, now)
+            .certify_card(&mut tx, &requests, &state.card, now)
             .await?;
-        tx.insert_certificate(&card_id, &cert.as_issued(), at)
-            .await?;
+        for issued in certs.as_issued() {
+            tx.insert_certificate(&card_id, &issued, at).await?;
+        }
         let revoked = tx
-            .revoke_others(
-                &card_id,
-                Some(&cert.serial),
-                RevocationReason::Superseded,
-                at,
-            )
+            .revoke_others(&card_id, &certs.serials(), RevocationReason::Superseded, at)
             .await?;
+        let cert = &certs.auth;
         tx.use_reset_code(live.id, at).await?;
         tx.activate_card(&card_id).await?;
         let event = AuditEvent {
@@ -198,6 +198,7 @@ impl PinResetter {
             peer: Some(ip.to_string()),
             detail: json!({
                 "serial": cert.serial.to_hex(),
+                "signing_serial": certs.signing_serial_hex(),
                 "key": cert.key_kind.to_string(),
                 "not_after": cert.validity.not_after.unix_timestamp(),
                 "revoked_superseded": revoked,
@@ -213,7 +214,8 @@ impl PinResetter {
         );
         Ok(Enrolled {
             card: state.card,
-            certificate_der: cert.der,
+            certificate_der: certs.auth.der,
+            signing_certificate_der: certs.signing.map(|s| s.der),
             chain_der: self.certifier.chain_der(),
         })
     }

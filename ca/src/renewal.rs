@@ -1,12 +1,13 @@
 //! Renewal with re-key, free of gRPC types: the client certificate (already
 //! verified against the root by TLS) must be a recorded, unrevoked,
 //! unexpired certificate of the card asked for, the card active and not
-//! suspended, and the request's key new. The new certificate is recorded
-//! and the card's older ones marked superseded in one transaction.
+//! suspended, and the requests' keys new. The new certificates
+//! (authentication, and document signing when requested) are recorded and
+//! the card's older ones marked superseded in one transaction.
 
 use std::sync::Arc;
 
-use lanyard_certs::{card_identity, check_csr};
+use lanyard_certs::card_identity;
 use serde_json::json;
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -14,7 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::card_id::CardId;
-use crate::certify::Certifier;
+use crate::certify::{CardRequests, Certifier};
 use crate::enrolment::Enrolled;
 use crate::error::CaError;
 use crate::peer::Peer;
@@ -27,16 +28,16 @@ pub struct Renewer {
     certifier: Arc<Certifier>,
 }
 
-/// The serial of a certificate of `card_id` that certifies the key
-/// `spki_der`, if any: a key is certified once, so renewal really re-keys.
+/// The serial of a certificate of `card_id` that certifies one of the keys
+/// of `requests`, if any: a key is certified once, so renewal really re-keys.
 pub(crate) async fn certified_key(
     tx: &mut LifecycleTx,
     card_id: &CardId,
-    spki_der: &[u8],
+    requests: &CardRequests,
 ) -> Result<Option<String>, CaError> {
     for cert in tx.card_certificates(card_id).await? {
         let same = X509Certificate::from_der(&cert.der)
-            .map(|(_, c)| c.public_key().raw == spki_der)
+            .map(|(_, c)| requests.spkis().any(|spki| c.public_key().raw == spki))
             .unwrap_or(false);
         if same {
             return Ok(Some(cert.serial));
@@ -51,13 +52,15 @@ impl Renewer {
         Renewer { store, certifier }
     }
 
-    /// Certifies the key of `csr_der` for `requested_card`, authenticated by
+    /// Certifies the key of `csr_der` (and of `signing_csr_der` unless empty,
+    /// as the document-signing key) for `requested_card`, authenticated by
     /// `peer`'s client certificate.
     pub async fn renew(
         &self,
         peer: &Peer,
         requested_card: &str,
         csr_der: &[u8],
+        signing_csr_der: &[u8],
     ) -> Result<Enrolled, CaError> {
         let Some(leaf) = peer.leaf() else {
             self.deny(peer, None, "no client certificate").await;
@@ -89,9 +92,9 @@ impl Renewer {
 
         // Held until the new certificate is recorded; refused before anything is read.
         let _permit = self.certifier.permit("renew")?;
-        let csr = check_csr(csr_der).map_err(|e| {
+        let requests = CardRequests::check(csr_der, signing_csr_der).map_err(|e| {
             warn!(peer = %peer.ip, card_id = %requested, error = %e, "renewal request refused");
-            CaError::BadCsr(e)
+            e
         })?;
 
         let now = OffsetDateTime::now_utc();
@@ -152,20 +155,24 @@ impl Renewer {
             tx.commit(&[event]).await?;
             return Err(CaError::CardNotUsable(message));
         }
-        if let Some(serial) = certified_key(&mut tx, &requested, csr.spki_der()).await? {
+        if let Some(serial) = certified_key(&mut tx, &requested, &requests).await? {
             tx.rollback().await?;
             warn!(peer = %peer.ip, card_id = %requested, "renewal refused: the key is not new");
             return Err(CaError::KeyReused { serial });
         }
 
-        let cert = self
+        let certs = self
             .certifier
-            .certify(&mut tx, &csr, &state.card, now)
+            .certify_card(&mut tx, &requests, &state.card, now)
             .await?;
         let at = now.unix_timestamp();
-        tx.insert_certificate(&requested, &cert.as_issued(), at)
+        for issued in certs.as_issued() {
+            tx.insert_certificate(&requested, &issued, at).await?;
+        }
+        let superseded = tx
+            .supersede_others(&requested, &certs.serials(), at)
             .await?;
-        let superseded = tx.supersede_others(&requested, &cert.serial, at).await?;
+        let cert = &certs.auth;
         let event = self.event(
             peer,
             &requested,
@@ -173,6 +180,7 @@ impl Renewer {
             json!({
                 "old_serial": presented.serial,
                 "serial": cert.serial.to_hex(),
+                "signing_serial": certs.signing_serial_hex(),
                 "key": cert.key_kind.to_string(),
                 "not_after": cert.validity.not_after.unix_timestamp(),
                 "superseded": superseded,
@@ -189,7 +197,8 @@ impl Renewer {
         );
         Ok(Enrolled {
             card: state.card,
-            certificate_der: cert.der,
+            certificate_der: certs.auth.der,
+            signing_certificate_der: certs.signing.map(|s| s.der),
             chain_der: self.certifier.chain_der(),
         })
     }

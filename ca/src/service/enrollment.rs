@@ -35,7 +35,7 @@ impl From<Enrolled> for EnrollResponse {
             holder_name: e.card.holder_name,
             user_id: e.card.user_id,
             role: e.card.role,
-            signing_certificate_der: Vec::new(),
+            signing_certificate_der: e.signing_certificate_der.unwrap_or_default(),
         }
     }
 }
@@ -49,7 +49,10 @@ impl Enrollment for EnrollmentService {
         let peer = request.remote_addr();
         let req = request.into_inner();
         let code = zeroize::Zeroizing::new(req.code);
-        let enrolled = self.enroller.enroll(peer, &code, &req.csr_der).await?;
+        let enrolled = self
+            .enroller
+            .enroll(peer, &code, &req.csr_der, &req.signing_csr_der)
+            .await?;
         Ok(Response::new(enrolled.into()))
     }
 
@@ -62,7 +65,13 @@ impl Enrollment for EnrollmentService {
         let code = zeroize::Zeroizing::new(req.code);
         let reset = self
             .resetter
-            .reset(peer.ip, &req.card_id, &code, &req.csr_der)
+            .reset(
+                peer.ip,
+                &req.card_id,
+                &code,
+                &req.csr_der,
+                &req.signing_csr_der,
+            )
             .await?;
         Ok(Response::new(reset.into()))
     }

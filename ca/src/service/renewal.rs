@@ -33,7 +33,7 @@ impl Renewal for RenewalService {
         let req = request.into_inner();
         let renewed = self
             .renewer
-            .renew(&peer, &req.card_id, &req.csr_der)
+            .renew(&peer, &req.card_id, &req.csr_der, &req.signing_csr_der)
             .await?;
         Ok(Response::new(renewed.into()))
     }

@@ -76,6 +76,25 @@ pub enum CodeLookup {
     },
 }
 
+/// What a card certificate is for (the certificates table's `purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertPurpose {
+    /// The card's authentication (TLS client login) certificate.
+    Authentication,
+    /// The card's document-signing certificate (profile "document-signing").
+    Signing,
+}
+
+impl CertPurpose {
+    /// The value stored in the `purpose` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertPurpose::Authentication => "authentication",
+            CertPurpose::Signing => "signing",
+        }
+    }
+}
+
 /// A certificate about to be recorded.
 #[derive(Debug)]
 pub struct IssuedCert<'a> {
@@ -87,6 +106,8 @@ pub struct IssuedCert<'a> {
     pub key_kind: KeyKind,
     /// Its validity.
     pub validity: Validity,
+    /// What it is for.
+    pub purpose: CertPurpose,
 }
 
 impl Store {
@@ -233,11 +254,12 @@ impl PendingEnrolment {
         super::lifecycle::serial_is_free_on(&mut self.tx, serial).await
     }
 
-    /// Marks the code used, records the certificate, activates the card and
-    /// appends the audit record, all in one commit.
+    /// Marks the code used, records the certificates (authentication, and
+    /// document signing when issued), activates the card and appends the
+    /// audit record, all in one commit.
     pub async fn complete(
         mut self,
-        cert: &IssuedCert<'_>,
+        certs: &[IssuedCert<'_>],
         peer: Option<&str>,
         event: &AuditEvent,
     ) -> Result<(), CaError> {
@@ -254,13 +276,15 @@ impl PendingEnrolment {
             // Cannot happen under BEGIN IMMEDIATE; refuse rather than issue twice.
             return Err(CaError::CodeRejected);
         }
-        super::lifecycle::insert_certificate_on(
-            &mut self.tx,
-            &self.card.card_id,
-            cert,
-            now.unix_timestamp(),
-        )
-        .await?;
+        for cert in certs {
+            super::lifecycle::insert_certificate_on(
+                &mut self.tx,
+                &self.card.card_id,
+                cert,
+                now.unix_timestamp(),
+            )
+            .await?;
+        }
         sqlx::query("UPDATE cards SET state = 'active' WHERE card_id = $1 AND state = 'issued'")
             .bind(&self.card.card_id)
             .execute(&mut *self.tx)
@@ -340,8 +364,9 @@ mod tests {
             der: b"der",
             key_kind: KeyKind::EcP256,
             validity,
+            purpose: CertPurpose::Authentication,
         };
-        p.complete(&cert, Some("127.0.0.1"), &event(AuditAction::Enrolled))
+        p.complete(&[cert], Some("127.0.0.1"), &event(AuditAction::Enrolled))
             .await
             .unwrap();
         assert!(matches!(

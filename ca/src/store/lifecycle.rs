@@ -216,8 +216,8 @@ pub(super) async fn insert_certificate_on(
     now: i64,
 ) -> Result<(), CaError> {
     sqlx::query(
-        "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO certificates (serial, card_id, der, key_kind, not_before, not_after, issued_at, purpose) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(cert.serial.to_hex())
     .bind(card_id)
@@ -226,6 +226,7 @@ pub(super) async fn insert_certificate_on(
     .bind(cert.validity.not_before.unix_timestamp())
     .bind(cert.validity.not_after.unix_timestamp())
     .bind(now)
+    .bind(cert.purpose.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -383,78 +384,79 @@ impl LifecycleTx {
         insert_certificate_on(&mut self.tx, card_id.as_str(), cert, now).await
     }
 
-    /// Marks every other unrevoked, not yet superseded certificate of the card
-    /// superseded (a renewal: not revoked, not on the CRL). Returns their serials.
+    /// Marks every unrevoked, not yet superseded certificate of the card
+    /// except `keep` (the ones just issued) superseded (a renewal: not
+    /// revoked, not on the CRL). Returns their serials.
     pub async fn supersede_others(
         &mut self,
         card_id: &CardId,
-        keep: &CertSerial,
+        keep: &[CertSerial],
         now: i64,
     ) -> Result<Vec<String>, CaError> {
-        let keep = keep.to_hex();
         let serials = self
             .serials_where(
                 card_id,
-                &keep,
+                keep,
                 "revoked_at IS NULL AND superseded_at IS NULL",
             )
             .await?;
-        sqlx::query(
-            "UPDATE certificates SET superseded_at = $1 \
-             WHERE card_id = $2 AND serial <> $3 AND revoked_at IS NULL AND superseded_at IS NULL",
-        )
-        .bind(now)
-        .bind(card_id.as_str())
-        .bind(&keep)
-        .execute(&mut *self.tx)
-        .await?;
+        for serial in &serials {
+            sqlx::query("UPDATE certificates SET superseded_at = $1 WHERE serial = $2")
+                .bind(now)
+                .bind(serial)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(serials)
     }
 
-    /// Revokes every other unrevoked certificate of the card with `reason`.
-    /// Returns their serials.
+    /// Revokes every unrevoked certificate of the card except `keep` with
+    /// `reason`. Returns their serials.
     pub async fn revoke_others(
         &mut self,
         card_id: &CardId,
-        keep: Option<&CertSerial>,
+        keep: &[CertSerial],
         reason: RevocationReason,
         now: i64,
     ) -> Result<Vec<String>, CaError> {
-        // The empty string matches no serial.
-        let keep = keep.map(CertSerial::to_hex).unwrap_or_default();
         let serials = self
-            .serials_where(card_id, &keep, "revoked_at IS NULL")
+            .serials_where(card_id, keep, "revoked_at IS NULL")
             .await?;
-        sqlx::query(
-            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
-             WHERE card_id = $3 AND serial <> $4 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(i64::from(reason.code()))
-        .bind(card_id.as_str())
-        .bind(&keep)
-        .execute(&mut *self.tx)
-        .await?;
+        for serial in &serials {
+            sqlx::query(
+                "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3",
+            )
+            .bind(now)
+            .bind(i64::from(reason.code()))
+            .bind(serial)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(serials)
     }
 
+    /// The card's certificates meeting `condition`, except `keep`, by serial.
     async fn serials_where(
         &mut self,
         card_id: &CardId,
-        keep: &str,
+        keep: &[CertSerial],
         condition: &'static str,
     ) -> Result<Vec<String>, CaError> {
-        sqlx::query(&format!(
-            "SELECT serial FROM certificates WHERE card_id = $1 AND serial <> $2 AND {condition} \
-             ORDER BY serial"
+        let keep: Vec<String> = keep.iter().map(CertSerial::to_hex).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT serial FROM certificates WHERE card_id = $1 AND {condition} ORDER BY serial"
         ))
         .bind(card_id.as_str())
-        .bind(keep)
         .fetch_all(&mut *self.tx)
-        .await?
-        .iter()
-        .map(|r| Ok(r.try_get("serial")?))
-        .collect()
+        .await?;
+        let mut serials = Vec::new();
+        for row in rows {
+            let serial: String = row.try_get("serial")?;
+            if !keep.contains(&serial) {
+                serials.push(serial);
+            }
+        }
+        Ok(serials)
     }
 
     /// Revokes the card itself (state 'revoked', not suspended any more),
@@ -467,7 +469,7 @@ impl LifecycleTx {
         now: i64,
     ) -> Result<Vec<String>, CaError> {
         let serials = self
-            .serials_where(card_id, "", "revoked_at IS NULL")
+            .serials_where(card_id, &[], "revoked_at IS NULL")
             .await?;
         super::admin::revoke_card(&mut self.tx, card_id, reason, now).await?;
         Ok(serials)
@@ -631,6 +633,7 @@ mod tests {
             serial,
             der: b"not parsed here",
             key_kind: KeyKind::EcP256,
+            purpose: crate::store::CertPurpose::Authentication,
             validity: Validity {
                 not_before: now - time::Duration::minutes(5),
                 not_after: now + time::Duration::seconds(secs),
@@ -725,11 +728,15 @@ mod tests {
 
         let mut tx = store.begin_lifecycle().await.unwrap();
         assert_eq!(
-            tx.supersede_others(&c, &new, 300).await.unwrap(),
+            tx.supersede_others(&c, &[new], 300).await.unwrap(),
             vec![old.to_hex()]
         );
         // Already superseded: nothing more to do.
-        assert!(tx.supersede_others(&c, &new, 301).await.unwrap().is_empty());
+        assert!(tx
+            .supersede_others(&c, &[new], 301)
+            .await
+            .unwrap()
+            .is_empty());
         tx.commit(&[]).await.unwrap();
         let record = store.certificate(&old.to_hex()).await.unwrap().unwrap();
         assert_eq!(record.superseded_at, Some(300));
@@ -741,7 +748,7 @@ mod tests {
         let mut tx = store.begin_lifecycle().await.unwrap();
         assert_eq!(tx.card_certificates(&c).await.unwrap().len(), 2);
         assert_eq!(
-            tx.revoke_others(&c, Some(&new), RevocationReason::Superseded, 400)
+            tx.revoke_others(&c, &[new], RevocationReason::Superseded, 400)
                 .await
                 .unwrap(),
             vec![old.to_hex()]

@@ -31,7 +31,7 @@ pub use admin::{
     ApprovalRecord, AuditRecord, CardDetail, CardSummary, CertificateSummary, OperatorRecord,
     ResetStatus, StateFilter,
 };
-pub use enrolment::{CardRecord, CodeLookup, IssuedCert, PendingEnrolment};
+pub use enrolment::{CardRecord, CertPurpose, CodeLookup, IssuedCert, PendingEnrolment};
 pub use lifecycle::{
     CardLifecycle, CardState, CertRecord, CrlChangeMarker, LifecycleTx, ResetCodeRecord, StoredCrl,
 };
