@@ -3,7 +3,7 @@
 //! (`~/.pki/nssdb`) holding the module (`lanyard nss-register --db`) and
 //! trusting the test server, the client certificate chosen by the
 //! `AutoSelectCertificateForUrls` policy, loads a page from a local server that
-//! requires a client certificate. The daemon is in protected-authentication-path
+//! requires a client certificate, with an EC and an RSA card. The daemon is in protected-authentication-path
 //! mode, so the browser never gets the PIN: unlocked with `lanyard unlock`, the
 //! page shows the card holder's certificate, signed for without any prompt;
 //! after `lanyard lock` no signature is possible and the page does not load
@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lanyard_test_support::{module_path, require_tool, run, Answer, CmdOutput, PinentryStandIn};
+use lanyard_test_support::{
+    module_path, require_tool, run, Answer, CmdOutput, KeyType, PinentryStandIn,
+};
 
 use crate::protected_path::Protected;
 use crate::tls_server::TlsServer;
-use crate::world::{scratch, tools_present};
+use crate::world::{enroll_card, scratch, tools_present, Card};
 
 /// Where Debian's chromium reads managed policies.
 const POLICY_DIR: &str = "/etc/chromium/policies/managed";
@@ -103,6 +105,25 @@ fn signatures(p: &Protected) -> usize {
     p.daemon.log().matches("signed card=").count()
 }
 
+/// What the `s_server -www` page must show for `card`'s certificate.
+fn assert_page_shows(out: &CmdOutput, card: &Card) {
+    out.assert_success("chromium --dump-dom with the card unlocked");
+    assert!(
+        out.stdout.contains("Client certificate"),
+        "no client certificate in the page\n{out}"
+    );
+    for part in [
+        format!("CN={}", card.holder),
+        format!("OU={}", card.issued.card_id),
+    ] {
+        assert!(
+            out.stdout.contains(&part),
+            "not {}'s certificate\n{out}",
+            card.holder
+        );
+    }
+}
+
 #[test]
 fn chromium_logs_in_with_the_unlocked_card_and_not_after_lock() {
     if !tools_present() || !require_tool("chromium") || !require_tool("certutil") {
@@ -110,51 +131,53 @@ fn chromium_logs_in_with_the_unlocked_card_and_not_after_lock() {
     }
     let dir = scratch();
     let pinentry = PinentryStandIn::new(dir.path(), "cancel", Answer::Cancel);
+    // An EC card, and an RSA card in the same daemon.
     let p = Protected::start(pinentry.program(), "Dr Fay Okafor", "555100200400");
+    let rsa = enroll_card(
+        &p.daemon,
+        "Dr Gus Lindqvist",
+        "555100200401",
+        KeyType::Rsa2048,
+        "97531357",
+    );
     let server = TlsServer::start(dir.path(), &["-naccept", "100"]);
     let url = server.url();
-    let _policy = Policy::auto_select(&url, p.card.holder);
     let home = browser_home(dir.path(), &p, server.cert());
 
-    // Unlocked: the page shows the card's certificate; no prompt, no PIN to the browser.
+    // Unlocked: the page shows the chosen card's certificate; no prompt, no
+    // PIN to the browser. One browser run per card, the policy choosing it.
     p.unlock();
-    let out = dump_dom(&home, &p, &url, 60_000);
-    out.assert_success("chromium --dump-dom with the card unlocked");
-    assert!(
-        out.stdout.contains("Client certificate"),
-        "no client certificate in the page\n{out}"
-    );
-    let subject = format!("CN={}", p.card.holder);
-    assert!(
-        out.stdout.contains(&subject),
-        "not the card's certificate\n{out}"
-    );
-    assert!(
-        out.stdout
-            .contains(&format!("OU={}", p.card.issued.card_id)),
-        "{out}"
-    );
+    p.unlock_card(&rsa);
+    for card in [&p.card, &rsa] {
+        let _policy = Policy::auto_select(&url, card.holder);
+        let out = dump_dom(&home, &p, &url, 60_000);
+        assert_page_shows(&out, card);
+    }
     assert_eq!(pinentry.prompts(), 0, "unlocked: no prompt");
     let signed = signatures(&p);
     assert!(
-        signed >= 1,
-        "the daemon signed the handshake\n{}",
+        signed >= 2,
+        "the daemon signed the handshakes\n{}",
         p.daemon.log()
     );
 
     // Locked: nothing signs, the page does not load.
     p.lock();
+    let _policy = Policy::auto_select(&url, p.card.holder);
     let out = dump_dom(&home, &p, &url, 10_000);
     assert!(
-        !out.stdout.contains(&subject),
+        !out.stdout.contains(&format!("CN={}", p.card.holder)),
         "the page loaded after lock\n{out}"
     );
     assert!(!out.stdout.contains("Client certificate"), "{out}");
     assert_eq!(signatures(&p), signed, "a signature after lock");
-    // The server verified the card's certificate (in the unlocked run).
+    // The server verified both cards' certificates (in the unlocked runs).
     let log = server.stop();
-    assert!(
-        log.contains(&format!("CN = {}", p.card.holder)),
-        "the server never saw the card's certificate\n{log}"
-    );
+    for card in [&p.card, &rsa] {
+        assert!(
+            log.contains(&format!("CN = {}", card.holder)),
+            "the server never saw {}'s certificate\n{log}",
+            card.holder
+        );
+    }
 }

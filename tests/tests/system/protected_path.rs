@@ -34,10 +34,15 @@ impl Protected {
 
     /// `lanyard unlock --pin-stdin` with the card's PIN; panics if it fails.
     pub fn unlock(&self) {
+        self.unlock_card(&self.card);
+    }
+
+    /// `lanyard unlock --card ID --pin-stdin` for `card` (of this daemon).
+    pub fn unlock_card(&self, card: &Card) {
         self.daemon
             .lanyard(
-                &["unlock", "--card", &self.card.issued.card_id, "--pin-stdin"],
-                Some(&format!("{}\n", self.card.pin)),
+                &["unlock", "--card", &card.issued.card_id, "--pin-stdin"],
+                Some(&format!("{}\n", card.pin)),
             )
             .assert_success("lanyard unlock");
     }
