@@ -155,6 +155,18 @@ fn a_wrong_pin_to_unlock_is_counted() {
     }));
     assert_eq!(code(&r), 0, "{r:?}");
     assert_eq!(pin_failures(&env), 0);
+    // The CLI's --idle: minutes, 1 to 1440; anything else is a usage error
+    // before any PIN is read.
+    let out = env.lanyard(
+        &["unlock", "--idle", "2", "--pin-stdin", "--json"],
+        &format!("{PIN}\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    for bad in ["0", "1441", "soon"] {
+        let out = env.lanyard(&["unlock", "--idle", bad, "--pin-stdin"], "999999\n");
+        assert_eq!(out.status.code(), Some(2), "--idle {bad}: {out:?}");
+    }
+    assert_eq!(pin_failures(&env), 0);
 }
 
 #[test]
