@@ -303,6 +303,7 @@ mod tests {
             (ErrorCode::ResetCodeRejected, CKR_FUNCTION_FAILED),
             (ErrorCode::CaBusy, CKR_FUNCTION_FAILED),
             (ErrorCode::CaRefused, CKR_FUNCTION_FAILED),
+            (ErrorCode::Canceled, CKR_FUNCTION_CANCELED),
         ];
         for (code, rv) in expected {
             let got = Pkcs11Error::from(ClientError::Agent {
