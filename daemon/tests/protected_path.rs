@@ -130,13 +130,15 @@ fn an_idle_unlock_ends_by_itself() {
     assert!(out.status.success(), "{out:?}");
     let mut app = env.client(1);
     assert_eq!(code(&app.protected_login(CARD)), 0);
-    wait_for(30, "the unlock to end after 1 s idle", || {
-        env.status_json()["cards"][0]["unlocked_until"].is_null()
+    // The idle timer ends it by itself: nothing else touches the card meanwhile.
+    wait_for(30, "the idle timer to end the unlock after 1 s", || {
+        env.log().contains("unlock ended: idle timeout")
     });
+    assert!(env.status_json()["cards"][0]["unlocked_until"].is_null());
+    assert!(!app.list_cards()[0].logged_in);
     let r = app.sign(CARD, ECDSA, &[7; 32]);
     assert_eq!(code(&r), ErrorCode::NotLoggedIn as i32, "{r:?}");
     assert_eq!(pinentry.prompts(), 0);
-    assert!(env.log().contains("unlock ended: idle timeout"));
 }
 
 #[test]
