@@ -254,8 +254,12 @@ fn a_certificate_the_ca_does_not_trust_is_refused_in_the_handshake() {
     assert_eq!(code(&app.login("C1", PIN)), 0);
     let before = card_info(&mut app, "C1");
     let r = renew(&mut app, "C1", "");
-    assert_eq!(code(&r), ErrorCode::CaRefused as i32, "{r:?}");
-    assert!(message(&r).contains("refused"), "{r:?}");
+    // A TLS 1.3 client learns of the refusal from the server's alert on its
+    // first read; when the server's close arrives as a reset first, the alert
+    // is lost and all the daemon can say is that the connection broke.
+    let refused = code(&r) == ErrorCode::CaRefused as i32 && message(&r).contains("refused");
+    let broken = code(&r) == ErrorCode::CaUnavailable as i32;
+    assert!(refused || broken, "{r:?}");
     assert_eq!(
         card_info(&mut app, "C1").certificate_der,
         before.certificate_der
