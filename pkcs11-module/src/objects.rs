@@ -1,9 +1,11 @@
 //! The objects a card shows as a token, built from the daemon's CardInfo:
-//! the leaf certificate, the public and private key (one CKA_ID), and the CA
-//! chain as trusted certificates. Handles are fixed per slot.
+//! the leaf certificate, the public and private key (one CKA_ID), the CA
+//! chain as trusted certificates, and, when the card has one, the
+//! document-signing certificate and key pair (its own CKA_ID; the private key
+//! CKA_ALWAYS_AUTHENTICATE). Handles are fixed per slot.
 
 use cryptoki_sys::*;
-use lanyard_proto::agent::CardInfo;
+use lanyard_proto::agent::{CardInfo, KeyRole, SigningKeyInfo};
 use openssl::x509::X509;
 
 use crate::attribute::{bool_value, bytes_value, ulong_value, ulongs_value, AttrValue};
@@ -24,6 +26,8 @@ pub enum ObjectKind {
 pub struct Object {
     pub handle: CK_OBJECT_HANDLE,
     pub kind: ObjectKind,
+    /// Which of the card's keys a certificate or key object belongs to.
+    pub role: KeyRole,
     attrs: Vec<(CK_ATTRIBUTE_TYPE, AttrValue)>,
 }
 
@@ -50,7 +54,76 @@ impl Object {
 const LEAF_CERT: CK_OBJECT_HANDLE = 1;
 const PUBLIC_KEY: CK_OBJECT_HANDLE = 2;
 const PRIVATE_KEY: CK_OBJECT_HANDLE = 3;
+const SIGNING_CERT: CK_OBJECT_HANDLE = 4;
+const SIGNING_PUBLIC_KEY: CK_OBJECT_HANDLE = 5;
+const SIGNING_PRIVATE_KEY: CK_OBJECT_HANDLE = 6;
 const CHAIN_BASE: CK_OBJECT_HANDLE = 0x10;
+
+/// Label suffix of the document-signing objects.
+pub const SIGNING_LABEL_SUFFIX: &str = " (Digital Signature)";
+
+/// The fields of one of a card's keys with its certificate, as the daemon
+/// computed them (CardInfo for the authentication key, SigningKeyInfo for
+/// the document-signing key).
+struct KeyView<'a> {
+    certificate_der: &'a [u8],
+    public_key_der: &'a [u8],
+    rsa_modulus: &'a [u8],
+    rsa_public_exponent: &'a [u8],
+    ec_params: &'a [u8],
+    ec_point: &'a [u8],
+    key_bits: u32,
+    subject_der: &'a [u8],
+    issuer_der: &'a [u8],
+    serial_der: &'a [u8],
+    key_id: &'a [u8],
+}
+
+impl<'a> KeyView<'a> {
+    fn authentication(c: &'a CardInfo) -> Self {
+        KeyView {
+            certificate_der: &c.certificate_der,
+            public_key_der: &c.public_key_der,
+            rsa_modulus: &c.rsa_modulus,
+            rsa_public_exponent: &c.rsa_public_exponent,
+            ec_params: &c.ec_params,
+            ec_point: &c.ec_point,
+            key_bits: c.key_bits,
+            subject_der: &c.subject_der,
+            issuer_der: &c.issuer_der,
+            serial_der: &c.serial_der,
+            key_id: &c.key_id,
+        }
+    }
+
+    fn signing(s: &'a SigningKeyInfo) -> Self {
+        KeyView {
+            certificate_der: &s.certificate_der,
+            public_key_der: &s.public_key_der,
+            rsa_modulus: &s.rsa_modulus,
+            rsa_public_exponent: &s.rsa_public_exponent,
+            ec_params: &s.ec_params,
+            ec_point: &s.ec_point,
+            key_bits: s.key_bits,
+            subject_der: &s.subject_der,
+            issuer_der: &s.issuer_der,
+            serial_der: &s.serial_der,
+            key_id: &s.key_id,
+        }
+    }
+}
+
+/// The card's document-signing key, if it has one the module can show: of
+/// the same kind and size as the authentication key (the daemon makes both
+/// alike), with its own key id.
+pub fn signing_key(card: &CardInfo) -> Option<&SigningKeyInfo> {
+    card.signing_key.as_ref().filter(|s| {
+        !s.certificate_der.is_empty()
+            && !s.public_key_der.is_empty()
+            && s.key_bits == card.key_bits
+            && s.key_id != card.key_id
+    })
+}
 
 /// The handle of object `n` of slot `slot`: stable for as long as the slot
 /// holds a card, also across its renewals (see `fns::objmgmt::with_object`),
@@ -66,10 +139,28 @@ pub fn build(slot: usize, card: &CardInfo, kind: KeyKind) -> Result<Vec<Object>>
     } else {
         card.holder_name.clone()
     };
+    let auth = KeyView::authentication(card);
     let mut objects = vec![
-        leaf_certificate(slot, card, &label),
-        public_key(slot, card, kind, &label),
-        private_key(slot, card, kind, &label),
+        leaf_certificate(
+            handle(slot, LEAF_CERT),
+            &auth,
+            &label,
+            KeyRole::Authentication,
+        ),
+        public_key(
+            handle(slot, PUBLIC_KEY),
+            &auth,
+            kind,
+            &label,
+            KeyRole::Authentication,
+        ),
+        private_key(
+            handle(slot, PRIVATE_KEY),
+            &auth,
+            kind,
+            &label,
+            KeyRole::Authentication,
+        ),
     ];
     for (i, der) in card.chain_der.iter().enumerate() {
         let n = CHAIN_BASE + i as CK_OBJECT_HANDLE;
@@ -79,6 +170,16 @@ pub fn build(slot: usize, card: &CardInfo, kind: KeyKind) -> Result<Vec<Object>>
             "issuing CA"
         };
         objects.push(ca_certificate(handle(slot, n), der, role)?);
+    }
+    if let Some(signing) = signing_key(card) {
+        let view = KeyView::signing(signing);
+        let label = format!("{label}{SIGNING_LABEL_SUFFIX}");
+        let role = KeyRole::Signing;
+        objects.extend([
+            leaf_certificate(handle(slot, SIGNING_CERT), &view, &label, role),
+            public_key(handle(slot, SIGNING_PUBLIC_KEY), &view, kind, &label, role),
+            private_key(handle(slot, SIGNING_PRIVATE_KEY), &view, kind, &label, role),
+        ]);
     }
     Ok(objects)
 }
@@ -178,17 +279,23 @@ fn check_value(der: &[u8]) -> Vec<u8> {
     openssl::sha::sha1(der)[..3].to_vec()
 }
 
-fn leaf_certificate(slot: usize, card: &CardInfo, label: &str) -> Object {
+fn leaf_certificate(
+    handle: CK_OBJECT_HANDLE,
+    key: &KeyView<'_>,
+    label: &str,
+    role: KeyRole,
+) -> Object {
     Object {
-        handle: handle(slot, LEAF_CERT),
+        handle,
         kind: ObjectKind::Certificate,
+        role,
         attrs: certificate_attrs(
             label,
-            &card.certificate_der,
-            &card.subject_der,
-            &card.issuer_der,
-            &card.serial_der,
-            &card.key_id,
+            key.certificate_der,
+            key.subject_der,
+            key.issuer_der,
+            key.serial_der,
+            key.key_id,
             false,
         ),
     }
@@ -211,6 +318,7 @@ fn ca_certificate(handle: CK_OBJECT_HANDLE, der: &[u8], role: &str) -> Result<Ob
     Ok(Object {
         handle,
         kind: ObjectKind::CaCertificate,
+        role: KeyRole::Authentication,
         attrs: certificate_attrs(&label, der, &subject, &issuer, &serial, &id, true),
     })
 }
@@ -241,14 +349,14 @@ fn der_integer(magnitude: &[u8]) -> Vec<u8> {
 fn key_common(
     class: CK_OBJECT_CLASS,
     private: bool,
-    card: &CardInfo,
+    card: &KeyView<'_>,
     kind: KeyKind,
     label: &str,
 ) -> Vec<(CK_ATTRIBUTE_TYPE, AttrValue)> {
     let mut a = common(class, private, label);
     a.extend([
         (CKA_KEY_TYPE, ulong_value(kind.ck_key_type())),
-        (CKA_ID, bytes_value(&card.key_id)),
+        (CKA_ID, bytes_value(card.key_id)),
         (CKA_START_DATE, bytes_value(&[])),
         (CKA_END_DATE, bytes_value(&[])),
         (CKA_DERIVE, bool_value(false)),
@@ -258,24 +366,30 @@ fn key_common(
             CKA_ALLOWED_MECHANISMS,
             ulongs_value(&signature_mechanisms(kind)),
         ),
-        (CKA_SUBJECT, bytes_value(&card.subject_der)),
-        (CKA_PUBLIC_KEY_INFO, bytes_value(&card.public_key_der)),
+        (CKA_SUBJECT, bytes_value(card.subject_der)),
+        (CKA_PUBLIC_KEY_INFO, bytes_value(card.public_key_der)),
     ]);
     match kind {
         KeyKind::Rsa => a.extend([
-            (CKA_MODULUS, bytes_value(&card.rsa_modulus)),
-            (CKA_PUBLIC_EXPONENT, bytes_value(&card.rsa_public_exponent)),
+            (CKA_MODULUS, bytes_value(card.rsa_modulus)),
+            (CKA_PUBLIC_EXPONENT, bytes_value(card.rsa_public_exponent)),
             (CKA_MODULUS_BITS, ulong_value(card.key_bits as CK_ULONG)),
         ]),
         KeyKind::Ec => a.extend([
-            (CKA_EC_PARAMS, bytes_value(&card.ec_params)),
-            (CKA_EC_POINT, bytes_value(&card.ec_point)),
+            (CKA_EC_PARAMS, bytes_value(card.ec_params)),
+            (CKA_EC_POINT, bytes_value(card.ec_point)),
         ]),
     }
     a
 }
 
-fn public_key(slot: usize, card: &CardInfo, kind: KeyKind, label: &str) -> Object {
+fn public_key(
+    handle: CK_OBJECT_HANDLE,
+    card: &KeyView<'_>,
+    kind: KeyKind,
+    label: &str,
+    role: KeyRole,
+) -> Object {
     let mut attrs = key_common(CKO_PUBLIC_KEY, false, card, kind, label);
     attrs.extend([
         (CKA_ENCRYPT, bool_value(false)),
@@ -285,13 +399,22 @@ fn public_key(slot: usize, card: &CardInfo, kind: KeyKind, label: &str) -> Objec
         (CKA_TRUSTED, bool_value(false)),
     ]);
     Object {
-        handle: handle(slot, PUBLIC_KEY),
+        handle,
         kind: ObjectKind::PublicKey,
+        role,
         attrs,
     }
 }
 
-fn private_key(slot: usize, card: &CardInfo, kind: KeyKind, label: &str) -> Object {
+fn private_key(
+    handle: CK_OBJECT_HANDLE,
+    card: &KeyView<'_>,
+    kind: KeyKind,
+    label: &str,
+    role: KeyRole,
+) -> Object {
+    // The document-signing key wants the PIN with every signature.
+    let always_authenticate = role == KeyRole::Signing;
     let mut attrs = key_common(CKO_PRIVATE_KEY, true, card, kind, label);
     attrs.extend([
         (CKA_SENSITIVE, bool_value(true)),
@@ -303,7 +426,7 @@ fn private_key(slot: usize, card: &CardInfo, kind: KeyKind, label: &str) -> Obje
         (CKA_ALWAYS_SENSITIVE, bool_value(true)),
         (CKA_NEVER_EXTRACTABLE, bool_value(true)),
         (CKA_WRAP_WITH_TRUSTED, bool_value(false)),
-        (CKA_ALWAYS_AUTHENTICATE, bool_value(false)),
+        (CKA_ALWAYS_AUTHENTICATE, bool_value(always_authenticate)),
     ]);
     let secret: &[CK_ATTRIBUTE_TYPE] = match kind {
         KeyKind::Rsa => &[
@@ -318,8 +441,9 @@ fn private_key(slot: usize, card: &CardInfo, kind: KeyKind, label: &str) -> Obje
     };
     attrs.extend(secret.iter().map(|t| (*t, AttrValue::Sensitive)));
     Object {
-        handle: handle(slot, PRIVATE_KEY),
+        handle,
         kind: ObjectKind::PrivateKey,
+        role,
         attrs,
     }
 }

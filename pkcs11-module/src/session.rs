@@ -2,7 +2,9 @@
 //! only safe Rust state, and the CKS_* state a session reports.
 
 use cryptoki_sys::*;
+use lanyard_proto::agent::KeyRole;
 use openssl::pkey::{PKey, Public};
+use zeroize::Zeroizing;
 
 use crate::error::{Pkcs11Error, Result};
 use crate::hash::RunningHash;
@@ -139,11 +141,32 @@ pub fn update<O: MultiPart>(op: &mut Option<O>, part: &[u8]) -> Result<()> {
     result
 }
 
-/// An active C_SignInit: the daemon signs with the card `card_id`.
+/// An active C_SignInit: the daemon signs with the card `card_id`'s key
+/// `key`. The document-signing key (CKA_ALWAYS_AUTHENTICATE) needs
+/// `context_pin`, set by C_Login(CKU_CONTEXT_SPECIFIC) after C_SignInit and
+/// good for this one operation.
 #[derive(Debug)]
 pub struct SignOp {
     pub card_id: String,
     pub op: KeyOp,
+    pub key: KeyRole,
+    pub context_pin: Option<ContextPin>,
+}
+
+impl SignOp {
+    /// Whether the operation needs a context-specific login before it signs.
+    pub fn always_authenticate(&self) -> bool {
+        self.key == KeyRole::Signing
+    }
+}
+
+/// The PIN of a context-specific login: wiped when dropped, never printed.
+pub struct ContextPin(pub Zeroizing<String>);
+
+impl std::fmt::Debug for ContextPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContextPin(..)")
+    }
 }
 
 impl MultiPart for SignOp {

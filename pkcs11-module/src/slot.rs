@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cryptoki_sys::*;
-use lanyard_proto::agent::{CardInfo, PinState};
+use lanyard_proto::agent::{CardInfo, KeyRole, PinState};
 use openssl::pkey::{PKey, Public};
 
 use crate::error::{Pkcs11Error, Result};
@@ -21,6 +21,8 @@ pub struct Token {
     /// Length of every signature the key makes (RSA: k; ECDSA: r||s).
     pub signature_len: usize,
     pub public_key: PKey<Public>,
+    /// The document-signing key's public key, when the card shows one.
+    pub signing_public_key: Option<PKey<Public>>,
     pub objects: Vec<Object>,
 }
 
@@ -38,6 +40,12 @@ impl Token {
             KeyKind::Rsa => key_bits.div_ceil(8),
             KeyKind::Ec => 2 * key_bits.div_ceil(8),
         };
+        let signing_public_key = match objects::signing_key(&card) {
+            Some(s) => Some(PKey::public_key_from_der(&s.public_key_der).map_err(|e| {
+                Pkcs11Error::DeviceError(format!("bad signing public key from the daemon: {e}"))
+            })?),
+            None => None,
+        };
         let objects = objects::build(slot, &card, kind)?;
         Ok(Token {
             card,
@@ -45,6 +53,7 @@ impl Token {
             key_bits,
             signature_len,
             public_key,
+            signing_public_key,
             objects,
         })
     }
@@ -58,6 +67,15 @@ impl Token {
             && c.chain_der == other.chain_der
             && c.public_key_der == other.public_key_der
             && c.holder_name == other.holder_name
+            && c.signing_key == other.signing_key
+    }
+
+    /// The public key of the card's key `role`, if the card has it.
+    pub fn public_key_for(&self, role: KeyRole) -> Option<&PKey<Public>> {
+        match role {
+            KeyRole::Authentication => Some(&self.public_key),
+            KeyRole::Signing => self.signing_public_key.as_ref(),
+        }
     }
 
     /// The object with this handle.

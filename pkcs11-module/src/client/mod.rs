@@ -288,6 +288,7 @@ fn wipe_secrets(req: &mut Request) {
             c.new_pin.zeroize();
         }
         Some(request::Body::Enroll(e)) => e.pin.zeroize(),
+        Some(request::Body::Sign(s)) => s.context_pin.zeroize(),
         _ => {}
     }
 }
@@ -384,6 +385,19 @@ mod tests {
         };
         assert!(l.pin.is_empty());
         assert_eq!(l.card_id, "C");
+
+        let mut r = req(request::Body::Sign(lanyard_proto::agent::Sign {
+            card_id: "C".into(),
+            context_pin: "654321".into(),
+            data: vec![1, 2, 3],
+            ..Default::default()
+        }));
+        wipe_secrets(&mut r);
+        let Some(request::Body::Sign(s)) = r.body else {
+            panic!("body changed")
+        };
+        assert!(s.context_pin.is_empty());
+        assert_eq!(s.data, vec![1, 2, 3]);
     }
 
     #[test]

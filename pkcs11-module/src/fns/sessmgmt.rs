@@ -77,8 +77,8 @@ pub fn login(handle: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: Option<&[u8]>) 
     let entry = lib.fresh_session(handle)?;
     match user {
         CKU_USER => {}
-        // The key does not need CKA_ALWAYS_AUTHENTICATE, so no operation waits for it.
-        CKU_CONTEXT_SPECIFIC => return Err(Pkcs11Error::OperationNotInitialized),
+        // Only a C_SignInit on the document-signing key (CKA_ALWAYS_AUTHENTICATE) waits for it.
+        CKU_CONTEXT_SPECIFIC => return crate::fns::signing::context_login(handle, pin),
         _ => return Err(Pkcs11Error::UserTypeInvalid),
     }
     let protected = pin.is_none() && lib.client.protected_path();

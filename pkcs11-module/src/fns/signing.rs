@@ -1,6 +1,8 @@
 //! Signing (PKCS#11 3.0 5.13): the module checks and hashes, the daemon signs
 //! what the module sends in exactly one round trip per signature. Length
-//! queries are answered locally: the signature length is fixed per key.
+//! queries are answered locally: the signature length is fixed per key. The
+//! document-signing key (CKA_ALWAYS_AUTHENTICATE) signs only after a
+//! context-specific login, whose PIN goes with the one signature.
 
 use cryptoki_sys::*;
 use lanyard_proto::agent::{request, response, HashAlgorithm, Sign, SignAlgorithm};
@@ -11,7 +13,7 @@ use crate::fns::{fits, with_fresh_session, with_session, Out};
 use crate::library::{Library, SessionEntry};
 use crate::mechanism::{Mechanism, SignScheme};
 use crate::objects::ObjectKind;
-use crate::session::{begin, update, KeyOp, SignOp};
+use crate::session::{begin, update, ContextPin, KeyOp, SignOp};
 
 /// C_SignInit; `None` mechanism cancels an active signature (PKCS#11 3.0).
 pub fn sign_init(
@@ -24,16 +26,20 @@ pub fn sign_init(
             return Ok(());
         };
         let (token, logged_in) = lib.session_token(entry)?;
-        match token.object(key).map(|o| o.kind) {
-            Some(ObjectKind::PrivateKey) if !logged_in => return Err(Pkcs11Error::UserNotLoggedIn),
-            Some(ObjectKind::PrivateKey) => {}
-            Some(ObjectKind::PublicKey) => return Err(Pkcs11Error::KeyFunctionNotPermitted),
+        let role = match token.object(key).map(|o| (o.kind, o.role)) {
+            Some((ObjectKind::PrivateKey, _)) if !logged_in => {
+                return Err(Pkcs11Error::UserNotLoggedIn)
+            }
+            Some((ObjectKind::PrivateKey, role)) => role,
+            Some((ObjectKind::PublicKey, _)) => return Err(Pkcs11Error::KeyFunctionNotPermitted),
             _ => return Err(Pkcs11Error::KeyHandleInvalid),
-        }
+        };
         let scheme = SignScheme::parse(mech, token.kind, token.key_bits)?;
         s.sign = Some(SignOp {
             card_id: token.card.card_id.clone(),
             op: KeyOp::new(scheme, token.signature_len)?,
+            key: role,
+            context_pin: None,
         });
         Ok(())
     })
@@ -57,9 +63,9 @@ pub fn sign(session: CK_SESSION_HANDLE, data: &[u8], capacity: Option<usize>) ->
             return Ok(Out::Length(active.op.signature_len));
         }
         // From here the operation ends, whatever the outcome.
-        let SignOp { card_id, op } = s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
-        let input = op.single_input(data)?;
-        sign_with_daemon(lib, entry, &card_id, &op, input).map(Out::Bytes)
+        let sign = s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let input = sign.op.single_input(data)?;
+        sign_with_daemon(lib, entry, &sign, input).map(Out::Bytes)
     })
 }
 
@@ -78,10 +84,29 @@ pub fn sign_final(session: CK_SESSION_HANDLE, capacity: Option<usize>) -> Result
         if !fits(capacity, active.op.signature_len)? {
             return Ok(Out::Length(active.op.signature_len));
         }
-        let SignOp { card_id, mut op } =
-            s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
-        let input = op.gathered_input()?;
-        sign_with_daemon(lib, entry, &card_id, &op, input).map(Out::Bytes)
+        let mut sign = s.sign.take().ok_or(Pkcs11Error::OperationNotInitialized)?;
+        let input = sign.op.gathered_input()?;
+        sign_with_daemon(lib, entry, &sign, input).map(Out::Bytes)
+    })
+}
+
+/// C_Login(CKU_CONTEXT_SPECIFIC): valid only while a C_SignInit on the
+/// document-signing key waits for it; keeps `pin` for that one signature.
+/// The daemon checks the PIN (and counts a wrong one) when it signs.
+pub fn context_login(session: CK_SESSION_HANDLE, pin: Option<&[u8]>) -> Result<()> {
+    with_session(session, |lib, entry, s| {
+        let active = s
+            .sign
+            .as_mut()
+            .filter(|op| op.always_authenticate())
+            .ok_or(Pkcs11Error::OperationNotInitialized)?;
+        if !lib.session_token(entry)?.1 {
+            return Err(Pkcs11Error::UserNotLoggedIn);
+        }
+        let pin = pin.ok_or(Pkcs11Error::ArgumentsBad)?;
+        let pin = std::str::from_utf8(pin).map_err(|_| Pkcs11Error::PinInvalid)?;
+        active.context_pin = Some(ContextPin(pin.to_string().into()));
+        Ok(())
     })
 }
 
@@ -90,18 +115,26 @@ pub fn sign_final(session: CK_SESSION_HANDLE, capacity: Option<usize>) -> Result
 fn sign_with_daemon(
     lib: &Library,
     entry: &SessionEntry,
-    card_id: &str,
-    op: &KeyOp,
+    sign: &SignOp,
     input: Vec<u8>,
 ) -> Result<Vec<u8>> {
+    let op = &sign.op;
     let (scheme, signature_len) = (op.scheme, op.signature_len);
     let data = scheme.signing_input(input, signature_len)?;
     if !lib.session_token(entry)?.1 {
         return Err(Pkcs11Error::UserNotLoggedIn);
     }
+    let context_pin = match (&sign.context_pin, sign.always_authenticate()) {
+        (Some(pin), true) => pin.0.to_string(),
+        // CKA_ALWAYS_AUTHENTICATE without C_Login(CKU_CONTEXT_SPECIFIC).
+        (None, true) => return Err(Pkcs11Error::UserNotLoggedIn),
+        (_, false) => String::new(),
+    };
     let mut req = Sign {
-        card_id: card_id.to_string(),
+        card_id: sign.card_id.clone(),
         data,
+        key: sign.key as i32,
+        context_pin,
         ..Sign::default()
     };
     match scheme {

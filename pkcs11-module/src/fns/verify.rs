@@ -27,17 +27,21 @@ pub fn verify_init(
             return Ok(());
         };
         let (token, logged_in) = lib.session_token(entry)?;
-        match token.object(key).map(|o| o.kind) {
-            Some(ObjectKind::PublicKey) => {}
+        let role = match token.object(key).map(|o| (o.kind, o.role)) {
+            Some((ObjectKind::PublicKey, role)) => role,
             // The private key is only visible after login; it does not verify.
-            Some(ObjectKind::PrivateKey) if logged_in => {
+            Some((ObjectKind::PrivateKey, _)) if logged_in => {
                 return Err(Pkcs11Error::KeyFunctionNotPermitted)
             }
             _ => return Err(Pkcs11Error::KeyHandleInvalid),
-        }
+        };
+        let public_key = token
+            .public_key_for(role)
+            .ok_or(Pkcs11Error::KeyHandleInvalid)?
+            .clone();
         let scheme = SignScheme::parse(mech, token.kind, token.key_bits)?;
         s.verify = Some(VerifyOp {
-            public_key: token.public_key.clone(),
+            public_key,
             op: KeyOp::new(scheme, token.signature_len)?,
         });
         Ok(())

@@ -37,6 +37,9 @@ pub struct FakeCard {
     /// out of ListCards; Login and Sign on them (and on expired ones) get the
     /// matching error, as lanyardd answers.
     pub status: CardStatus,
+    /// The document-signing key (see [`FakeAgent::add_signing_key`]): Sign
+    /// with KEY_ROLE_SIGNING uses it, and only with `context_pin` = the PIN.
+    pub signing_key: Option<PKey<Private>>,
 }
 
 /// The fake daemon's state, visible to tests.
@@ -219,6 +222,38 @@ impl FakeAgent {
         let card = s.card(slot);
         card.info = info;
         card.key = key;
+    }
+
+    /// Gives the card in `slot` a document-signing key of its key type and a
+    /// certificate for it, listed in CardInfo.signing_key.
+    pub fn add_signing_key(&self, slot: u32) {
+        let info = self.card_info(slot as usize);
+        let key_type = KeyType::try_from(info.key_type).expect("key type");
+        let key = new_key(key_type);
+        let signing = card_info(slot, &info.card_id, &info.holder_name, key_type, &key);
+        let signing_info = SigningKeyInfo {
+            certificate_der: signing.certificate_der,
+            public_key_der: signing.public_key_der,
+            rsa_modulus: signing.rsa_modulus,
+            rsa_public_exponent: signing.rsa_public_exponent,
+            ec_params: signing.ec_params,
+            ec_point: signing.ec_point,
+            key_bits: signing.key_bits,
+            subject_der: signing.subject_der,
+            issuer_der: signing.issuer_der,
+            serial_der: signing.serial_der,
+            key_id: signing.key_id,
+            not_after: signing.not_after,
+        };
+        let mut s = self.state.lock().unwrap();
+        let card = s.card(slot);
+        card.info.signing_key = Some(signing_info);
+        card.signing_key = Some(key);
+    }
+
+    /// Every Sign request received so far.
+    pub fn signs(&self) -> Vec<Sign> {
+        self.state.lock().unwrap().signs.clone()
     }
 
     /// What the module asked the daemon to sign last.
@@ -483,10 +518,27 @@ fn answer(s: &mut FakeState, req: Request) -> Response {
             {
                 return error(id, ErrorCode::NotLoggedIn, 0);
             }
-            let Some(card) = s.cards.iter().find(|c| c.info.card_id == sign.card_id) else {
+            let Some(card) = s.cards.iter_mut().find(|c| c.info.card_id == sign.card_id) else {
                 return error(id, ErrorCode::NoSuchCard, 0);
             };
-            match sign_with(&card.key, &sign) {
+            let key = if sign.key == KeyRole::Signing as i32 {
+                // PIN-always: the context PIN is checked and counted every time.
+                let Some(key) = card.signing_key.clone() else {
+                    return error(id, ErrorCode::BadRequest, 0);
+                };
+                if sign.context_pin.is_empty() {
+                    return error(id, ErrorCode::NotLoggedIn, 0);
+                }
+                if sign.context_pin != card.pin {
+                    card.failures += 1;
+                    return error(id, ErrorCode::PinIncorrect, 3 - card.failures.min(3));
+                }
+                card.failures = 0;
+                key
+            } else {
+                card.key.clone()
+            };
+            match sign_with(&key, &sign) {
                 Some(signature) => ok(response::Body::Signature(Signature { signature })),
                 None => error(id, ErrorCode::DataLenRange, 0),
             }
@@ -620,6 +672,7 @@ fn make_card(slot: u32, card_id: &str, holder: &str, key_type: KeyType, pin: &st
         pin: pin.into(),
         failures: 0,
         status: CardStatus::Active,
+        signing_key: None,
     }
 }
 
