@@ -153,6 +153,7 @@ fn aad(purpose: &str, card_id: &str) -> Vec<u8> {
 
 const PURPOSE_WRAP: &str = "card-key-wrap";
 const PURPOSE_PRIVATE_KEY: &str = "private-key";
+const PURPOSE_SIGNING_KEY: &str = "signing-key";
 
 fn derive_kek(
     pin: &Pin,
@@ -292,9 +293,45 @@ pub fn open_private_key(
     })
 }
 
+/// Seals the document-signing private key (PKCS#8 DER) under the card key,
+/// bound to the card id and to its role (it cannot stand in for the other key).
+pub fn seal_signing_key(card_key: &CardKey, card_id: &str, pkcs8: &[u8]) -> Result<Sealed> {
+    gcm_seal(&card_key.0, &aad(PURPOSE_SIGNING_KEY, card_id), pkcs8)
+}
+
+/// Opens the sealed document-signing key; a failure is `StoreCorrupt`.
+pub fn open_signing_key(
+    card_key: &CardKey,
+    card_id: &str,
+    sealed: &Sealed,
+    file: &Path,
+) -> Result<Zeroizing<Vec<u8>>> {
+    gcm_open(&card_key.0, &aad(PURPOSE_SIGNING_KEY, card_id), sealed).map_err(|_| {
+        Error::corrupt(
+            file,
+            "the encrypted document-signing key fails its integrity check (tampered or damaged)",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_key_opens_only_in_its_own_role() {
+        let ck = CardKey::generate().unwrap();
+        let f = Path::new("cards/C1.json");
+        let signing = seal_signing_key(&ck, "C1", b"signing pkcs8").unwrap();
+        assert_eq!(
+            open_signing_key(&ck, "C1", &signing, f).unwrap().as_slice(),
+            b"signing pkcs8"
+        );
+        assert!(open_private_key(&ck, "C1", &signing, f).is_err());
+        let auth = seal_private_key(&ck, "C1", b"auth pkcs8").unwrap();
+        assert!(open_signing_key(&ck, "C1", &auth, f).is_err());
+        assert!(open_signing_key(&ck, "C2", &signing, f).is_err());
+    }
 
     const FAST: KdfParams = KdfParams::FOR_TESTS;
 

@@ -1,6 +1,8 @@
 //! The card file format (`cards/<CARD_ID>.json`): version 2 adds the CA a card
 //! renews with, its standing with the CA and lifecycle bookkeeping; version 1
-//! files load unchanged (serde defaults). A revoked card is a tombstone: no key material.
+//! files load unchanged (serde defaults). An optional `signing` record holds
+//! the document-signing key and certificate. A revoked card is a tombstone:
+//! no key material.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +55,18 @@ pub struct LifecycleRecord {
     pub last_check_in_error: String,
 }
 
+/// The card's document-signing key (the role of a PIV card's slot 9C): its
+/// certificate and its private key sealed under the same card key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyRecord {
+    /// The document-signing certificate, DER.
+    #[serde(with = "crate::b64_serde::bytes")]
+    pub certificate: Vec<u8>,
+    /// The document-signing private key under the card key.
+    pub private_key: Sealed,
+}
+
 /// One card, exactly as in `cards/<CARD_ID>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +111,10 @@ pub struct CardFile {
     /// Renewal and check-in bookkeeping.
     #[serde(default)]
     pub lifecycle: LifecycleRecord,
+    /// The document-signing key and certificate; absent for a card enrolled
+    /// without one, and in a tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningKeyRecord>,
 }
 
 /// The encrypted key material of a card that still has it.
@@ -137,6 +155,7 @@ impl CardFile {
             version: CARD_FORMAT_VERSION,
             wrapped_card_key: None,
             private_key: None,
+            signing: None,
             status: CardState::Revoked,
             ..self.clone()
         }
@@ -149,7 +168,8 @@ impl CardFile {
             return Some(format!("unknown format version {}", self.version));
         }
         let has_keys = self.key_material().is_some();
-        let any_key = self.wrapped_card_key.is_some() || self.private_key.is_some();
+        let any_key =
+            self.wrapped_card_key.is_some() || self.private_key.is_some() || self.signing.is_some();
         match self.status {
             CardState::Revoked if any_key => Some("a revoked card still holds key material".into()),
             CardState::Revoked => None,
@@ -194,6 +214,7 @@ mod tests {
         assert_eq!(card.ca_url, "");
         assert!(!card.has_ca());
         assert_eq!(card.lifecycle, LifecycleRecord::default());
+        assert_eq!(card.signing, None);
         assert!(card.key_material().is_some());
         assert_eq!(card.inconsistency(), None);
     }
@@ -207,6 +228,10 @@ mod tests {
         card.status = CardState::Suspended;
         card.lifecycle.last_check_in = 1_700_000_000;
         card.lifecycle.last_renewal_error = "CA busy".into();
+        card.signing = Some(SigningKeyRecord {
+            certificate: vec![9, 9],
+            private_key: card.private_key.clone().unwrap(),
+        });
         let text = serde_json::to_string(&card).unwrap();
         assert!(text.contains("\"status\":\"suspended\""), "{text}");
         let back: CardFile = serde_json::from_str(&text).unwrap();
@@ -223,6 +248,7 @@ mod tests {
         assert_eq!((t.slot, &t.certificate), (card.slot, &card.certificate));
         let text = serde_json::to_string(&t).unwrap();
         assert!(!text.contains("wrapped_card_key") && !text.contains("private_key"));
+        assert!(!text.contains("signing"), "{text}");
         assert!(!text.contains("BAUG") && !text.contains("AQID"), "{text}");
         let back: CardFile = serde_json::from_str(&text).unwrap();
         assert_eq!(back.inconsistency(), None);

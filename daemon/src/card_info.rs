@@ -1,8 +1,9 @@
 //! Computes what the PKCS#11 module needs to show a card as a token
-//! (CardInfo in agent.proto) from the certificate, once per card, so the
-//! module needs no certificate parser.
+//! (CardInfo in agent.proto, with SigningKeyInfo for the document-signing
+//! key) from the certificates, once per card, so the module needs no
+//! certificate parser.
 
-use lanyard_proto::agent::CardInfo;
+use lanyard_proto::agent::{CardInfo, SigningKeyInfo};
 use openssl::pkey::Id;
 use openssl::x509::X509;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -117,6 +118,31 @@ pub fn cert_facts(
         not_after,
         serial_hex,
         info,
+    })
+}
+
+/// The SigningKeyInfo of a card's document-signing certificate `cert_der`
+/// (its key is of the card's `key_type`), computed as CardInfo's fields are.
+pub fn signing_key_info(
+    card_id: &str,
+    key_type: KeyType,
+    cert_der: &[u8],
+    what: &std::path::Path,
+) -> Result<SigningKeyInfo> {
+    let i = cert_facts(card_id, 0, "", key_type, cert_der, &[], what)?.info;
+    Ok(SigningKeyInfo {
+        certificate_der: i.certificate_der,
+        public_key_der: i.public_key_der,
+        rsa_modulus: i.rsa_modulus,
+        rsa_public_exponent: i.rsa_public_exponent,
+        ec_params: i.ec_params,
+        ec_point: i.ec_point,
+        key_bits: i.key_bits,
+        subject_der: i.subject_der,
+        issuer_der: i.issuer_der,
+        serial_der: i.serial_der,
+        key_id: i.key_id,
+        not_after: i.not_after,
     })
 }
 

@@ -12,7 +12,9 @@ use crate::keys::SigningKey;
 use crate::paths::create_private_dir;
 use crate::pin::Pin;
 
-pub use crate::card_file::{valid_card_id, CardFile, CardState, CARD_FORMAT_VERSION};
+pub use crate::card_file::{
+    valid_card_id, CardFile, CardState, SigningKeyRecord, CARD_FORMAT_VERSION,
+};
 
 /// What is needed to put a new card in the store.
 pub struct NewCard {
@@ -36,6 +38,16 @@ pub struct NewCard {
     pub ca_url: String,
     /// PEM bundle the CA's TLS certificate must chain to (empty: none).
     pub ca_cert_pem: String,
+    /// The document-signing key and its certificate, if the CA issued one.
+    pub signing: Option<NewSigningKey>,
+}
+
+/// A card's new document-signing key with its certificate.
+pub struct NewSigningKey {
+    /// The private key (same type as the card key).
+    pub key: SigningKey,
+    /// Its certificate, DER.
+    pub certificate_der: Vec<u8>,
 }
 
 /// A card opened with its PIN: the signing key, and the card key that seals
@@ -45,6 +57,8 @@ pub struct OpenedCard {
     pub key: SigningKey,
     /// The card key (wiped on drop).
     pub card_key: CardKey,
+    /// The document-signing key, if the card has one.
+    pub signing_key: Option<SigningKey>,
 }
 
 /// The store directory with its device secret.
@@ -215,6 +229,11 @@ impl CardStore {
         }
         let card_key = CardKey::generate()?;
         let sealed = self.seal_key(&card_key, &new.card_id, &new.key)?;
+        let signing = new
+            .signing
+            .as_ref()
+            .map(|s| self.seal_signing(&card_key, &new.card_id, s))
+            .transpose()?;
         let wrapped =
             card_crypto::wrap_card_key(&card_key, &new.card_id, pin, &self.secret, self.kdf)?;
         Ok(CardFile {
@@ -237,7 +256,45 @@ impl CardStore {
                 installed: crate::lifecycle::now_unix(),
                 ..Default::default()
             },
+            signing,
         })
+    }
+
+    /// Seals a new document-signing key under `card_key` for `card_id`, with its certificate.
+    pub fn seal_signing(
+        &self,
+        card_key: &CardKey,
+        card_id: &str,
+        new: &NewSigningKey,
+    ) -> Result<SigningKeyRecord> {
+        let pkcs8 = new.key.to_pkcs8()?;
+        Ok(SigningKeyRecord {
+            certificate: new.certificate_der.clone(),
+            private_key: card_crypto::seal_signing_key(card_key, card_id, &pkcs8)?,
+        })
+    }
+
+    /// Opens the card's document-signing key, if it has one, checking its type.
+    pub fn open_signing_key(
+        &self,
+        card: &CardFile,
+        card_key: &CardKey,
+    ) -> Result<Option<SigningKey>> {
+        let Some(record) = &card.signing else {
+            return Ok(None);
+        };
+        let path = self.card_path(&card.card_id);
+        let pkcs8 =
+            card_crypto::open_signing_key(card_key, &card.card_id, &record.private_key, &path)?;
+        let key = SigningKey::from_pkcs8(&pkcs8)
+            .map_err(|e| Error::corrupt(&path, format!("document-signing key: {e}")))?;
+        if Some(key.key_type()) != card.key_type() {
+            return Err(Error::corrupt(
+                &path,
+                "document-signing key type does not match key_type",
+            ));
+        }
+        Ok(Some(key))
     }
 
     /// Creates a card (see [`Self::seal_new`]) and writes it. Fails if a
@@ -295,7 +352,12 @@ impl CardStore {
             return Ok(None);
         };
         let key = self.open_key(card, &card_key)?;
-        Ok(Some(OpenedCard { key, card_key }))
+        let signing_key = self.open_signing_key(card, &card_key)?;
+        Ok(Some(OpenedCard {
+            key,
+            card_key,
+            signing_key,
+        }))
     }
 
     /// Re-wraps the card key under `new_pin` with a fresh salt, returning the
@@ -377,6 +439,7 @@ pub mod testing {
             chain_der: vec![cert],
             ca_url: String::new(),
             ca_cert_pem: String::new(),
+            signing: None,
         })
     }
 }

@@ -1,6 +1,7 @@
-//! Enrolment against the CA: key generated here, PKCS#10 CSR signed by it,
-//! `Enroll` called over TLS trusting only the given bundle (with bounded
-//! retries on transport errors), the answer checked, then the card stored.
+//! Enrolment against the CA: the card key and the document-signing key
+//! generated here, a PKCS#10 CSR signed by each, `Enroll` called over TLS
+//! trusting only the given bundle (with bounded retries on transport errors),
+//! the answer checked, then the card stored.
 
 use lanyard_proto::agent::CardInfo;
 use lanyard_proto::ca::enrollment_client::EnrollmentClient;
@@ -10,7 +11,7 @@ use openssl::x509::{X509NameBuilder, X509ReqBuilder, X509};
 use zeroize::Zeroizing;
 
 use crate::ca_client::{self, call_with_retries, status_message, CaFailure, Retries};
-use crate::card_store::NewCard;
+use crate::card_store::{NewCard, NewSigningKey};
 use crate::error::{Error, Result};
 use crate::keys::{KeyType, SigningKey};
 use crate::pin::Pin;
@@ -46,17 +47,12 @@ pub fn build_csr(key: &SigningKey) -> Result<Vec<u8>> {
 
 /// Calls the CA's Enroll (retrying transport failures and a busy CA within
 /// the interactive budget). A refusal is ENROLL_FAILED with the CA's message.
-pub async fn call_ca(
-    url: &str,
-    pem: &[u8],
-    code: &str,
-    csr_der: Vec<u8>,
-) -> Result<EnrollResponse> {
+pub async fn call_ca(url: &str, pem: &[u8], code: &str, csrs: CardCsrs) -> Result<EnrollResponse> {
     let endpoint = ca_client::server_auth_endpoint(url, pem)?;
     let req = EnrollRequest {
         code: code.to_string(),
-        csr_der,
-        signing_csr_der: Vec::new(),
+        csr_der: csrs.csr,
+        signing_csr_der: csrs.signing_csr,
     };
     let result = call_with_retries(url, &endpoint, Retries::INTERACTIVE, |channel| {
         let req = req.clone();
@@ -75,29 +71,59 @@ pub async fn call_ca(
 /// Checks the CA's answer: the leaf carries our public key and is signed by
 /// the first chain certificate. Failures are ENROLL_FAILED.
 pub fn check_issued(key: &SigningKey, resp: &EnrollResponse) -> Result<()> {
-    let leaf = X509::from_der(&resp.certificate_der).map_err(|e| {
-        Error::EnrollFailed(format!("the CA returned an unreadable certificate: {e}"))
-    })?;
+    check_certificate(key, &resp.certificate_der, &resp.chain_der, "certificate")
+}
+
+/// Checks the CA's document-signing certificate as [`check_issued`] does the
+/// card certificate; none (a CA that issues none) leaves the card without
+/// the signing key.
+pub fn check_signing_issued(
+    signing_key: SigningKey,
+    resp: &EnrollResponse,
+) -> Result<Option<NewSigningKey>> {
+    if resp.signing_certificate_der.is_empty() {
+        tracing::info!(card = %resp.card_id, "the CA issued no document-signing certificate");
+        return Ok(None);
+    }
+    check_certificate(
+        &signing_key,
+        &resp.signing_certificate_der,
+        &resp.chain_der,
+        "document-signing certificate",
+    )?;
+    Ok(Some(NewSigningKey {
+        key: signing_key,
+        certificate_der: resp.signing_certificate_der.clone(),
+    }))
+}
+
+fn check_certificate(
+    key: &SigningKey,
+    cert_der: &[u8],
+    chain_der: &[Vec<u8>],
+    what: &str,
+) -> Result<()> {
+    let leaf = X509::from_der(cert_der)
+        .map_err(|e| Error::EnrollFailed(format!("the CA returned an unreadable {what}: {e}")))?;
     let leaf_key = leaf
         .public_key()
         .and_then(|k| k.public_key_to_der())
-        .map_err(|e| Error::EnrollFailed(format!("certificate public key: {e}")))?;
+        .map_err(|e| Error::EnrollFailed(format!("{what} public key: {e}")))?;
     if leaf_key != key.public_key_der()? {
-        return Err(Error::EnrollFailed(
-            "the CA's certificate is not for the key generated here".into(),
-        ));
+        return Err(Error::EnrollFailed(format!(
+            "the CA's {what} is not for the key generated here"
+        )));
     }
-    let issuing = resp
-        .chain_der
+    let issuing = chain_der
         .first()
         .ok_or_else(|| Error::EnrollFailed("the CA returned no certificate chain".into()))?;
     let issuing = X509::from_der(issuing)
         .map_err(|e| Error::EnrollFailed(format!("the CA returned an unreadable chain: {e}")))?;
     let issuing_key = issuing.public_key()?;
     if !leaf.verify(&issuing_key).unwrap_or(false) {
-        return Err(Error::EnrollFailed(
-            "the certificate is not signed by the returned issuing CA".into(),
-        ));
+        return Err(Error::EnrollFailed(format!(
+            "the {what} is not signed by the returned issuing CA"
+        )));
     }
     Ok(())
 }
@@ -119,9 +145,11 @@ pub async fn enroll(daemon: &Daemon, params: EnrollParams) -> Result<CardInfo> {
     }
     let key_type = params.key_type;
     tracing::info!(ca = %params.ca_url, key = key_type.as_str(), "enrolment started");
-    let (key, csr) = new_key_and_csr(key_type).await?;
-    let resp = call_ca(&params.ca_url, &params.ca_cert_pem, &params.code, csr).await?;
-    check_issued(&key, &resp)?;
+    let (keys, csrs) = new_card_keys(key_type).await?;
+    let resp = call_ca(&params.ca_url, &params.ca_cert_pem, &params.code, csrs).await?;
+    check_issued(&keys.key, &resp)?;
+    let signing = check_signing_issued(keys.signing_key, &resp)?;
+    let key = keys.key;
     let new = NewCard {
         card_id: resp.card_id,
         slot: 0,
@@ -133,11 +161,35 @@ pub async fn enroll(daemon: &Daemon, params: EnrollParams) -> Result<CardInfo> {
         chain_der: resp.chain_der,
         ca_url: params.ca_url,
         ca_cert_pem,
+        signing,
     };
     let info = daemon.add_card(new, params.pin).await?;
     tracing::info!(card = %info.card_id, slot = info.slot, subject = %info.subject, "card enrolled");
     daemon.signals().check_in.notify_one();
     Ok(info)
+}
+
+/// A card's two new keys: for authentication, and for document signing.
+pub struct CardKeys {
+    /// The authentication (card) key.
+    pub key: SigningKey,
+    /// The document-signing key.
+    pub signing_key: SigningKey,
+}
+
+/// The CSRs of a card's two new keys, DER.
+pub struct CardCsrs {
+    /// The authentication key's CSR.
+    pub csr: Vec<u8>,
+    /// The document-signing key's CSR.
+    pub signing_csr: Vec<u8>,
+}
+
+/// Two new keys of `key_type` (authentication, document signing) with their CSRs.
+pub async fn new_card_keys(key_type: KeyType) -> Result<(CardKeys, CardCsrs)> {
+    let (key, csr) = new_key_and_csr(key_type).await?;
+    let (signing_key, signing_csr) = new_key_and_csr(key_type).await?;
+    Ok((CardKeys { key, signing_key }, CardCsrs { csr, signing_csr }))
 }
 
 /// A new key of `key_type` and a CSR signed by it (off the async threads).

@@ -119,6 +119,7 @@ mod tests {
             ca_cert_pem: "pem".into(),
             status: CardState::Active,
             lifecycle: Default::default(),
+            signing: None,
         }
     }
 

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::ca_client::{self, call_with_retries, status_message, CaFailure, Retries};
 use crate::card_store::{CardState, NewCard};
-use crate::enroll::{check_issued, new_key_and_csr};
+use crate::enroll::{check_issued, check_signing_issued, new_card_keys};
 use crate::error::{Error, Result};
 use crate::pin::Pin;
 use crate::state::Daemon;
@@ -92,12 +92,12 @@ pub async fn reset_pin(daemon: &Daemon, params: ResetParams) -> Result<CardInfo>
         .key_type()
         .ok_or_else(|| Error::corrupt(daemon.store().card_path(&card_id), "unknown key type"))?;
     tracing::info!(card = %card_id, ca = %url, "PIN reset started");
-    let (key, csr) = new_key_and_csr(key_type).await?;
+    let (keys, csrs) = new_card_keys(key_type).await?;
     let req = ResetPinRequest {
         card_id: card_id.clone(),
         code: params.code.to_string(),
-        csr_der: csr,
-        signing_csr_der: Vec::new(),
+        csr_der: csrs.csr,
+        signing_csr_der: csrs.signing_csr,
     };
     let resp = match call_ca(&url, &pem, req).await {
         Ok(resp) => resp,
@@ -127,12 +127,17 @@ pub async fn reset_pin(daemon: &Daemon, params: ResetParams) -> Result<CardInfo>
             resp.card_id
         )));
     }
-    check_issued(&key, &resp).map_err(|e| match e {
+    let unusable = |e| match e {
         Error::EnrollFailed(why) => Error::CaRefused(format!(
             "the CA's new certificate is unusable: {why}; nothing changed"
         )),
         other => other,
-    })?;
+    };
+    check_issued(&keys.key, &resp).map_err(unusable)?;
+    // The old signing key is revoked with the old certificates: without a
+    // new one the card has none.
+    let signing = check_signing_issued(keys.signing_key, &resp).map_err(unusable)?;
+    let key = keys.key;
     let pick = |new: String, old: &str| if new.is_empty() { old.to_string() } else { new };
     let new = NewCard {
         card_id: card_id.clone(),
@@ -145,6 +150,7 @@ pub async fn reset_pin(daemon: &Daemon, params: ResetParams) -> Result<CardInfo>
         chain_der: resp.chain_der,
         ca_url: url,
         ca_cert_pem: pem_text,
+        signing,
     };
     let info = daemon
         .reset_card(new, params.new_pin, &file.certificate)

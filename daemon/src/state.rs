@@ -4,6 +4,7 @@
 //! Renewal, check-in, revocation and re-keying live in `state/transitions.rs`;
 //! `lanyard unlock`/`lock` and protected logins in `state/unlock.rs`.
 
+mod document_signing;
 mod transitions;
 mod unlock;
 
@@ -15,7 +16,7 @@ use lanyard_proto::agent::{CardInfo, CardStatus, PinState};
 
 use crate::app_sessions::{AppId, AppSessions, LoginKind};
 use crate::card_crypto::{CardKey, KdfParams};
-use crate::card_info::{cert_facts, CertFacts};
+use crate::card_info::{cert_facts, signing_key_info, CertFacts};
 use crate::card_store::{CardFile, CardState, CardStore, NewCard};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -35,6 +36,9 @@ pub struct Unlocked {
     key: Arc<SigningKey>,
     card_key: Arc<CardKey>,
     verifier: Arc<PinVerifier>,
+    /// The document-signing key, if the card has one; it signs only with
+    /// the PIN given again for each signature (see [`Daemon::sign_document`]).
+    signing_key: Option<Arc<SigningKey>>,
 }
 
 /// The keys a renewal works with: the current signing key (for the mTLS
@@ -222,13 +226,14 @@ impl Daemon {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The certificate facts of `file`, or why they cannot be computed.
+    /// The certificate facts of `file` (its document-signing key's too), or
+    /// why they cannot be computed.
     fn facts_of(&self, file: &CardFile) -> Result<CertFacts> {
         let path = self.store.card_path(&file.card_id);
         let key_type = file
             .key_type()
             .ok_or_else(|| Error::corrupt(&path, "unknown key type"))?;
-        cert_facts(
+        let mut facts = cert_facts(
             &file.card_id,
             file.slot,
             &file.holder_name,
@@ -236,7 +241,16 @@ impl Daemon {
             &file.certificate,
             &file.chain,
             &path,
-        )
+        )?;
+        if let Some(signing) = &file.signing {
+            facts.info.signing_key = Some(signing_key_info(
+                &file.card_id,
+                key_type,
+                &signing.certificate,
+                &path,
+            )?);
+        }
+        Ok(facts)
     }
 
     /// Adds a loaded or newly created card to its slot.
@@ -579,6 +593,7 @@ impl Daemon {
                         key: Arc::new(opened.key),
                         card_key: Arc::new(opened.card_key),
                         verifier: Arc::new(PinVerifier::new(&pin)?),
+                        signing_key: opened.signing_key.map(Arc::new),
                     })),
                     None => None,
                 },
@@ -698,6 +713,7 @@ impl Daemon {
                     key: u.key.clone(),
                     card_key: u.card_key.clone(),
                     verifier,
+                    signing_key: u.signing_key.clone(),
                 }));
             }
         }

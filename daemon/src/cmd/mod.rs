@@ -104,7 +104,7 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
         }
         Some(request::Body::Sign(m)) => {
             let app = required(app)?;
-            sign::apply(daemon, &app, m).map_err(no_card)
+            sign::apply(daemon, &app, m).await.map_err(no_card)
         }
         Some(request::Body::Enroll(m)) => enroll::apply(daemon, m).await.map_err(no_card),
         Some(request::Body::ChangePin(m)) => {

@@ -202,6 +202,7 @@ impl Daemon {
                         key: new_key,
                         card_key: u.card_key.clone(),
                         verifier: u.verifier.clone(),
+                        signing_key: u.signing_key.clone(),
                     }));
                 }
             }

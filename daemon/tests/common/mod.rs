@@ -110,6 +110,7 @@ impl TestEnv {
             chain_der: ca.pki.chain(),
             ca_url: url.into(),
             ca_cert_pem: ca.root_pem_text(),
+            signing: None,
         };
         let mut file = store.create(&new, &Pin::new(PIN.into())).unwrap();
         // As if the card had been stored when its certificate was issued.
@@ -205,12 +206,12 @@ impl TestEnv {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // A CLI that refuses its arguments exits before reading stdin: a
+        // broken pipe here is not the test's failure (its exit status is).
+        let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
         child.wait_with_output().unwrap()
     }
 
