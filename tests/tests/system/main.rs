@@ -5,6 +5,7 @@
 
 mod ca_cli;
 mod chromium;
+mod cms_signing;
 mod corrupt_store;
 mod daemon_config;
 mod demo;

@@ -149,12 +149,24 @@ impl Pkcs11App {
         self.call(&format!("login {pin}")).rv
     }
 
-    /// Finds the private key for later signatures; panics unless exactly one was found.
+    /// Finds the authentication private key for later signatures; panics
+    /// unless exactly one was found.
     pub fn find_key(&mut self) {
         let r = self.call("key");
         assert!(
             r.rv == CKR_OK && r.number("count") == 1,
             "C_FindObjects(private key): {}",
+            r.line
+        );
+    }
+
+    /// Finds the document-signing private key (CKA_ALWAYS_AUTHENTICATE) for
+    /// later signatures; panics unless exactly one was found.
+    pub fn find_signing_key(&mut self) {
+        let r = self.call("key signing");
+        assert!(
+            r.rv == CKR_OK && r.number("count") == 1,
+            "C_FindObjects(document-signing key): {}",
             r.line
         );
     }

@@ -152,7 +152,8 @@ fn signing_without_login_is_refused() {
     assert_eq!(value("private_keys_before_login"), "0", "{out}");
     // …usable once logged in (so the refusal below is about the login)…
     assert_eq!(value("login"), "0x0", "{out}");
-    assert_eq!(value("private_keys_after_login"), "1", "{out}");
+    // (the authentication key, signing below, and the document-signing key)
+    assert_eq!(value("private_keys_after_login"), "2", "{out}");
     assert_eq!(value("sign_logged_in"), "0x0", "{out}");
     // …and refused with CKR_USER_NOT_LOGGED_IN (0x101) after C_Logout.
     assert_eq!(value("logout"), "0x0", "{out}");

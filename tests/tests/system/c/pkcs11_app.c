@@ -28,14 +28,18 @@ static void answer(const char *name, CK_RV rv, const char *rest)
     fflush(stdout);
 }
 
-static void find_key(void)
+/* The authentication key, or with `signing` the document-signing key (the
+ * one with CKA_ALWAYS_AUTHENTICATE). */
+static void find_key(const char *which)
 {
     CK_OBJECT_CLASS class = CKO_PRIVATE_KEY;
-    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &class, sizeof class}};
+    CK_BBOOL always = strcmp(which, "signing") == 0 ? CK_TRUE : CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &class, sizeof class},
+                           {CKA_ALWAYS_AUTHENTICATE, &always, sizeof always}};
     CK_OBJECT_HANDLE found[16];
     CK_ULONG n = 0;
     char rest[96];
-    CK_RV rv = p11->C_FindObjectsInit(session, tmpl, 1);
+    CK_RV rv = p11->C_FindObjectsInit(session, tmpl, 2);
     if (rv == CKR_OK) {
         rv = p11->C_FindObjects(session, found, 16, &n);
         p11->C_FindObjectsFinal(session);
@@ -124,7 +128,7 @@ int main(int argc, char **argv)
         } else if (strcmp(cmd, "login") == 0) {
             answer("login", p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR)a, strlen(a)), "");
         } else if (strcmp(cmd, "key") == 0) {
-            find_key();
+            find_key(a);
         } else if (strcmp(cmd, "sign") == 0) {
             sign(a, b, c);
         } else if (strcmp(cmd, "session") == 0) {

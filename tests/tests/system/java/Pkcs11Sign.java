@@ -35,7 +35,9 @@ public class Pkcs11Sign {
         for (String alias : Collections.list(ks.aliases())) {
             boolean isKey = ks.isKeyEntry(alias);
             System.out.println("alias=" + alias + (isKey ? " (key entry)" : " (certificate entry)"));
-            if (isKey) {
+            // The card's authentication key; its document-signing key (label
+            // "… (Digital Signature)") wants the PIN with every signature.
+            if (isKey && (keyAlias == null || !alias.contains("(Digital Signature)"))) {
                 keyAlias = alias;
             }
         }
