@@ -1,6 +1,7 @@
-//! Renewal with re-key: a new key pair and CSR, `Renewal.Renew` over mTLS
-//! authenticated by the current certificate and key, the answer checked, then
-//! the new key installed (see `state/transitions.rs`). Also the scheduler
+//! Renewal with re-key: new key pairs (authentication and document signing)
+//! and their CSRs, `Renewal.Renew` over mTLS authenticated by the current
+//! certificate and key, the answer checked, then the new keys installed (see
+//! `state/transitions.rs`). Also the scheduler
 //! that renews unlocked cards on time, with backoff after failures.
 
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use lanyard_proto::ca::{EnrollResponse, RenewRequest};
 
 use crate::ca_client::{with_retries, CaFailure, Retries};
 use crate::ca_tls;
-use crate::enroll::{check_issued, new_key_and_csr};
+use crate::card_store::NewSigningKey;
+use crate::enroll::{check_issued, check_signing_issued, new_card_keys, CardCsrs};
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::lifecycle::{now_unix, rfc3339};
@@ -23,24 +25,29 @@ use crate::state::{CardKeys, Daemon, RenewalSnapshot};
 /// clock may jump, e.g. after a laptop resumes).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Checks the CA's answer: same card, certificate for the new key, signed by the returned issuing CA.
+/// Checks the CA's answer: same card, certificate for the new key (and the
+/// document-signing certificate for the new signing key, if the CA issued
+/// one), signed by the returned issuing CA.
 fn check_renewed(
     snapshot: &RenewalSnapshot,
     key: &SigningKey,
+    signing_key: SigningKey,
     resp: &EnrollResponse,
-) -> Result<()> {
+) -> Result<Option<NewSigningKey>> {
     if resp.card_id != snapshot.card_id {
         return Err(Error::CaRefused(format!(
             "the CA answered the renewal of card {} for card {:?}; nothing changed",
             snapshot.card_id, resp.card_id
         )));
     }
-    check_issued(key, resp).map_err(|e| match e {
+    let unusable = |e| match e {
         Error::EnrollFailed(why) => {
             Error::CaRefused(format!("the CA's renewed certificate is unusable: {why}"))
         }
         other => other,
-    })
+    };
+    check_issued(key, resp).map_err(unusable)?;
+    check_signing_issued(signing_key, resp).map_err(unusable)
 }
 
 /// Calls Renewal.Renew over mTLS, presenting the current certificate (leaf +
@@ -48,7 +55,7 @@ fn check_renewed(
 async fn call_renew(
     snapshot: &RenewalSnapshot,
     current_key: Arc<SigningKey>,
-    csr_der: Vec<u8>,
+    csrs: CardCsrs,
     retries: Retries,
 ) -> Result<EnrollResponse> {
     let mut chain = vec![snapshot.certificate.clone()];
@@ -63,8 +70,8 @@ async fn call_renew(
         let config = config.clone();
         let req = RenewRequest {
             card_id: snapshot.card_id.clone(),
-            csr_der: csr_der.clone(),
-            signing_csr_der: Vec::new(),
+            csr_der: csrs.csr.clone(),
+            signing_csr_der: csrs.signing_csr.clone(),
         };
         async move {
             let (channel, alerts) = ca_tls::connect(url, config).await?;
@@ -88,15 +95,16 @@ pub async fn renew(
     retries: Retries,
 ) -> Result<CardInfo> {
     let snapshot = daemon.renewal_snapshot(card_id)?;
-    let (new_key, csr) = new_key_and_csr(snapshot.key_type).await?;
-    tracing::info!(card = %card_id, ca = %snapshot.ca_url, "renewing with a new key");
-    let resp = call_renew(&snapshot, keys.key.clone(), csr, retries).await?;
-    check_renewed(&snapshot, &new_key, &resp)?;
+    let (new_keys, csrs) = new_card_keys(snapshot.key_type).await?;
+    tracing::info!(card = %card_id, ca = %snapshot.ca_url, "renewing with new keys");
+    let resp = call_renew(&snapshot, keys.key.clone(), csrs, retries).await?;
+    let signing = check_renewed(&snapshot, &new_keys.key, new_keys.signing_key, &resp)?;
     let info = daemon
         .install_renewed(
             &snapshot,
             keys.card_key,
-            new_key,
+            new_keys.key,
+            signing,
             resp.certificate_der,
             resp.chain_der,
         )

@@ -153,15 +153,18 @@ impl Daemon {
         })
     }
 
-    /// Installs a renewed key and certificate: the new key is sealed under the
-    /// card key and the card file written atomically (until then the old key
-    /// stays on disk and in use); then the in-memory key is swapped, so
-    /// applications already logged in sign with the new key without a PIN.
+    /// Installs a renewed key and certificate: the new key (and the new
+    /// document-signing key, if the CA certified one; otherwise the old one
+    /// stays) is sealed under the card key and the card file written
+    /// atomically (until then the old key stays on disk and in use); then the
+    /// in-memory keys are swapped, so applications already logged in sign
+    /// with the new key without a PIN.
     pub async fn install_renewed(
         &self,
         snapshot: &RenewalSnapshot,
         card_key: Arc<crate::card_crypto::CardKey>,
         new_key: SigningKey,
+        signing: Option<crate::card_store::NewSigningKey>,
         certificate: Vec<u8>,
         chain: Vec<Vec<u8>>,
     ) -> Result<CardInfo> {
@@ -176,6 +179,22 @@ impl Daemon {
         }
         file.certificate = certificate;
         file.chain = chain;
+        let new_signing_key = match signing {
+            Some(signing) => {
+                let store = self.store.clone();
+                let (seal_card_key, id) = (card_key.clone(), card_id.to_string());
+                let (record, signing) = tokio::task::spawn_blocking(move || {
+                    store
+                        .seal_signing(&seal_card_key, &id, &signing)
+                        .map(|r| (r, signing))
+                })
+                .await
+                .map_err(blocking_failed)??;
+                file.signing = Some(record);
+                Some(Arc::new(signing.key))
+            }
+            None => None,
+        };
         let facts = self.facts_of(&file).map_err(|e| {
             Error::CaRefused(format!("the CA's renewed certificate cannot be used: {e}"))
         })?;
@@ -202,7 +221,7 @@ impl Daemon {
                         key: new_key,
                         card_key: u.card_key.clone(),
                         verifier: u.verifier.clone(),
-                        signing_key: u.signing_key.clone(),
+                        signing_key: new_signing_key.or_else(|| u.signing_key.clone()),
                     }));
                 }
             }
@@ -485,7 +504,14 @@ mod tests {
         let new_public = new_key.public_key_der().unwrap();
         let cert = testing::self_signed_cert(&new_key, "Dr Ada Smith", 30).unwrap();
         let info = daemon
-            .install_renewed(&snapshot, keys.card_key, new_key, cert.clone(), vec![cert])
+            .install_renewed(
+                &snapshot,
+                keys.card_key,
+                new_key,
+                None,
+                cert.clone(),
+                vec![cert],
+            )
             .await
             .unwrap();
         assert_eq!(info.public_key_der, new_public);
@@ -505,6 +531,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_renewal_with_a_signing_certificate_rekeys_the_signing_key() {
+        let (_t, daemon, app) = logged_in().await;
+        let snapshot = daemon.renewal_snapshot("C1").unwrap();
+        let keys = daemon.unlocked_keys("C1").unwrap();
+        let new_key = SigningKey::generate(KeyType::EcP256).unwrap();
+        let cert = testing::self_signed_cert(&new_key, "Dr Ada Smith", 30).unwrap();
+        let signing_key = SigningKey::generate(KeyType::EcP256).unwrap();
+        let signing_public = signing_key.public_key_der().unwrap();
+        let signing = crate::card_store::NewSigningKey {
+            certificate_der: testing::self_signed_cert(&signing_key, "Dr Ada Smith", 30).unwrap(),
+            key: signing_key,
+        };
+        let info = daemon
+            .install_renewed(
+                &snapshot,
+                keys.card_key,
+                new_key,
+                Some(signing),
+                cert.clone(),
+                vec![cert],
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.signing_key.unwrap().public_key_der, signing_public);
+        // The same login signs documents with the new signing key (PIN given).
+        let sig = daemon
+            .sign_document(&app, "C1", Mechanism::Ecdsa, &[5; 32], Pin::new(PIN.into()))
+            .await
+            .unwrap();
+        assert!(verifies(&signing_public, &[5; 32], &sig));
+        // On disk: sealed under the same card key, opened with the same PIN.
+        let store = daemon.store();
+        let on_disk = store.load(&store.card_path("C1")).unwrap();
+        let opened = store
+            .unlock(&on_disk, &Pin::new(PIN.into()))
+            .unwrap()
+            .unwrap();
+        let signing_on_disk = opened.signing_key.unwrap();
+        assert_eq!(signing_on_disk.public_key_der().unwrap(), signing_public);
+    }
+
+    #[tokio::test]
     async fn a_renewal_whose_write_fails_keeps_the_old_key() {
         let (tmp, daemon, app) = logged_in().await;
         let old = daemon.card("C1", None).unwrap();
@@ -518,7 +586,14 @@ mod tests {
         let new_key = SigningKey::generate(KeyType::EcP256).unwrap();
         let cert = testing::self_signed_cert(&new_key, "Dr Ada Smith", 30).unwrap();
         let err = daemon
-            .install_renewed(&snapshot, keys.card_key, new_key, cert.clone(), vec![cert])
+            .install_renewed(
+                &snapshot,
+                keys.card_key,
+                new_key,
+                None,
+                cert.clone(),
+                vec![cert],
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
@@ -728,7 +803,14 @@ mod tests {
             .unwrap();
         let cert = b.build().to_der().unwrap();
         daemon
-            .install_renewed(&snapshot, keys.card_key, new_key, cert.clone(), vec![cert])
+            .install_renewed(
+                &snapshot,
+                keys.card_key,
+                new_key,
+                None,
+                cert.clone(),
+                vec![cert],
+            )
             .await
             .unwrap();
         let (_, at) = daemon.renewal_plan(now_unix()).remove(0);

@@ -206,15 +206,15 @@ fn lanyard_renew_forces_a_renewal_with_a_new_key() {
     let chain = openssl_verify(&lca.ca.root_pem(), Some(&lca.ca.issuing_pem()), &cert2);
     chain.assert_success("the renewed certificate chains to the root");
 
-    // The CA knows four certificates: the enrolment's authentication and
-    // document-signing ones, and one per renewal (a renewal re-keys the
-    // authentication key only); renewal supersedes without revoking.
+    // The CA knows six certificates: an authentication and a
+    // document-signing one from the enrolment and from each of the two
+    // renewals (both keys re-keyed); renewal supersedes without revoking.
     let shown = lca.show_card(&card_id);
     let certs = shown["certificates"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(certs.len(), 4, "{shown}");
+    assert_eq!(certs.len(), 6, "{shown}");
     assert!(
         certs.iter().all(|c| c["revoked_at"].is_null()),
         "a renewal revoked a certificate: {shown}"
