@@ -135,6 +135,18 @@ async fn enrolment_issues_a_signing_certificate_only_when_asked() {
         purpose(&ca, &serial_of(&resp.certificate_der)).await,
         "authentication"
     );
+    // The IT desk's view names each certificate's purpose.
+    let store = ca.store().await;
+    let id = lanyard_ca::card_id::CardId::parse(&card_id).unwrap();
+    let detail = store.card_detail(&id, 0).await.unwrap().unwrap();
+    store.close().await;
+    let mut purposes: Vec<&str> = detail
+        .certificates
+        .iter()
+        .map(|c| c.purpose.as_str())
+        .collect();
+    purposes.sort_unstable();
+    assert_eq!(purposes, ["authentication", "signing"]);
     let audit = ca.audit_actions(&card_id).await;
     let enrolled = audit.iter().find(|(a, _)| a == "enrolled").unwrap();
     assert!(enrolled.1.contains(&serial_of(signing)), "{enrolled:?}");

@@ -395,6 +395,7 @@ pub fn card_detail(d: &CardDetail) -> pb::CardDetail {
                 key_kind: c.key_kind.clone(),
                 revoked_at: c.revoked.map(|(at, _)| at).unwrap_or(0),
                 reason: c.revoked.map(|(_, r)| proto_reason(r)).unwrap_or(0),
+                purpose: c.purpose.clone(),
             })
             .collect(),
         revocation_reason,

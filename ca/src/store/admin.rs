@@ -83,6 +83,8 @@ pub struct CertificateSummary {
     pub revoked: Option<(i64, RevocationReason)>,
     /// When a renewal replaced it.
     pub superseded_at: Option<i64>,
+    /// "authentication" or "signing" (see [`crate::store::CertPurpose`]).
+    pub purpose: String,
 }
 
 /// The outstanding reset code of a card.
@@ -318,7 +320,7 @@ pub async fn card_detail(
     };
     let rows = sqlx::query(
         "SELECT serial, not_before, not_after, issued_at, key_kind, revoked_at, \
-         revocation_reason, superseded_at FROM certificates WHERE card_id = $1 \
+         revocation_reason, superseded_at, purpose FROM certificates WHERE card_id = $1 \
          ORDER BY issued_at DESC, not_before DESC, serial",
     )
     .bind(card_id.as_str())
@@ -335,6 +337,7 @@ pub async fn card_detail(
                 key_kind: r.try_get("key_kind")?,
                 revoked: revocation_of(r)?,
                 superseded_at: r.try_get("superseded_at")?,
+                purpose: r.try_get("purpose")?,
             })
         })
         .collect::<Result<Vec<_>, CaError>>()?;

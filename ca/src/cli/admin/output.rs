@@ -148,6 +148,7 @@ pub fn card_detail(json: bool, d: &pb::CardDetail) -> Result<(), CaError> {
                     json!({
                         "serial": c.serial,
                         "key_kind": c.key_kind,
+                        "purpose": c.purpose,
                         "not_before": rfc3339(c.not_before),
                         "not_after": rfc3339(c.not_after),
                         "issued_at": rfc3339(c.issued_at),
