@@ -27,7 +27,10 @@ fn p11tool(args: &[&str], pin: Option<&str>) -> CmdOutput {
     if let Some(pin) = pin {
         cmd.env("GNUTLS_PIN", pin);
     }
-    run(cmd, None, Duration::from_secs(60))
+    // Generous: `--login --list-all` reads every attribute of every object
+    // (two key pairs and certificates per card since document signing) and
+    // takes tens of seconds on a loaded machine.
+    run(cmd, None, Duration::from_secs(180))
 }
 
 #[test]
