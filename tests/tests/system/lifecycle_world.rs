@@ -142,17 +142,28 @@ pub fn under_stable_certificate<T>(
     dir: &Path,
     mut act: impl FnMut(&Card) -> T,
 ) -> (PathBuf, T) {
-    for attempt in 0..3 {
+    // A renewal between reading the CKA_ID and exporting makes the export
+    // miss (the id changed with the key): that attempt is retried too.
+    let export = |card: &Card, sub: String| {
+        let into = dir.join(sub);
+        std::fs::create_dir_all(&into).expect("cannot create an export directory");
+        crate::world::try_export_certificate(tool, card, &into).ok()
+    };
+    for attempt in 0..5 {
         refresh_key_id(tool, card);
-        let before = certificate_into(tool, card, dir, &format!("stable-{attempt}-a"));
+        let Some(before) = export(card, format!("stable-{attempt}-a")) else {
+            continue;
+        };
         let result = act(card);
-        let after = certificate_into(tool, card, dir, &format!("stable-{attempt}-b"));
+        let Some(after) = export(card, format!("stable-{attempt}-b")) else {
+            continue;
+        };
         let read = |p: &Path| std::fs::read(p).expect("read an exported certificate");
         if read(&before) == read(&after) {
             return (before, result);
         }
     }
-    panic!("the card's certificate changed during each of three attempts")
+    panic!("the card's certificate changed during each of five attempts")
 }
 
 /// The lower-case hex serial of a PEM certificate, without leading zeros.

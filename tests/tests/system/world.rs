@@ -193,10 +193,21 @@ fn path_str(p: &Path) -> &str {
 /// Reads the card's certificate through the module (`--read-object --type cert
 /// --id …`) and writes it as `dir/NAME.pem`; returns that path.
 pub fn export_certificate(tool: &Pkcs11Tool, card: &Card, dir: &Path) -> PathBuf {
+    try_export_certificate(tool, card, dir)
+        .unwrap_or_else(|out| panic!("pkcs11-tool --read-object --type cert failed\n{out}"))
+}
+
+/// [`export_certificate`], or pkcs11-tool's output when it could not read the
+/// object (e.g. a renewal just replaced the certificate and its CKA_ID).
+pub fn try_export_certificate(
+    tool: &Pkcs11Tool,
+    card: &Card,
+    dir: &Path,
+) -> Result<PathBuf, String> {
     let der = dir.join(format!("{}.der", card.key_id));
     let pem = dir.join(format!("{}.pem", card.key_id));
     let slot = card.slot.to_string();
-    tool.run(&[
+    let out = tool.run(&[
         "--slot",
         &slot,
         "--read-object",
@@ -206,8 +217,10 @@ pub fn export_certificate(tool: &Pkcs11Tool, card: &Card, dir: &Path) -> PathBuf
         &card.key_id,
         "-o",
         path_str(&der),
-    ])
-    .assert_success("pkcs11-tool --read-object --type cert");
+    ]);
+    if !out.success() {
+        return Err(out.to_string());
+    }
     openssl(&[
         "x509",
         "-inform",
@@ -218,7 +231,7 @@ pub fn export_certificate(tool: &Pkcs11Tool, card: &Card, dir: &Path) -> PathBuf
         path_str(&pem),
     ])
     .assert_success("openssl x509 -inform DER");
-    pem
+    Ok(pem)
 }
 
 /// The public key of a PEM certificate, written to `dir/pub-ID.pem`.
