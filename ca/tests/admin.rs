@@ -655,7 +655,18 @@ async fn only_registered_operators_may_administer() {
     let other = TestCa::start(|_| {});
     let foreign = other.bootstrap("Eve Other");
     let out = ca.admin(&foreign, "list-cards", &[]);
-    assert_fails(&out, 4, "refused the client certificate");
+    // The refusal is the server's TLS alert; when the server's close reaches
+    // the client first, the alert is lost and the call only ends (exit 1).
+    // Either way nothing is listed.
+    if out.code == Some(1) {
+        assert!(out.stdout.trim().is_empty(), "{out}");
+        assert!(
+            out.stderr.contains("canceled") || out.stderr.contains("closed"),
+            "{out}"
+        );
+    } else {
+        assert_fails(&out, 4, "refused the client certificate");
+    }
 
     // A registered operator whose certificate was revoked in the database.
     let bob = ca.bootstrap("Bob Revoked");
