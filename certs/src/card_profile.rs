@@ -197,6 +197,15 @@ pub fn issue_card_certificate_with(
     options: &CardProfileOptions,
 ) -> Result<Vec<u8>, CertsError> {
     let params = card_certificate_params_with(holder, serial, validity, options)?;
+    sign_for_csr(params, csr, issuer)
+}
+
+/// Signs `params` for the public key of `csr` with `issuer`; the DER certificate.
+pub(crate) fn sign_for_csr(
+    params: CertificateParams,
+    csr: &CheckedCsr,
+    issuer: &Issuer<'_, impl SigningKey>,
+) -> Result<Vec<u8>, CertsError> {
     let public_key = SubjectPublicKeyInfo::from_der(csr.spki_der())?;
     let cert = params.signed_by(&public_key, issuer)?;
     Ok(cert.der().to_vec())

@@ -5,7 +5,6 @@
 
 use rcgen::{
     CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, SigningKey,
-    SubjectPublicKeyInfo,
 };
 
 use crate::crl_url::distribution_points;
@@ -52,9 +51,7 @@ pub fn issue_signing_certificate(
     options: &CardProfileOptions,
 ) -> Result<Vec<u8>, CertsError> {
     let params = signing_certificate_params(holder, serial, validity, options)?;
-    let public_key = SubjectPublicKeyInfo::from_der(csr.spki_der())?;
-    let cert = params.signed_by(&public_key, issuer)?;
-    Ok(cert.der().to_vec())
+    crate::card_profile::sign_for_csr(params, csr, issuer)
 }
 
 #[cfg(test)]
