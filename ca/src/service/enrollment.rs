@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use lanyard_proto::ca::enrollment_server::Enrollment;
-use lanyard_proto::ca::{EnrollRequest, EnrollResponse, ResetPinRequest};
+use lanyard_proto::ca::{
+    DeriveChallengeRequest, DeriveChallengeResponse, EnrollDerivedRequest, EnrollRequest,
+    EnrollResponse, ResetPinRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::enrolment::{Enrolled, Enroller};
@@ -74,5 +77,24 @@ impl Enrollment for EnrollmentService {
             )
             .await?;
         Ok(Response::new(reset.into()))
+    }
+
+    async fn derive_challenge(
+        &self,
+        _request: Request<DeriveChallengeRequest>,
+    ) -> Result<Response<DeriveChallengeResponse>, Status> {
+        // Being built (issue 7): derived enrolment.
+        Err(Status::unimplemented(
+            "derived enrolment is not enabled on this CA",
+        ))
+    }
+
+    async fn enroll_derived(
+        &self,
+        _request: Request<EnrollDerivedRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        Err(Status::unimplemented(
+            "derived enrolment is not enabled on this CA",
+        ))
     }
 }
