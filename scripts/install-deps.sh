@@ -26,7 +26,13 @@ PACKAGES=(
     jq                       # demo.sh reads the CA's and the CLI's JSON
     libp11-kit-dev           # pkcs11.h for the C PKCS#11 client in the system tests
     postgresql               # the CA's PostgreSQL backend, tested for real (scripts/postgres.sh)
-    softhsm2                 # SoftHSM2: the HSM that holds the issuing CA key in tests
+    softhsm2                 # SoftHSM2: the HSM that holds the issuing CA key in tests; lanyard-bench's reference token
+    p11-kit-modules          # p11-kit-client.so: lanyard-bench's "SoftHSM2 behind p11-kit remoting" reference
+    fonts-dejavu-core        # the TTF font lanyard-bench's renewal-storm plot is labelled with
+    libpcsclite-dev          # the pcsc crate links libpcsclite (lanyard readers, PC/SC tests)
+    pcscd                    # pcsc-lite: the PC/SC daemon the virtual reader plugs into
+    vsmartcard-vpcd          # vpcd: pcsc-lite's virtual reader driver that lanyardd serves the card to
+    pcsc-tools               # pcsc_scan: looking at readers by hand (README)
 )
 
 missing=()
