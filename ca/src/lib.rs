@@ -21,7 +21,8 @@ pub mod issuer;
 pub mod peer;
 pub mod pin_reset;
 pub mod pkcs11_key;
-pub mod pkcs11_uri;
+/// PKCS#11 URIs (RFC 7512), shared with the `lanyard` CLI through lanyard-certs.
+pub use lanyard_certs::pkcs11_uri;
 pub mod rate_limit;
 pub mod renewal;
 pub mod service;

@@ -14,6 +14,7 @@ pub mod crl_url;
 pub mod csr_check;
 pub mod error;
 pub mod operator_profile;
+pub mod pkcs11_uri;
 pub mod serial;
 pub mod signing_profile;
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! PKCS#11 URIs (RFC 7512) naming the key the CA signs with: which module to
-//! load (`module-path`), which token and which object in it, and where the PIN
-//! comes from (`pin-source=file:…`). Parsing only; opening is pkcs11_key.rs.
+//! PKCS#11 URIs (RFC 7512) naming a key or certificate in a token: which
+//! module to load (`module-path`), which token and which object in it, and where
+//! the PIN comes from (`pin-source=file:…`). Parsing only: the CA opens its
+//! HSM key with it, the `lanyard` CLI the physical card of a derived enrolment.
 
 use std::fmt;
 use std::path::PathBuf;
