@@ -3,6 +3,18 @@
 //! function of command APDUs to response APDUs over a [`CardBackend`].
 //! No I/O here: the daemon's vpcd link feeds APDUs in and owns the keys.
 
-pub mod backend;
+#![forbid(unsafe_code)]
 
-pub use backend::{CardBackend, CardView, KeySlot, PinError, PinStatus, SignError, SignInput};
+pub mod apdu;
+pub mod applet;
+pub mod atr;
+pub mod backend;
+pub mod status;
+
+pub use applet::Applet;
+pub use atr::{atr, is_lanyard_atr};
+pub use backend::{
+    CardBackend, CardView, KeyAlgorithm, KeySlot, PinError, PinStatus, SignError, SignInput,
+    SlotView,
+};
+pub use status::Status;
