@@ -130,4 +130,13 @@ pub enum CertsError {
     /// rcgen refused to build or sign a certificate.
     #[error("could not build the certificate: {0}")]
     Build(#[from] rcgen::Error),
+
+    /// A derived enrolment's proof was not signed by the physical card's key
+    /// over this challenge and these requests.
+    #[error("the proof signature does not verify with the physical card's public key over this challenge and these certificate requests")]
+    BadProofSignature,
+
+    /// A derived enrolment's physical card has a key type the CA cannot check.
+    #[error("{0}")]
+    UnsupportedProofKey(String),
 }

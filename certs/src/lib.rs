@@ -12,6 +12,7 @@ pub mod chain;
 pub mod crl;
 pub mod crl_url;
 pub mod csr_check;
+pub mod derivation_proof;
 pub mod error;
 pub mod operator_profile;
 pub mod pkcs11_uri;
@@ -32,6 +33,7 @@ pub use chain::verify_issued_by;
 pub use crl::{build_crl, CrlContents, RevocationReason, RevokedCert};
 pub use crl_url::CrlUrl;
 pub use csr_check::{check_csr, CheckedCsr, KeyKind};
+pub use derivation_proof::{proof_digest, proof_message, verify_proof_signature};
 pub use error::CertsError;
 pub use operator_profile::{
     issue_operator_certificate, operator_identity, OperatorIdentity, OID_KP_CMC_RA, OPERATOR_UNIT,
