@@ -20,7 +20,8 @@ use lanyard_daemon::paths;
 /// Exit codes: 0 ok; 1 other error; 2 bad usage; 3 lanyardd not running or
 /// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment
 /// failure (unreachable, busy, refused, reset code not accepted); 6 the card
-/// is revoked, suspended or expired (ask your IT desk).
+/// is revoked, suspended or expired (ask your IT desk); 7 pcscd (the PC/SC
+/// service) not running (`readers`).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -160,6 +161,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the PC/SC smart card readers (through pcscd) and what is in
+    /// each: no card, a Lanyard virtual card or another PIV card with its
+    /// holder and certificate expiry. Does not need lanyardd.
+    Readers {
+        /// Print JSON (readers[]: name, card_present, atr, card, error).
+        #[arg(long)]
+        json: bool,
+    },
     /// Register the PKCS#11 module with NSS so that Chromium and Firefox see
     /// the card: in ~/.pki/nssdb (created if missing) and every Firefox
     /// profile, or only in the databases given with --db. Running it again
@@ -256,6 +265,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Lock { card, json } => cli::lock::run(&socket, card.as_deref(), *json),
+        Command::Readers { json } => cli::readers::run(*json),
         Command::NssRegister { db, module, json } => {
             cli::nss_register::run(cli::nss_register::NssRegisterArgs {
                 dbs: db,

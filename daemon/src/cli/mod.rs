@@ -9,6 +9,7 @@ pub mod lock;
 pub mod nss_db;
 pub mod nss_register;
 pub mod pin_input;
+pub mod readers;
 pub mod renew;
 pub mod reset_pin;
 pub mod status;
@@ -34,6 +35,8 @@ pub mod exit {
     pub const ENROLL: u8 = 5;
     /// The card is revoked, suspended or expired: the IT desk must act.
     pub const CARD: u8 = 6;
+    /// pcscd (the PC/SC service) is not running (`lanyard readers`).
+    pub const PCSC_UNAVAILABLE: u8 = 7;
 }
 
 /// What can go wrong in the CLI, each with its exit code.
@@ -57,6 +60,9 @@ pub enum CliError {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+    /// pcscd cannot be reached.
+    #[error("{0}")]
+    PcscUnavailable(String),
 }
 
 impl CliError {
@@ -85,6 +91,7 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::PinEntry(_) => exit::PIN,
             CliError::Other(_) => exit::OTHER,
+            CliError::PcscUnavailable(_) => exit::PCSC_UNAVAILABLE,
         }
     }
 }

@@ -1,0 +1,308 @@
+//! One real `pcscd -f` for the whole test run, with a vpcd virtual reader in
+//! reversed mode (vpcd connects to 127.0.0.1:PORT, where a `lanyardd --vpcd-listen`
+//! serves the card). pcscd's socket path is fixed, so a second pcscd is refused.
+//!
+//! The vpcd driver is built from packaging/pcsc/ifd-vpcd (upstream 0.10): Debian 12's
+//! vsmartcard-vpcd 0.8 aborts pcscd whenever a reversed-mode reader has no card.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::ca::open_append;
+use crate::paths::repo_root;
+use crate::process::{owned_command, remove_at_exit, run, spawn_owned};
+
+/// How many readers the test pcscd offers (vpcd slots of one reader entry:
+/// ports P, P+1, …); tests claim them with [`Pcscd::claim_reader`].
+pub const READER_COUNT: u16 = 6;
+/// The FRIENDLYNAME of the test reader entry; pcscd names slot `i`
+/// "`READER_NAME` 00 0i".
+pub const READER_NAME: &str = "Lanyard test vpcd";
+/// How long pcscd may take to show its readers.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long building the vpcd driver may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One vpcd reader of the shared pcscd: a `lanyardd --vpcd-listen` on
+/// [`VirtualReader::listen_addr`] puts its card in the reader named [`VirtualReader::name`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualReader {
+    /// The vpcd slot (0-based).
+    pub index: u16,
+    /// The loopback port vpcd connects to for this reader.
+    pub port: u16,
+    /// The reader name PC/SC clients see.
+    pub name: String,
+}
+
+impl VirtualReader {
+    /// `127.0.0.1:PORT`, the argument of `lanyardd --vpcd-listen`.
+    pub fn listen_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// The test run's pcscd.
+pub struct Pcscd {
+    _tmp: tempfile::TempDir,
+    child: Mutex<Child>,
+    log: PathBuf,
+    config: PathBuf,
+    base_port: u16,
+    next_reader: AtomicU16,
+}
+
+impl Pcscd {
+    /// The pcscd shared by every PC/SC test of this process, started on first
+    /// use. Panics (with the reason) when another pcscd runs, when pcscd or the
+    /// driver's build tools are missing, or when pcscd does not come up.
+    pub fn shared() -> &'static Pcscd {
+        static PCSCD: OnceLock<Pcscd> = OnceLock::new();
+        PCSCD.get_or_init(|| {
+            let pcscd = Pcscd::start();
+            // A static is never dropped: remove its directory when the test binary exits.
+            remove_at_exit(pcscd._tmp.path());
+            pcscd
+        })
+    }
+
+    fn start() -> Pcscd {
+        if let Some(other) = other_pcscd() {
+            panic!(
+                "another pcscd is running ({other}); pcscd's socket /run/pcscd/pcscd.comm is \
+                 fixed, so the PC/SC tests need it stopped: `systemctl stop pcscd.socket \
+                 pcscd.service` (or kill that process) and run the tests again"
+            );
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("pcscd-test.")
+            .tempdir()
+            .expect("cannot create a temporary directory for pcscd");
+        let driver = build_vpcd_driver(&tmp.path().join("libifdvpcd-lanyard-test.so"));
+        let base_port = free_port_block(READER_COUNT);
+        let config = tmp.path().join("reader.conf");
+        std::fs::write(&config, reader_conf(&driver, base_port))
+            .expect("cannot write the pcscd reader configuration");
+        let log = tmp.path().join("pcscd.log");
+        let out = open_append(&log);
+        let err = out
+            .try_clone()
+            .expect("cannot duplicate the log file handle");
+        let mut cmd = owned_command("pcscd");
+        // -f: foreground, logs to stdout; -i: info level; -a: every APDU (hex);
+        // -c: only our reader configuration, not /etc/reader.conf.d.
+        cmd.args(["--foreground", "--info", "--apdu", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = spawn_owned(cmd).expect("cannot start pcscd");
+        let pcscd = Pcscd {
+            _tmp: tmp,
+            child: Mutex::new(child),
+            log,
+            config,
+            base_port,
+            next_reader: AtomicU16::new(0),
+        };
+        pcscd.wait_ready();
+        pcscd
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            self.assert_alive();
+            // pcscd says so at --info level once every reader of the configuration is added.
+            if self.log().contains("daemon ready.") {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "pcscd did not say 'daemon ready.' within {START_TIMEOUT:?}\n--- pcscd log ---\n{}",
+            self.log()
+        );
+    }
+
+    /// The next reader no other test has claimed; panics when all
+    /// [`READER_COUNT`] are taken (raise the count).
+    pub fn claim_reader(&self) -> VirtualReader {
+        let index = self.next_reader.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            index < READER_COUNT,
+            "all {READER_COUNT} test vpcd readers are claimed: raise READER_COUNT in \
+             test-support/src/pcscd.rs"
+        );
+        self.reader(index)
+    }
+
+    /// Reader `index` (whether claimed or not).
+    pub fn reader(&self, index: u16) -> VirtualReader {
+        VirtualReader {
+            index,
+            port: self.base_port + index,
+            name: format!("{READER_NAME} 00 {index:02}"),
+        }
+    }
+
+    /// Panics with pcscd's log when pcscd has exited (it must live for the whole run).
+    pub fn assert_alive(&self) {
+        let status = match self.child.lock() {
+            Ok(mut child) => child.try_wait().ok().flatten(),
+            Err(_) => None,
+        };
+        if let Some(status) = status {
+            panic!("pcscd exited ({status})\n--- pcscd log ---\n{}", self.log());
+        }
+    }
+
+    /// pcscd's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok().map(|c| c.id())
+    }
+
+    /// Everything pcscd logged so far (APDUs included, hex).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The reader configuration pcscd was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+}
+
+/// The reader.conf entry: reversed mode (`DEVICENAME HOST:PORT` makes vpcd
+/// connect out instead of listening), one entry whose slots use PORT, PORT+1, …
+pub fn reader_conf(driver: &Path, base_port: u16) -> String {
+    format!(
+        "# Lanyard test readers: vpcd connects to 127.0.0.1:{base_port}..{} (reversed mode)\n\
+         FRIENDLYNAME \"{READER_NAME}\"\n\
+         DEVICENAME   127.0.0.1:{base_port}\n\
+         LIBPATH      {}\n\
+         CHANNELID    {base_port}\n",
+        base_port + READER_COUNT - 1,
+        driver.display()
+    )
+}
+
+/// Builds the vpcd driver (packaging/pcsc/ifd-vpcd/build.sh) with
+/// [`READER_COUNT`] slots into `out`; panics with the compiler's output on failure.
+pub fn build_vpcd_driver(out: &Path) -> PathBuf {
+    let script = repo_root()
+        .join("packaging")
+        .join("pcsc")
+        .join("ifd-vpcd")
+        .join("build.sh");
+    let mut cmd = Command::new("sh");
+    cmd.arg(&script).arg(out).arg(READER_COUNT.to_string());
+    run(cmd, None, BUILD_TIMEOUT).assert_success(
+        "building the vpcd driver (needs gcc and libpcsclite-dev: scripts/install-deps.sh)",
+    );
+    out.to_path_buf()
+}
+
+/// A running pcscd that is not ours, as "pid N: command line", if any.
+/// Zombies (exited, not yet reaped) do not count.
+pub fn other_pcscd() -> Option<String> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if is_live_pcscd(&stat) {
+            let cmdline = std::fs::read(entry.path().join("cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            return Some(format!("pid {pid}: {}", cmdline.trim()));
+        }
+    }
+    None
+}
+
+/// Whether a `/proc/PID/stat` line is a pcscd that has not exited.
+fn is_live_pcscd(stat: &str) -> bool {
+    // "PID (COMM) STATE …": COMM may hold spaces and parentheses; the last ')' ends it.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let comm = stat.get(open + 1..close).unwrap_or("");
+    let state = stat
+        .get(close + 1..)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("");
+    comm == "pcscd" && state != "Z" && state != "X"
+}
+
+/// The first of `count` consecutive loopback ports that are all free now,
+/// below the kernel's ephemeral range so outgoing connections do not take them.
+fn free_port_block(count: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let low = 20000u16.min(ephemeral_low.saturating_sub(4000));
+    let span = ephemeral_low.saturating_sub(low).saturating_sub(count) / count;
+    // Start somewhere that depends on the process, so parallel runs rarely collide.
+    let start = u32::from(std::process::id() as u16) % u32::from(span.max(1));
+    for step in 0..u32::from(span.max(1)) {
+        let block = ((start + step) % u32::from(span.max(1))) as u16;
+        let base = low + block * count;
+        let free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free loopback ports between {low} and {ephemeral_low}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_conf_is_reversed_mode_on_loopback() {
+        let text = reader_conf(Path::new("/x/libifdvpcd.so"), 21000);
+        assert!(text.contains("DEVICENAME   127.0.0.1:21000\n"), "{text}");
+        assert!(text.contains("LIBPATH      /x/libifdvpcd.so\n"), "{text}");
+        assert!(
+            !text.contains("/dev/null"),
+            "server mode must not be used: {text}"
+        );
+    }
+
+    #[test]
+    fn port_block_is_free_and_below_the_ephemeral_range() {
+        let base = free_port_block(READER_COUNT);
+        for i in 0..READER_COUNT {
+            assert!(TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        }
+        assert!(base >= 1024);
+    }
+
+    #[test]
+    fn a_live_pcscd_is_told_from_zombies_and_other_programs() {
+        assert!(is_live_pcscd("4242 (pcscd) S 1 4242 4242 0 -1"));
+        assert!(!is_live_pcscd("4242 (pcscd) Z 1 4242 4242 0 -1"));
+        assert!(!is_live_pcscd("4243 (pcscd-helper) S 1"));
+        assert!(!is_live_pcscd("4244 (a (pcscd) x) S 1"));
+        assert!(!is_live_pcscd("garbage"));
+    }
+}
