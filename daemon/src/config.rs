@@ -53,6 +53,8 @@ pub struct Config {
     /// How long a pinentry prompt waits for the user before it counts as
     /// cancelled, seconds (at most [`MAX_PINENTRY_TIMEOUT_SECS`]).
     pub pinentry_timeout_secs: u64,
+    /// `[pcsc]`: the card in a PC/SC reader through vpcd (off by default).
+    pub pcsc: crate::pcsc::PcscConfig,
 }
 
 /// The longest `pinentry_timeout_secs`: the PKCS#11 module waits this long,
@@ -94,6 +96,7 @@ impl Default for Config {
             unlock_idle_timeout_secs: 900,
             pinentry_program: "pinentry".into(),
             pinentry_timeout_secs: 60,
+            pcsc: crate::pcsc::PcscConfig::default(),
         }
     }
 }
@@ -266,6 +269,7 @@ impl Config {
                 self.pinentry_timeout_secs
             ));
         }
+        self.pcsc.validate()?;
         Ok(())
     }
 }
@@ -401,6 +405,18 @@ mod tests {
             .apply_env(|k| (k == "LANYARDD_PROTECTED_PATH").then(|| "yes".into()))
             .unwrap_err();
         assert!(err.contains("LANYARDD_PROTECTED_PATH"), "{err}");
+    }
+
+    #[test]
+    fn pcsc_section_is_read_and_checked() {
+        let c =
+            Config::parse("[pcsc]\nvpcd_listen = \"127.0.0.1:35963\"\ncard = \"C1\"\n").unwrap();
+        assert_eq!(c.pcsc.vpcd_listen.as_deref(), Some("127.0.0.1:35963"));
+        assert_eq!(c.pcsc.card.as_deref(), Some("C1"));
+        assert_eq!(Config::default().pcsc.endpoint(), Ok(None));
+        let err = Config::parse("[pcsc]\nvpcd_listen = \"0.0.0.0:35963\"\n").unwrap_err();
+        assert!(err.contains("not on loopback"), "{err}");
+        assert!(Config::parse("[pcsc]\nvpcd = \"x\"\n").is_err());
     }
 
     #[test]

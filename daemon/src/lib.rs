@@ -23,6 +23,7 @@ pub mod idle_lock;
 pub mod keys;
 pub mod lifecycle;
 pub mod paths;
+pub mod pcsc;
 pub mod pin;
 pub mod pin_policy;
 pub mod pinentry;

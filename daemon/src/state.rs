@@ -159,6 +159,9 @@ pub struct Signals {
     pub check_in: tokio::sync::Notify,
     /// A card was unlocked: the idle timer has a new deadline to watch.
     pub idle_lock: tokio::sync::Notify,
+    /// A card was added or changed (status, certificate, keys); every waiter
+    /// wakes (the PC/SC reader link re-reads which card is inserted).
+    pub cards: tokio::sync::Notify,
 }
 
 /// Everything the daemon's connections share.
@@ -289,6 +292,8 @@ impl Daemon {
                 schedule: Schedule::fresh(),
             },
         );
+        drop(inner);
+        self.signals.cards.notify_waiters();
         Ok(())
     }
 
@@ -487,6 +492,7 @@ impl Daemon {
         if let Some(entry) = self.inner().cards.get_mut(&file.card_id) {
             entry.file = file;
         }
+        self.signals.cards.notify_waiters();
         Ok(())
     }
 
@@ -663,6 +669,12 @@ impl Daemon {
         mech: Mechanism,
         data: &[u8],
     ) -> Result<Vec<u8>> {
+        self.authentication_key(app, card_id)?.sign(mech, data)
+    }
+
+    /// The card's authentication key for one signature by `app`, with the
+    /// checks of [`Daemon::sign`] (the PC/SC reader's raw PSS path uses it).
+    pub(crate) fn authentication_key(&self, app: &AppId, card_id: &str) -> Result<Arc<SigningKey>> {
         let key = {
             let mut inner = self.inner();
             let Inner { cards, sessions } = &mut *inner;
@@ -684,7 +696,7 @@ impl Daemon {
                 .map(|u| u.key.clone())
                 .ok_or_else(|| Error::NotLoggedIn(card_id.into()))?
         };
-        key.sign(mech, data)
+        Ok(key)
     }
 
     /// Changes a card's PIN: the old PIN is checked (counted like a login),

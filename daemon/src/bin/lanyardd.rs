@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lanyard_daemon::config::Config;
+use lanyard_daemon::pcsc::VpcdEndpoint;
 use lanyard_daemon::shutdown::{wait_for_signal, SocketGuard};
 use lanyard_daemon::state::Daemon;
-use lanyard_daemon::{check_in, idle_lock, paths, renewal, server};
+use lanyard_daemon::{check_in, idle_lock, paths, pcsc, renewal, server};
 
 /// lanyardd — keeps your virtual smartcards and signs for applications that
 /// use the Lanyard PKCS#11 module. One daemon per user; keys never leave it.
@@ -23,7 +24,8 @@ argon2_parallelism = 1, log_level = \"info\" (RUST_LOG overrides it), renewal_fr
 renewal_jitter_fraction = 0.05, renewal_retry_min_secs = 5, renewal_retry_max_secs = 3600, \
 expiry_warning_fraction = 0.1, check_in_interval_secs = 900, protected_path = false, \
 unlock_idle_timeout_secs = 900, pinentry_program = \"pinentry\", pinentry_timeout_secs = 60 (each of \
-the last ten overridden by LANYARDD_<KEY IN CAPITALS>, e.g. LANYARDD_CHECK_IN_INTERVAL_SECS).\n\
+the last ten overridden by LANYARDD_<KEY IN CAPITALS>, e.g. LANYARDD_CHECK_IN_INTERVAL_SECS); \
+[pcsc] vpcd_listen = \"127.0.0.1:35963\" (off by default), vpcd_connect = \"HOST:PORT\", card = \"<card id>\".\n\
 Cards are kept in $XDG_DATA_HOME/lanyard (or ~/.local/share/lanyard). Stop with SIGINT or SIGTERM."
 )]
 struct Args {
@@ -35,6 +37,15 @@ struct Args {
     /// (or ~/.config/lanyard/lanyardd.toml); a missing file means defaults.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Show the card in a PC/SC reader: listen on this loopback IP:PORT for
+    /// pcscd's vpcd driver in reversed mode (e.g. 127.0.0.1:35963). Overrides
+    /// [pcsc] vpcd_listen; a non-loopback address is refused.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "vpcd")]
+    vpcd_listen: Option<String>,
+    /// Connect to a vpcd that listens at HOST:PORT instead (vpcd's default
+    /// mode listens on all interfaces: only where that port is firewalled).
+    #[arg(long, value_name = "HOST:PORT")]
+    vpcd: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +56,19 @@ fn main() -> ExitCode {
             eprintln!("lanyardd: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The vpcd endpoint: a flag wins over `[pcsc]` in the config file.
+fn vpcd_endpoint(
+    listen: &Option<String>,
+    connect: &Option<String>,
+    config: &Config,
+) -> Result<Option<VpcdEndpoint>, String> {
+    match (listen, connect) {
+        (Some(l), _) => VpcdEndpoint::listen(l).map(Some),
+        (None, Some(c)) => VpcdEndpoint::connect(c).map(Some),
+        (None, None) => config.pcsc.endpoint(),
     }
 }
 
@@ -60,6 +84,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => paths::config_file()?,
     };
     let config = Config::load(&config_path)?;
+    let vpcd = vpcd_endpoint(&args.vpcd_listen, &args.vpcd, &config)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .map_err(|e| anyhow::anyhow!("config {}: bad log_level: {e}", config_path.display()))?;
@@ -90,6 +116,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(renewal::run_scheduler(daemon.clone()));
         tokio::spawn(check_in::run(daemon.clone()));
         tokio::spawn(idle_lock::run(daemon.clone()));
+        if let Some(endpoint) = vpcd {
+            pcsc::start(daemon.clone(), endpoint, daemon.config().pcsc.card.clone()).await?;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
         tokio::spawn(async move {
             match wait_for_signal().await {

@@ -3,12 +3,13 @@
 //! logged in, and the PIN of its context-specific login is checked, through
 //! the counted path, for every signature, even while the card is unlocked.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Daemon, Inner};
 use crate::app_sessions::AppId;
 use crate::error::{Error, Result};
-use crate::keys::Mechanism;
+use crate::keys::{Mechanism, SigningKey};
 use crate::pin::Pin;
 
 impl Daemon {
@@ -22,6 +23,21 @@ impl Daemon {
         data: &[u8],
         pin: Pin,
     ) -> Result<Vec<u8>> {
+        let key = self.document_key(app, card_id, pin).await?;
+        let signature = key.sign(mech, data)?;
+        tracing::info!(card = %card_id, app = %app.short(), "document signed with the PIN-always key");
+        Ok(signature)
+    }
+
+    /// The document-signing key for one signature by `app`, after the checks
+    /// and the counted PIN of [`Daemon::sign_document`] (also used by the
+    /// PC/SC reader's raw PSS path).
+    pub(crate) async fn document_key(
+        &self,
+        app: &AppId,
+        card_id: &str,
+        pin: Pin,
+    ) -> Result<Arc<SigningKey>> {
         {
             let mut inner = self.inner();
             let Inner { cards, sessions } = &mut *inner;
@@ -54,9 +70,7 @@ impl Daemon {
                 Error::BadRequest(format!("card {card_id} has no document-signing key"))
             })?
         };
-        let signature = key.sign(mech, data)?;
-        tracing::info!(card = %card_id, app = %app.short(), "document signed with the PIN-always key");
-        Ok(signature)
+        Ok(key)
     }
 }
 

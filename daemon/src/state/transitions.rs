@@ -226,6 +226,7 @@ impl Daemon {
                 }
             }
         }
+        self.signals.cards.notify_waiters();
         self.signals.renewal.notify_one();
         self.card(card_id, None)
     }
@@ -393,6 +394,7 @@ impl Daemon {
             if let Some(entry) = self.inner().cards.get_mut(&file.card_id) {
                 entry.file = file;
             }
+            self.signals.cards.notify_waiters();
         }
         result
     }
@@ -423,6 +425,7 @@ impl Daemon {
             entry.facts = facts;
             entry.schedule = Schedule::fresh();
         }
+        self.signals.cards.notify_waiters();
         self.signals.renewal.notify_one();
         self.card(&card_id, None)
     }
