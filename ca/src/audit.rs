@@ -70,6 +70,12 @@ pub enum AuditAction {
     /// The reset code's tries ran out: the card was revoked and its keys must go.
     ResetCodeExhausted,
     // --- end of card lifecycle ---
+    // --- derived enrolment ---
+    /// A card was issued by derivation from a physical smartcard.
+    DerivedIssuance,
+    /// A derived enrolment was refused (which check, and the physical certificate).
+    DeriveRefused,
+    // --- end of derived enrolment ---
 }
 
 impl AuditAction {
@@ -105,6 +111,10 @@ impl AuditAction {
             AuditAction::PinResetFailed => "pin_reset_failed",
             AuditAction::ResetCodeExhausted => "reset_code_exhausted",
             // --- end of card lifecycle ---
+            // --- derived enrolment ---
+            AuditAction::DerivedIssuance => "derived_issuance",
+            AuditAction::DeriveRefused => "derive_refused",
+            // --- end of derived enrolment ---
         }
     }
 }

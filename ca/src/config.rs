@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::ca_dir::{write_atomic, PUBLIC_MODE};
+use crate::derive::config::DerivationConfig;
 use crate::error::CaError;
 
 /// Default card certificate lifetime in days.
@@ -72,6 +73,9 @@ pub struct CaConfig {
     /// them: any of "add-operator", "reset-pin".
     #[serde(default)]
     pub require_second_operator: Vec<String>,
+    /// Derived enrolment from a physical smartcard (`[derivation]`, off by default).
+    #[serde(default)]
+    pub derivation: DerivationConfig,
 }
 
 /// Actions that `require_second_operator` may name.
@@ -153,6 +157,7 @@ impl CaConfig {
             reset_code_tries: DEFAULT_RESET_CODE_TRIES,
             operator_cert_lifetime_days: DEFAULT_OPERATOR_CERT_LIFETIME_DAYS,
             require_second_operator: Vec::new(),
+            derivation: DerivationConfig::default(),
         }
     }
 
@@ -187,7 +192,8 @@ impl CaConfig {
     /// Overrides from `LANYARD_CA_CERT_LIFETIME_DAYS`, `LANYARD_CA_CERT_LIFETIME_SECS`,
     /// `LANYARD_CA_CODE_VALIDITY_HOURS`, `LANYARD_CA_RATE_LIMIT_MAX_FAILURES`,
     /// `LANYARD_CA_RATE_LIMIT_WINDOW_SECS`, `LANYARD_CA_CRL_INTERVAL_SECS`,
-    /// `LANYARD_CA_MAX_CONCURRENT_ISSUANCE` and `LANYARD_CA_DATABASE`.
+    /// `LANYARD_CA_MAX_CONCURRENT_ISSUANCE`, `LANYARD_CA_DATABASE` and the
+    /// `LANYARD_CA_DERIVATION_*` ones (see [`DerivationConfig::apply_env`]).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), CaError> {
         fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, CaError> {
             v.trim().parse().map_err(|_| CaError::Config {
@@ -219,6 +225,7 @@ impl CaConfig {
         if let Some(v) = get("LANYARD_CA_DATABASE") {
             self.database = Some(v);
         }
+        self.derivation.apply_env(&get)?;
         Ok(())
     }
 
@@ -296,6 +303,7 @@ impl CaConfig {
                 );
             }
         }
+        self.derivation.check()?;
         Ok(())
     }
 
@@ -337,7 +345,8 @@ impl CaConfig {
              # Failed enrolment attempts allowed per client address within the window.\n\
              [rate_limit]\n\
              max_failures = {}\n\
-             window_secs = {}\n",
+             window_secs = {}\n\
+             {}",
             self.cert_lifetime_days,
             self.enrolment_code_validity_hours,
             self.crl_interval_secs,
@@ -355,6 +364,7 @@ impl CaConfig {
             self.optional_lines(),
             self.rate_limit.max_failures,
             self.rate_limit.window_secs,
+            self.derivation.to_toml(),
         )
     }
 
@@ -440,6 +450,20 @@ mod tests {
         cfg.require_second_operator.clear();
         cfg.database = Some("mysql://x".into());
         assert!(cfg.check().unwrap_err().contains("postgres://"));
+    }
+
+    #[test]
+    fn the_derivation_section_round_trips() {
+        let mut cfg = CaConfig::new("X");
+        cfg.derivation.enabled = true;
+        cfg.derivation.trust_anchors = vec!["physical-card-ca.pem".into()];
+        cfg.derivation.allowed_policies = vec!["1.2.826.0.1.1".into()];
+        cfg.derivation.role = "R8000 Clinical Practitioner".into();
+        let back: CaConfig = toml::from_str(&cfg.to_toml()).unwrap();
+        assert_eq!(back, cfg);
+        assert!(back.check().is_ok());
+        cfg.derivation.role.clear();
+        assert!(cfg.check().unwrap_err().contains("derivation.role"));
     }
 
     #[test]

@@ -264,6 +264,25 @@ pub enum CaError {
         records: u64,
     },
     // --- end of IT-desk administration ---
+
+    // --- derived enrolment ---
+    /// `[derivation]` is not enabled in ca.toml.
+    #[error("derived enrolment is not enabled on this CA; ask the IT desk for an enrolment code instead")]
+    DerivationDisabled,
+
+    /// The challenge of a derived enrolment is unknown, used or expired.
+    #[error("the derivation challenge is {0}; start the derived enrolment again for a new one")]
+    ChallengeRejected(&'static str),
+
+    /// A check of the physical card or of the proof failed.
+    #[error("derived enrolment refused ({check} check): {reason}")]
+    DeriveRefused {
+        /// Which check.
+        check: crate::derive::physical_card::DeriveCheck,
+        /// Why, in one line.
+        reason: String,
+    },
+    // --- end of derived enrolment ---
 }
 
 impl From<getrandom::Error> for CaError {
@@ -352,6 +371,11 @@ impl From<CaError> for tonic::Status {
             CaError::UnknownApproval { .. } => tonic::Status::not_found(err.to_string()),
             CaError::AlreadyApproved { .. } => tonic::Status::failed_precondition(err.to_string()),
             // --- end of IT-desk administration ---
+            // --- derived enrolment ---
+            CaError::DerivationDisabled => tonic::Status::failed_precondition(err.to_string()),
+            CaError::ChallengeRejected(_) => tonic::Status::not_found(err.to_string()),
+            CaError::DeriveRefused { .. } => tonic::Status::permission_denied(err.to_string()),
+            // --- end of derived enrolment ---
             // Details of internal failures stay in the CA's log.
             _ => tonic::Status::internal(
                 "internal error in the CA; the IT desk can find details in its log",

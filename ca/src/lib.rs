@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod crl_http;
 pub mod crl_publisher;
+pub mod derive;
 pub mod enrolment;
 pub mod enrolment_code;
 pub mod error;

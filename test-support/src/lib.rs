@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod operator;
 pub mod paths;
 pub mod pcscd;
+pub mod physical_card_ca;
 pub mod pinentry;
 pub mod pkcs11_tool;
 pub mod postgres;

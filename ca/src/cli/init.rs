@@ -21,6 +21,8 @@ use crate::audit::{admin_actor, AuditAction, AuditEvent};
 use crate::ca_dir::{create_private_dir, write_atomic, CaDir, KEY_MODE, PUBLIC_MODE};
 use crate::cli::print_line;
 use crate::config::CaConfig;
+use crate::derive::config::{DerivationConfig, PHYSICAL_CARD_CA_FILE};
+use crate::derive::load_anchors;
 use crate::error::CaError;
 use crate::issuer::CaSigningKey;
 use crate::pkcs11_key::{KeyOrigin, Pkcs11Key};
@@ -59,6 +61,23 @@ pub struct InitArgs {
         hide_env_values = true
     )]
     pub database: Option<String>,
+    /// Enable derived enrolment: PEM file of the CA(s) whose smartcards may be
+    /// used to enrol by derivation (`lanyard enroll --derive-from`). Copied to
+    /// DIR/physical-card-ca.pem; needs --derivation-role and --derivation-policy.
+    /// Repeat for several files.
+    #[arg(long = "physical-card-ca", value_name = "FILE")]
+    pub physical_card_ca: Vec<PathBuf>,
+    /// The role of every card issued by derivation (with --physical-card-ca).
+    #[arg(long, value_name = "ROLE")]
+    pub derivation_role: Option<String>,
+    /// A certificate policy OID the physical card's certificate must carry
+    /// (with --physical-card-ca). Repeat for several; one is enough.
+    #[arg(long = "derivation-policy", value_name = "OID")]
+    pub derivation_policies: Vec<String>,
+    /// A CRL file (DER or PEM) of the physical-card CAs, read at every
+    /// derived enrolment (kept where it is: replace it to update).
+    #[arg(long, value_name = "FILE")]
+    pub physical_card_crl: Option<PathBuf>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -109,6 +128,8 @@ struct Material {
     issuing_pem: String,
     server_key: Zeroizing<String>,
     server_pem: String,
+    /// The physical-card trust anchors (PEM) for derived enrolment, if any.
+    physical_card_ca: Option<String>,
     root_serial: CertSerial,
     issuing_serial: CertSerial,
 }
@@ -154,6 +175,7 @@ fn generate(org: &str, sans: &[String], key: &NewIssuingKey) -> Result<Material,
         issuing_pem: issuing_cert.pem(),
         server_key: Zeroizing::new(server_key.serialize_pem()),
         server_pem: server_cert.pem(),
+        physical_card_ca: None,
         root_serial,
         issuing_serial,
     })
@@ -173,6 +195,7 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
         .check()
         .map_err(|reason| CaError::InvalidArgument(format!("--org: {reason}")))?;
     config.database = args.database.clone();
+    let physical_card_ca = derivation_settings(&args, &mut config)?;
     let location = DbLocation::from_setting(config.database.as_deref(), &dir.database())?;
     if let DbLocation::Postgres(_) = location {
         // Unreachable, or another CA's: refused before anything is made.
@@ -193,7 +216,10 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
         NewIssuingKey::Pkcs11 { key, .. } => key.uri_redacted(),
     };
     let material = match generate(&args.org, &args.sans, &key) {
-        Ok(m) => m,
+        Ok(m) => Material {
+            physical_card_ca,
+            ..m
+        },
         Err(e) => {
             key.discard();
             return Err(e);
@@ -238,6 +264,7 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
             "database": location.redacted(),
             "server_names": server_names(&args.sans),
             "root_sha256": fingerprint,
+            "derivation_enabled": config.derivation.enabled,
         });
         print_line(&out)?;
     } else {
@@ -276,6 +303,13 @@ pub async fn run(args: InitArgs) -> Result<(), CaError> {
         print_line(format_args!(
             "  database:                               {location}"
         ))?;
+        if config.derivation.enabled {
+            print_line(format_args!(
+                "  derived enrolment:                      enabled, physical cards of {} get role {:?}",
+                dir.path().join(PHYSICAL_CARD_CA_FILE).display(),
+                config.derivation.role
+            ))?;
+        }
         print_line(format_args!(
             "The root key {} is not needed by `serve`; move it offline now.",
             dir.root_key().display()
@@ -318,6 +352,13 @@ async fn write_everything(
     put(dir.issuing_pem(), m.issuing_pem.as_bytes(), PUBLIC_MODE)?;
     put(dir.server_key(), m.server_key.as_bytes(), KEY_MODE)?;
     put(dir.server_pem(), m.server_pem.as_bytes(), PUBLIC_MODE)?;
+    if let Some(pem) = &m.physical_card_ca {
+        put(
+            dir.path().join(PHYSICAL_CARD_CA_FILE),
+            pem.as_bytes(),
+            PUBLIC_MODE,
+        )?;
+    }
     let location = DbLocation::from_setting(config.database.as_deref(), &dir.database())?;
     match &location {
         DbLocation::Sqlite(_) => config.save(&dir.config())?,
@@ -352,6 +393,48 @@ async fn write_everything(
         .await;
     store.close().await;
     audited
+}
+
+/// The `[derivation]` settings from `--physical-card-ca` and its companions,
+/// checked before anything is created; returns the anchors' PEM to write.
+fn derivation_settings(args: &InitArgs, config: &mut CaConfig) -> Result<Option<String>, CaError> {
+    if args.physical_card_ca.is_empty() {
+        if args.derivation_role.is_some()
+            || !args.derivation_policies.is_empty()
+            || args.physical_card_crl.is_some()
+        {
+            return Err(CaError::InvalidArgument(
+                "--derivation-role, --derivation-policy and --physical-card-crl go with --physical-card-ca".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let mut pem = String::new();
+    for file in &args.physical_card_ca {
+        load_anchors(file)?;
+        let text = std::fs::read_to_string(file).map_err(|e| CaError::io("read", file, e))?;
+        pem.push_str(&text);
+        if !pem.ends_with('\n') {
+            pem.push('\n');
+        }
+    }
+    let crl_file = match &args.physical_card_crl {
+        Some(f) => Some(std::path::absolute(f).map_err(|e| CaError::io("find", f, e))?),
+        None => None,
+    };
+    config.derivation = DerivationConfig {
+        enabled: true,
+        trust_anchors: vec![PHYSICAL_CARD_CA_FILE.into()],
+        allowed_policies: args.derivation_policies.clone(),
+        role: args.derivation_role.clone().unwrap_or_default(),
+        crl_file,
+        ..DerivationConfig::default()
+    };
+    config
+        .derivation
+        .check()
+        .map_err(|reason| CaError::InvalidArgument(format!("--physical-card-ca: {reason}")))?;
+    Ok(Some(pem))
 }
 
 /// Connects to a PostgreSQL database for a new CA (applying the migrations)

@@ -26,6 +26,7 @@ use crate::certify::Certifier;
 use crate::config::CaConfig;
 use crate::crl_http::{crl_url_for, serve_crl};
 use crate::crl_publisher::CrlPublisher;
+use crate::derive::{DerivationPolicy, Deriver};
 use crate::enrolment::Enroller;
 use crate::error::CaError;
 use crate::issuer::IssuingCa;
@@ -129,7 +130,23 @@ pub async fn run(args: ServeArgs) -> Result<(), CaError> {
         certifier.clone(),
         failures.clone(),
     ));
-    let resetter = Arc::new(PinResetter::new(store.clone(), certifier.clone(), failures));
+    let resetter = Arc::new(PinResetter::new(
+        store.clone(),
+        certifier.clone(),
+        failures.clone(),
+    ));
+    let derivation = DerivationPolicy::load(dir.path(), &config.derivation)?;
+    info!(
+        enabled = derivation.is_some(),
+        "derived enrolment from physical cards"
+    );
+    let deriver = Arc::new(Deriver::new(
+        store.clone(),
+        certifier.clone(),
+        failures,
+        config.organisation.clone(),
+        derivation,
+    ));
     let renewer = Arc::new(Renewer::new(store.clone(), certifier.clone()));
 
     let publisher = CrlPublisher::new(
@@ -145,7 +162,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CaError> {
         .tls_config(tls)?
         .timeout(Duration::from_secs(60))
         .add_service(EnrollmentServer::new(EnrollmentService::new(
-            enroller, resetter,
+            enroller, resetter, deriver,
         )))
         .add_service(RenewalServer::new(RenewalService::new(renewer)))
         .add_service(RevocationServer::new(RevocationService::new(store.clone())))

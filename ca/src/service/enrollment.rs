@@ -1,6 +1,6 @@
 //! The `Enrollment` gRPC service: takes the peer address and request fields,
-//! calls [`Enroller`] (Enroll) or [`PinResetter`] (ResetPin), converts the
-//! result to `EnrollResponse`.
+//! calls [`Enroller`] (Enroll), [`PinResetter`] (ResetPin) or [`Deriver`]
+//! (DeriveChallenge, EnrollDerived), converts the result to `EnrollResponse`.
 
 use std::sync::Arc;
 
@@ -11,21 +11,27 @@ use lanyard_proto::ca::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::derive::{DerivedRequest, Deriver};
 use crate::enrolment::{Enrolled, Enroller};
 use crate::peer::Peer;
 use crate::pin_reset::PinResetter;
 
-/// `lanyard.ca.v1.Enrollment` over an [`Enroller`] and a [`PinResetter`].
+/// `lanyard.ca.v1.Enrollment` over an [`Enroller`], a [`PinResetter`] and a [`Deriver`].
 #[derive(Debug, Clone)]
 pub struct EnrollmentService {
     enroller: Arc<Enroller>,
     resetter: Arc<PinResetter>,
+    deriver: Arc<Deriver>,
 }
 
 impl EnrollmentService {
-    /// The service for `enroller` and `resetter`.
-    pub fn new(enroller: Arc<Enroller>, resetter: Arc<PinResetter>) -> Self {
-        EnrollmentService { enroller, resetter }
+    /// The service for `enroller`, `resetter` and `deriver`.
+    pub fn new(enroller: Arc<Enroller>, resetter: Arc<PinResetter>, deriver: Arc<Deriver>) -> Self {
+        EnrollmentService {
+            enroller,
+            resetter,
+            deriver,
+        }
     }
 }
 
@@ -81,20 +87,30 @@ impl Enrollment for EnrollmentService {
 
     async fn derive_challenge(
         &self,
-        _request: Request<DeriveChallengeRequest>,
+        request: Request<DeriveChallengeRequest>,
     ) -> Result<Response<DeriveChallengeResponse>, Status> {
-        // Being built (issue 7): derived enrolment.
-        Err(Status::unimplemented(
-            "derived enrolment is not enabled on this CA",
-        ))
+        let (challenge, expires_in_secs) = self.deriver.challenge(request.remote_addr()).await?;
+        Ok(Response::new(DeriveChallengeResponse {
+            challenge,
+            expires_in_secs,
+        }))
     }
 
     async fn enroll_derived(
         &self,
-        _request: Request<EnrollDerivedRequest>,
+        request: Request<EnrollDerivedRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        Err(Status::unimplemented(
-            "derived enrolment is not enabled on this CA",
-        ))
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        let derived = DerivedRequest {
+            challenge: &req.challenge,
+            csr_der: &req.csr_der,
+            signing_csr_der: &req.signing_csr_der,
+            physical_certificate_der: &req.physical_certificate_der,
+            physical_chain_der: &req.physical_chain_der,
+            proof_signature: &req.proof_signature,
+        };
+        let enrolled = self.deriver.enroll_derived(peer, derived).await?;
+        Ok(Response::new(enrolled.into()))
     }
 }

@@ -10,6 +10,7 @@
 //! interleave with another writer, even one in another CA process.
 
 pub mod admin;
+mod derive;
 mod enrolment;
 mod lifecycle;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use admin::{
     ApprovalRecord, AuditRecord, CardDetail, CardSummary, CertificateSummary, OperatorRecord,
     ResetStatus, StateFilter,
 };
+pub use derive::{ChallengeUse, DerivedFrom, DerivedIssuance};
 pub use enrolment::{CardRecord, CertPurpose, CodeLookup, IssuedCert, PendingEnrolment};
 pub use lifecycle::{
     CardLifecycle, CardState, CertRecord, CrlChangeMarker, LifecycleTx, ResetCodeRecord, StoredCrl,
