@@ -39,7 +39,7 @@ struct Chain {
     ins: u8,
     p1: u8,
     p2: u8,
-    data: Vec<u8>,
+    data: Zeroizing<Vec<u8>>,
 }
 
 /// The PIV application in front of a [`CardBackend`].
@@ -85,6 +85,23 @@ impl<B: CardBackend> Applet<B> {
     /// Answers one command APDU with its response APDU (data + SW1SW2).
     /// Never panics, whatever `apdu` holds.
     pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        let response = self.answer(apdu);
+        // The header and the status word only: command data may hold a PIN.
+        let sw = response
+            .len()
+            .checked_sub(2)
+            .map_or(&[][..], |i| &response[i..]);
+        tracing::debug!(
+            header = %hex(apdu.get(..4).unwrap_or(apdu)),
+            command_len = apdu.len(),
+            response_len = response.len(),
+            sw = %hex(sw),
+            "PIV command"
+        );
+        response
+    }
+
+    fn answer(&mut self, apdu: &[u8]) -> Vec<u8> {
         // Whatever comes next, the transient state is for this command only.
         let fresh_pin = self.fresh_pin.take();
         let pending = self.pending.take();
@@ -131,11 +148,12 @@ impl<B: CardBackend> Applet<B> {
         &mut self,
         command: &Command<'_>,
         chain: Option<Chain>,
-    ) -> Result<Option<Vec<u8>>, Status> {
-        // A different command ends (drops) a chain in progress.
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, Status> {
+        // A different command ends (drops) a chain in progress. The data is
+        // zeroized when dropped: a VERIFY's carries the PIN.
         let mut data = match chain {
             Some(c) if (c.ins, c.p1, c.p2) == (command.ins, command.p1, command.p2) => c.data,
-            _ => Vec::new(),
+            _ => Zeroizing::new(Vec::new()),
         };
         if data.len() + command.data.len() > MAX_CHAIN_DATA {
             return Err(Status::WrongLength);
@@ -278,4 +296,9 @@ impl<B: CardBackend> Applet<B> {
         self.fresh_pin = None;
         self.backend.reset();
     }
+}
+
+/// Bytes as uppercase hex, for the log.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
