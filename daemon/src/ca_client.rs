@@ -285,6 +285,50 @@ where
     }
 }
 
+/// Enrollment.DeriveChallenge: a one-time challenge for a derived enrolment
+/// (retrying transport failures and a busy CA within the interactive budget).
+pub async fn derive_challenge(
+    url: &str,
+    pem: &[u8],
+) -> Result<lanyard_proto::ca::DeriveChallengeResponse> {
+    use lanyard_proto::ca::{enrollment_client::EnrollmentClient, DeriveChallengeRequest};
+    let endpoint = server_auth_endpoint(url, pem)?;
+    call_with_retries(url, &endpoint, Retries::INTERACTIVE, |channel| async move {
+        EnrollmentClient::new(channel)
+            .derive_challenge(DeriveChallengeRequest {})
+            .await
+    })
+    .await
+    .map_err(|failure| derive_failure(url, failure))
+}
+
+/// Enrollment.EnrollDerived: the proof and the new card's CSRs. A refusal
+/// is ENROLL_FAILED with the CA's message (which check failed).
+pub async fn enroll_derived(
+    url: &str,
+    pem: &[u8],
+    req: lanyard_proto::ca::EnrollDerivedRequest,
+) -> Result<lanyard_proto::ca::EnrollResponse> {
+    use lanyard_proto::ca::enrollment_client::EnrollmentClient;
+    let endpoint = server_auth_endpoint(url, pem)?;
+    call_with_retries(url, &endpoint, Retries::INTERACTIVE, |channel| {
+        let req = req.clone();
+        async move { EnrollmentClient::new(channel).enroll_derived(req).await }
+    })
+    .await
+    .map_err(|failure| derive_failure(url, failure))
+}
+
+fn derive_failure(url: &str, failure: CaFailure) -> Error {
+    match failure {
+        CaFailure::Refused(status) => {
+            tracing::warn!(ca = %url, grpc_status = ?status.code(), message = %status.message(), "CA refused the derived enrolment");
+            Error::EnrollFailed(format!("the CA refused it: {}", status_message(&status)))
+        }
+        other => other.into_error(url, "derived enrolment"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

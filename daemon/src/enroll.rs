@@ -128,45 +128,74 @@ fn check_certificate(
     Ok(())
 }
 
-/// The whole enrolment. On any failure nothing is written to the store.
-/// An answer naming a card this device already has (a re-issue) replaces
-/// that card in place, keeping its slot.
-pub async fn enroll(daemon: &Daemon, params: EnrollParams) -> Result<CardInfo> {
-    daemon.policy().check_format(&params.pin)?;
-    ca_client::parse_ca_url(&params.ca_url)?;
-    ca_client::check_pem(&params.ca_cert_pem)?;
-    let ca_cert_pem = String::from_utf8(params.ca_cert_pem.clone())
-        .map_err(|_| Error::BadRequest("the CA certificate file is not PEM text".into()))?;
-    let _guard = daemon.enroll_lock.lock().await;
-    // With every slot taken only a re-issue of a revoked or expired card
-    // can succeed; refuse before the code is spent at the CA otherwise.
+/// Checks what an enrolment (by code or derived) is given before anything
+/// happens: the PIN's format, the CA URL and the PEM bundle (returned as text).
+pub fn check_enrolment_input(
+    daemon: &Daemon,
+    pin: &Pin,
+    ca_url: &str,
+    ca_cert_pem: &[u8],
+) -> Result<String> {
+    daemon.policy().check_format(pin)?;
+    ca_client::parse_ca_url(ca_url)?;
+    ca_client::check_pem(ca_cert_pem)?;
+    String::from_utf8(ca_cert_pem.to_vec())
+        .map_err(|_| Error::BadRequest("the CA certificate file is not PEM text".into()))
+}
+
+/// With every slot taken only a re-issue of a revoked or expired card can
+/// succeed; refuse before anything is spent at the CA otherwise.
+pub fn check_room(daemon: &Daemon) -> Result<()> {
     if daemon.free_slot().is_none() && !daemon.has_replaceable_card() {
         return Err(Error::SlotsFull(daemon.config().slots));
     }
-    let key_type = params.key_type;
-    tracing::info!(ca = %params.ca_url, key = key_type.as_str(), "enrolment started");
-    let (keys, csrs) = new_card_keys(key_type).await?;
-    let resp = call_ca(&params.ca_url, &params.ca_cert_pem, &params.code, csrs).await?;
+    Ok(())
+}
+
+/// Checks the CA's answer against `keys` and stores the card under `pin`
+/// (a card id this device already has is replaced in place).
+pub async fn store_issued(
+    daemon: &Daemon,
+    keys: CardKeys,
+    resp: EnrollResponse,
+    ca_url: String,
+    ca_cert_pem: String,
+    pin: Pin,
+) -> Result<CardInfo> {
     check_issued(&keys.key, &resp)?;
     let signing = check_signing_issued(keys.signing_key, &resp)?;
-    let key = keys.key;
     let new = NewCard {
         card_id: resp.card_id,
         slot: 0,
         holder_name: resp.holder_name,
         user_id: resp.user_id,
         role: resp.role,
-        key,
+        key: keys.key,
         certificate_der: resp.certificate_der,
         chain_der: resp.chain_der,
-        ca_url: params.ca_url,
+        ca_url,
         ca_cert_pem,
         signing,
     };
-    let info = daemon.add_card(new, params.pin).await?;
+    let info = daemon.add_card(new, pin).await?;
     tracing::info!(card = %info.card_id, slot = info.slot, subject = %info.subject, "card enrolled");
     daemon.signals().check_in.notify_one();
     Ok(info)
+}
+
+/// The whole enrolment. On any failure nothing is written to the store.
+/// An answer naming a card this device already has (a re-issue) replaces
+/// that card in place, keeping its slot.
+pub async fn enroll(daemon: &Daemon, params: EnrollParams) -> Result<CardInfo> {
+    let ca_cert_pem =
+        check_enrolment_input(daemon, &params.pin, &params.ca_url, &params.ca_cert_pem)?;
+    let _guard = daemon.enroll_lock.lock().await;
+    check_room(daemon)?;
+    let key_type = params.key_type;
+    tracing::info!(ca = %params.ca_url, key = key_type.as_str(), "enrolment started");
+    let (keys, csrs) = new_card_keys(key_type).await?;
+    let resp = call_ca(&params.ca_url, &params.ca_cert_pem, &params.code, csrs).await?;
+    store_issued(daemon, keys, resp, params.ca_url, ca_cert_pem, params.pin).await
 }
 
 /// A card's two new keys: for authentication, and for document signing.
@@ -178,6 +207,7 @@ pub struct CardKeys {
 }
 
 /// The CSRs of a card's two new keys, DER.
+#[derive(Clone)]
 pub struct CardCsrs {
     /// The authentication key's CSR.
     pub csr: Vec<u8>,

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod derive;
 pub mod enroll;
 pub mod error;
 pub mod idle_lock;

@@ -175,6 +175,8 @@ pub struct Daemon {
     inner: Mutex<Inner>,
     /// Serialises enrolments (slot choice and card creation).
     pub(crate) enroll_lock: tokio::sync::Mutex<()>,
+    /// Derived enrolments waiting for the physical card's proof (memory only).
+    pub(crate) derivations: crate::derive::PendingDerivations,
     /// Card files left out at start, one line each, for `lanyard status`.
     problems: Vec<String>,
     signals: Signals,
@@ -208,6 +210,7 @@ impl Daemon {
             instance: crate::card_crypto::random_bytes::<16>()?,
             inner: Mutex::new(Inner::default()),
             enroll_lock: tokio::sync::Mutex::new(()),
+            derivations: Default::default(),
             problems: Vec::new(),
             signals: Signals::default(),
         };

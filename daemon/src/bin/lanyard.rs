@@ -21,7 +21,8 @@ use lanyard_daemon::paths;
 /// unreachable; 4 PIN incorrect, locked or not acceptable; 5 CA or enrolment
 /// failure (unreachable, busy, refused, reset code not accepted); 6 the card
 /// is revoked, suspended or expired (ask your IT desk); 7 pcscd (the PC/SC
-/// service) not running (`readers`).
+/// service) not running (`readers`); 8 the smartcard of `enroll
+/// --derive-from` cannot be used (module, token, certificate or key not found).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -48,8 +49,29 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         ca_cert: PathBuf,
         /// The one-time enrolment code from your IT desk.
-        #[arg(long, value_name = "CODE")]
-        code: String,
+        #[arg(
+            long,
+            value_name = "CODE",
+            required_unless_present = "derive_from",
+            conflicts_with = "derive_from"
+        )]
+        code: Option<String>,
+        /// Enrol without a code, by derivation from a smartcard you already
+        /// hold: the RFC 7512 URI of its certificate, e.g.
+        /// 'pkcs11:token=NAME;object=LABEL'. You are asked for that card's PIN
+        /// (its module runs in this process, not in lanyardd), then for the
+        /// new card's PIN; with --pin-stdin, line 1 is the smartcard's PIN and
+        /// line 2 the new PIN.
+        #[arg(long, value_name = "PKCS11_URI")]
+        derive_from: Option<String>,
+        /// The smartcard's PKCS#11 module (with --derive-from; default OpenSC's
+        /// /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so, for cards in a PC/SC reader).
+        #[arg(long, value_name = "PATH", requires = "derive_from")]
+        module: Option<PathBuf>,
+        /// PEM file of intermediate CA certificates above the smartcard's
+        /// certificate, sent to the CA with the proof (with --derive-from).
+        #[arg(long, value_name = "FILE", requires = "derive_from")]
+        physical_chain: Option<PathBuf>,
         /// Key type of the new card.
         #[arg(long, value_name = "TYPE", default_value = "rsa-2048", value_parser = ["rsa-2048", "ec-p256"])]
         key: String,
@@ -208,6 +230,9 @@ fn main() -> ExitCode {
             ca,
             ca_cert,
             code,
+            derive_from,
+            module,
+            physical_chain,
             key,
             pin_stdin,
             json,
@@ -216,7 +241,10 @@ fn main() -> ExitCode {
             cli::enroll::EnrollArgs {
                 ca_url: ca,
                 ca_cert,
-                code,
+                code: code.as_deref(),
+                derive_from: derive_from.as_deref(),
+                module: module.as_deref(),
+                physical_chain: physical_chain.as_deref(),
                 key,
                 pin_stdin: *pin_stdin,
                 json: *json,

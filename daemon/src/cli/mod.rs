@@ -4,6 +4,7 @@
 pub mod change_pin;
 pub mod check_in;
 pub mod client;
+pub mod derive_proof;
 pub mod enroll;
 pub mod lock;
 pub mod nss_db;
@@ -37,6 +38,9 @@ pub mod exit {
     pub const CARD: u8 = 6;
     /// pcscd (the PC/SC service) is not running (`lanyard readers`).
     pub const PCSC_UNAVAILABLE: u8 = 7;
+    /// Derived enrolment: the physical card's module, token, certificate or
+    /// key could not be found or used.
+    pub const PHYSICAL_CARD: u8 = 8;
 }
 
 /// What can go wrong in the CLI, each with its exit code.
@@ -63,6 +67,9 @@ pub enum CliError {
     /// pcscd cannot be reached.
     #[error("{0}")]
     PcscUnavailable(String),
+    /// The physical card of a derived enrolment cannot be used.
+    #[error("{0}")]
+    PhysicalCard(String),
 }
 
 impl CliError {
@@ -91,6 +98,7 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::PinEntry(_) => exit::PIN,
             CliError::Other(_) => exit::OTHER,
+            CliError::PhysicalCard(_) => exit::PHYSICAL_CARD,
             CliError::PcscUnavailable(_) => exit::PCSC_UNAVAILABLE,
         }
     }

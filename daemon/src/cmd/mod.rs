@@ -4,6 +4,8 @@
 
 mod change_pin;
 mod check_in;
+mod derive_begin;
+mod derive_finish;
 mod enroll;
 mod hello;
 mod list_cards;
@@ -118,10 +120,12 @@ async fn route(daemon: &Daemon, session: &mut Session, req: Request) -> Routed {
             renew::apply(daemon, m).await.map_err(|e| (e, Some(card)))
         }
         Some(request::Body::ResetPin(m)) => reset_pin::apply(daemon, m).await.map_err(no_card),
-        // Being built (issue 7): derived enrolment.
-        Some(request::Body::DeriveBegin(_)) | Some(request::Body::DeriveFinish(_)) => Err(no_card(
-            Error::BadRequest("derived enrolment is not supported yet".into()),
-        )),
+        Some(request::Body::DeriveBegin(m)) => {
+            derive_begin::apply(daemon, m).await.map_err(no_card)
+        }
+        Some(request::Body::DeriveFinish(m)) => {
+            derive_finish::apply(daemon, m).await.map_err(no_card)
+        }
         Some(request::Body::CheckIn(_)) => Ok(check_in::apply(daemon, app.as_ref()).await),
         Some(request::Body::Unlock(m)) => {
             let card = m.card_id.clone();

@@ -286,6 +286,26 @@ impl Enrollment for Service {
         Ok(tonic::Response::new(answer(&self.pki, card_id, cert)))
     }
 
+    // Derived enrolment is tested against the real CA (ca/tests/derived.rs,
+    // tests/tests/system/derived_enrolment.rs); this mock has none.
+    async fn derive_challenge(
+        &self,
+        _request: tonic::Request<lanyard_proto::ca::DeriveChallengeRequest>,
+    ) -> Result<tonic::Response<lanyard_proto::ca::DeriveChallengeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "no derived enrolment in the mock CA",
+        ))
+    }
+
+    async fn enroll_derived(
+        &self,
+        _request: tonic::Request<lanyard_proto::ca::EnrollDerivedRequest>,
+    ) -> Result<tonic::Response<EnrollResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "no derived enrolment in the mock CA",
+        ))
+    }
+
     async fn reset_pin(
         &self,
         request: tonic::Request<ResetPinRequest>,
