@@ -4,7 +4,7 @@
 //! never applies its private key to arbitrary data (RFC 8017 §9.1, §9.2).
 
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
 /// Bytes of an RSA-2048 modulus: the length of every RSA input.
 pub const RSA_2048_LEN: usize = 256;
@@ -54,17 +54,25 @@ fn pkcs1_type1_data(block: &[u8]) -> Option<&[u8]> {
 #[derive(Debug, Clone, Copy)]
 enum Hash {
     Sha1,
+    Sha224,
     Sha256,
     Sha384,
     Sha512,
 }
 
-const HASHES: [Hash; 4] = [Hash::Sha1, Hash::Sha256, Hash::Sha384, Hash::Sha512];
+const HASHES: [Hash; 5] = [
+    Hash::Sha1,
+    Hash::Sha224,
+    Hash::Sha256,
+    Hash::Sha384,
+    Hash::Sha512,
+];
 
 impl Hash {
     fn len(self) -> usize {
         match self {
             Hash::Sha1 => 20,
+            Hash::Sha224 => 28,
             Hash::Sha256 => 32,
             Hash::Sha384 => 48,
             Hash::Sha512 => 64,
@@ -81,6 +89,7 @@ impl Hash {
         }
         match self {
             Hash::Sha1 => run::<Sha1>(parts),
+            Hash::Sha224 => run::<Sha224>(parts),
             Hash::Sha256 => run::<Sha256>(parts),
             Hash::Sha384 => run::<Sha384>(parts),
             Hash::Sha512 => run::<Sha512>(parts),
@@ -214,6 +223,7 @@ mod tests {
         let key = key();
         for md in [
             MessageDigest::sha1(),
+            MessageDigest::sha224(),
             MessageDigest::sha256(),
             MessageDigest::sha384(),
             MessageDigest::sha512(),
