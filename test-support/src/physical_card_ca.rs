@@ -45,6 +45,16 @@ impl CardSpec {
             serial: vec![0x11, serial],
         }
     }
+
+    /// As [`CardSpec::valid`], but it expired yesterday (valid for 30 days before).
+    pub fn expired(name: &str, user_id: &str, serial: u8) -> CardSpec {
+        let now = OffsetDateTime::now_utc();
+        CardSpec {
+            not_before: now - Duration::days(31),
+            not_after: now - Duration::days(1),
+            ..CardSpec::valid(name, user_id, serial)
+        }
+    }
 }
 
 /// The test physical-card CA.
@@ -158,6 +168,13 @@ impl PhysicalCardCa {
             .unwrap()
             .der()
             .to_vec()
+    }
+
+    /// Certifies the public key `spki_der` (a DER SubjectPublicKeyInfo, e.g.
+    /// from `openssl pkey -pubout -outform DER`) per `spec`; DER.
+    pub fn issue_for_spki(&self, spki_der: &[u8], spec: &CardSpec) -> Vec<u8> {
+        let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).unwrap();
+        self.issue(&key, spec)
     }
 
     /// A CRL revoking `serials`, current for a day (or, `stale`, past its next update); DER.
