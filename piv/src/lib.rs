@@ -5,20 +5,20 @@
 
 #![forbid(unsafe_code)]
 
-pub mod aid;
+mod aid;
 pub mod apdu;
-pub mod applet;
-pub mod atr;
+mod applet;
+mod atr;
 pub mod backend;
-pub mod certificate;
-pub mod chuid;
-pub mod general_auth;
-pub mod get_data;
-pub mod padding;
-pub mod response;
-pub mod status;
-pub mod tlv;
-pub mod verify;
+mod certificate;
+mod chuid;
+mod general_auth;
+mod get_data;
+mod padding;
+mod response;
+mod status;
+mod tlv;
+mod verify;
 
 pub use aid::PIV_AID;
 pub use applet::Applet;
@@ -28,4 +28,5 @@ pub use backend::{
     SlotView,
 };
 pub use certificate::certificate_from_container;
+pub use get_data::{TAG_CERT_9A, TAG_CERT_9C, TAG_CHUID, TAG_DISCOVERY};
 pub use status::Status;
