@@ -16,6 +16,10 @@ fn candidates() -> Vec<PathBuf> {
         if let Some(release) = exe.parent().and_then(Path::parent) {
             dirs.push(release.to_path_buf());
         }
+        // target/release/<binary> (lanyard-bench) -> target/release.
+        if let Some(dir) = exe.parent().filter(|d| d.ends_with("release")) {
+            dirs.push(dir.to_path_buf());
+        }
     }
     if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
         dirs.push(PathBuf::from(target).join("release"));
