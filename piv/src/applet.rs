@@ -199,8 +199,10 @@ impl<B: CardBackend> Applet<B> {
     }
 
     /// SELECT by DF name: the PIV AID (full or truncated) answers with the
-    /// application property template; the PIV application stays selected
-    /// (and its security status kept) whatever else is asked for.
+    /// application property template and starts the application afresh (its
+    /// security status reset, as the backend contract says: a new PC/SC
+    /// client selects first, so it does not inherit an earlier client's
+    /// VERIFY). A failed selection changes nothing: PIV stays selected.
     fn select(&mut self, command: &Command<'_>, name: &[u8]) -> Result<Vec<u8>, Status> {
         match command.p1 {
             0x04 => {}
@@ -215,6 +217,7 @@ impl<B: CardBackend> Applet<B> {
         if !aid::selects_piv(name) {
             return Err(Status::NotFound);
         }
+        self.backend.reset();
         if command.p2 == 0x0C {
             return Ok(Vec::new());
         }

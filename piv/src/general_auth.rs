@@ -23,13 +23,14 @@ pub struct KeyRequest {
     pub algorithm: KeyAlgorithm,
 }
 
-/// Reads P1 (algorithm) and P2 (key reference). A PIV key reference this
-/// card has no key for is 6A88; anything else unknown is 6A86.
+/// Reads P1 (algorithm) and P2 (key reference): 6A86 for any key
+/// reference but 9A and 9C (this card has no management key 9B, so OpenSC
+/// reads 6A86 to its GET CHALLENGE as "not supported"), or an algorithm
+/// other than RSA-2048 and P-256.
 pub fn key_request(p1: u8, p2: u8) -> Result<KeyRequest, Status> {
     let slot = match p2 {
         0x9A => KeySlot::Authentication,
         0x9C => KeySlot::Signature,
-        0x9B | 0x9D | 0x9E | 0x82..=0x95 | 0xF9 => return Err(Status::ReferenceNotFound),
         _ => return Err(Status::WrongP1P2),
     };
     let algorithm = match p1 {
@@ -123,8 +124,8 @@ mod tests {
                 algorithm: KeyAlgorithm::EccP256
             })
         );
-        assert_eq!(key_request(0x07, 0x9D), Err(Status::ReferenceNotFound));
-        assert_eq!(key_request(0x00, 0x9B), Err(Status::ReferenceNotFound));
+        assert_eq!(key_request(0x07, 0x9D), Err(Status::WrongP1P2));
+        assert_eq!(key_request(0x00, 0x9B), Err(Status::WrongP1P2));
         assert_eq!(key_request(0x07, 0x42), Err(Status::WrongP1P2));
         assert_eq!(key_request(0x14, 0x9A), Err(Status::WrongP1P2));
     }

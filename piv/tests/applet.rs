@@ -378,6 +378,24 @@ fn verify_counts_wrong_pins_and_reports_state() {
     // P1=FF ends the verified state.
     assert_eq!(transmit(&mut applet, 0x20, 0xFF, 0x80, &[], None).1, 0x9000);
     assert_eq!(verify_state(&mut applet), 0x63C3);
+    // So does selecting the application again (a new client), but not a
+    // failed selection of another application.
+    assert_eq!(verify(&mut applet, PIN), 0x9000);
+    assert_eq!(
+        transmit(
+            &mut applet,
+            0xA4,
+            0x04,
+            0x00,
+            &[0xA0, 0x00, 0x00, 0x03, 0x97],
+            Some(256)
+        )
+        .1,
+        0x6A82
+    );
+    assert_eq!(verify_state(&mut applet), 0x9000);
+    assert_eq!(select(&mut applet).1, 0x9000);
+    assert_eq!(verify_state(&mut applet), 0x63C3);
     // So does power off.
     assert_eq!(verify(&mut applet, PIN), 0x9000);
     applet.power_off();
@@ -637,10 +655,10 @@ fn general_authenticate_refusals() {
     );
     assert_eq!(
         transmit(&mut applet, 0x87, 0x11, 0x9D, &t, Some(256)).1,
-        0x6A88,
+        0x6A86,
         "key management"
     );
-    // OpenSC's GET CHALLENGE: 9B, 7C { 81 00 }.
+    // OpenSC's GET CHALLENGE: 9B, 7C { 81 00 }; 6A86 twice is "not supported" to it.
     assert_eq!(
         transmit(
             &mut applet,
@@ -651,7 +669,7 @@ fn general_authenticate_refusals() {
             Some(256)
         )
         .1,
-        0x6A88
+        0x6A86
     );
     // ECDH (85) is not offered; a template without 82 00 is wrong data.
     assert_eq!(
