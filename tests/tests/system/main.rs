@@ -35,4 +35,5 @@ mod signing;
 mod sshd;
 mod tls;
 mod tls_server;
+mod vpcd_link;
 mod world;
