@@ -140,6 +140,40 @@ proptest! {
     }
 
     #[test]
+    fn only_well_formed_pins_reach_the_counter(
+        pins in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..12),
+                (1usize..=8, proptest::collection::vec(b'0'..=b'9', 8)).prop_map(|(n, mut d)| {
+                    d[n..].fill(0xFF);
+                    d
+                }),
+            ],
+            1..12,
+        )
+    ) {
+        let mut applet = Applet::new(FakeCard::new(keys()));
+        applet.power_on();
+        let mut expected_calls = 0;
+        for pin in &pins {
+            let well_formed = pin.len() == 8 && {
+                let digits = pin.iter().take_while(|b| b.is_ascii_digit()).count();
+                digits > 0 && pin[digits..].iter().all(|&b| b == 0xFF)
+            };
+            let resp = applet.process(&encode([0x00, 0x20, 0x00, 0x80], pin, None, false));
+            if pin.is_empty() {
+                continue;
+            }
+            if well_formed {
+                expected_calls += 1;
+            } else {
+                prop_assert_eq!(resp, vec![0x6A, 0x80], "{:02X?}", pin);
+            }
+        }
+        prop_assert_eq!(applet.backend().verify_calls, expected_calls);
+    }
+
+    #[test]
     fn commands_round_trip_through_the_parser(
         header in any::<[u8; 4]>().prop_map(|mut h| { h[0] &= 0x10; h }),
         data in proptest::collection::vec(any::<u8>(), 0..400),
