@@ -9,6 +9,7 @@ mod cms_signing;
 mod corrupt_store;
 mod daemon_config;
 mod demo;
+mod derived_enrolment;
 mod enrolment;
 mod gnutls;
 mod java;
