@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use lanyard_piv::apdu;
 use lanyard_piv::{Applet, KeyAlgorithm, KeySlot};
 use proptest::prelude::*;
+use support::apdus::encode;
 use support::{FakeCard, Key};
 
 /// Keys made once: RSA key generation per case would be slow.
@@ -35,33 +36,6 @@ fn well_formed(resp: &[u8]) -> bool {
     );
     let data_ok = data.is_empty() || *sw == [0x90, 0x00] || sw[0] == 0x61;
     known && data_ok
-}
-
-/// Encodes a command in the short or extended form (ISO 7816-4 §5.1).
-fn encode(header: [u8; 4], data: &[u8], ne: Option<usize>, extended: bool) -> Vec<u8> {
-    let mut out = header.to_vec();
-    if extended {
-        if !data.is_empty() {
-            out.push(0);
-            out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-            out.extend_from_slice(data);
-        }
-        if let Some(ne) = ne {
-            if data.is_empty() {
-                out.push(0);
-            }
-            out.extend_from_slice(&((ne % 65536) as u16).to_be_bytes());
-        }
-    } else {
-        if !data.is_empty() {
-            out.push(data.len() as u8);
-            out.extend_from_slice(data);
-        }
-        if let Some(ne) = ne {
-            out.push((ne % 256) as u8);
-        }
-    }
-    out
 }
 
 /// Commands near what PIV clients send, with arbitrary fields mixed in.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod apdus;
+
 use lanyard_piv::{
     CardBackend, CardView, KeyAlgorithm, KeySlot, PinError, PinStatus, SignError, SignInput,
     SlotView,
