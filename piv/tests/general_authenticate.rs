@@ -173,52 +173,41 @@ fn general_authenticate_refusals() {
     assert_eq!(verify(&mut applet, PIN), 0x9000);
     let digest = [7u8; 32];
     let t = ga_template(&digest);
-    assert_eq!(
-        status_of(&mut applet, 0x87, 0x07, 0x9A, &t),
-        0x6A86,
-        "RSA on an EC key"
-    );
-    assert_eq!(
-        status_of(&mut applet, 0x87, 0x14, 0x9A, &t),
-        0x6A86,
-        "P-384"
-    );
-    assert_eq!(
-        status_of(&mut applet, 0x87, 0x11, 0x9C, &t),
-        0x6A88,
-        "no 9C key"
-    );
-    assert_eq!(
-        status_of(&mut applet, 0x87, 0x11, 0x9D, &t),
-        0x6A86,
-        "key management"
-    );
-    // OpenSC's GET CHALLENGE: 9B, 7C { 81 00 }; 6A86 twice is "not supported" to it.
-    assert_eq!(
-        status_of(&mut applet, 0x87, 0x00, 0x9B, &[0x7C, 0x02, 0x81, 0x00]),
-        0x6A86
-    );
-    // ECDH (85) is not offered; a template without 82 00 is wrong data.
-    assert_eq!(
-        status_of(
-            &mut applet,
-            0x87,
+    let cases: [(u8, u8, &[u8], u16, &str); 7] = [
+        (0x07, 0x9A, &t, 0x6A86, "RSA on an EC key"),
+        (0x14, 0x9A, &t, 0x6A86, "P-384"),
+        (0x11, 0x9C, &t, 0x6A88, "no 9C key"),
+        (0x11, 0x9D, &t, 0x6A86, "key management"),
+        // OpenSC's GET CHALLENGE; 6A86 twice is "not supported" to it.
+        (
+            0x00,
+            0x9B,
+            &[0x7C, 0x02, 0x81, 0x00],
+            0x6A86,
+            "9B challenge",
+        ),
+        (
             0x11,
             0x9A,
-            &[0x7C, 0x06, 0x82, 0x00, 0x85, 0x02, 1, 2]
+            &[0x7C, 0x06, 0x82, 0x00, 0x85, 0x02, 1, 2],
+            0x6A80,
+            "ECDH",
         ),
-        0x6A80
-    );
-    assert_eq!(
-        status_of(
-            &mut applet,
-            0x87,
+        (
             0x11,
             0x9A,
-            &[0x7C, 0x03, 0x81, 0x01, 0x01]
+            &[0x7C, 0x03, 0x81, 0x01, 0x01],
+            0x6A80,
+            "no 82 00",
         ),
-        0x6A80
-    );
+    ];
+    for (p1, p2, data, expected, why) in cases {
+        assert_eq!(
+            status_of(&mut applet, 0x87, p1, p2, data),
+            expected,
+            "{why}"
+        );
+    }
     assert!(applet.backend().signed.is_empty());
     applet.backend_mut().inserted = false;
     assert_eq!(

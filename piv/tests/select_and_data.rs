@@ -24,33 +24,26 @@ fn select_answers_the_template_for_the_piv_aid_only() {
     assert_eq!((short, sw), (data, 0x9000));
     let (none, sw) = transmit(&mut applet, 0xA4, 0x04, 0x0C, &PIV_AID[..9], None);
     assert_eq!((none.len(), sw), (0, 0x9000));
-    // Other applications (OpenPGP, a CAC, the ISO MF) are not here.
-    assert_eq!(
-        status_of(
-            &mut applet,
-            0xA4,
+    // Other applications (OpenPGP, a CAC, the ISO MF) are not here; bad P1/P2.
+    let cases: [(u8, u8, &[u8], u16); 5] = [
+        (0x04, 0x00, &[0xD2, 0x76, 0x00, 0x01, 0x24, 0x01], 0x6A82),
+        (
             0x04,
             0x00,
-            &[0xD2, 0x76, 0x00, 0x01, 0x24, 0x01]
+            &[0xA0, 0x00, 0x00, 0x00, 0x79, 0x01, 0x00],
+            0x6A82,
         ),
-        0x6A82
-    );
-    assert_eq!(
-        status_of(
-            &mut applet,
-            0xA4,
-            0x04,
-            0x00,
-            &[0xA0, 0x00, 0x00, 0x00, 0x79, 0x01, 0x00]
-        ),
-        0x6A82
-    );
-    assert_eq!(
-        transmit(&mut applet, 0xA4, 0x00, 0x0C, &[0x3F, 0x00], None).1,
-        0x6A82
-    );
-    assert_eq!(status_of(&mut applet, 0xA4, 0x04, 0x02, &PIV_AID), 0x6A86);
-    assert_eq!(status_of(&mut applet, 0xA4, 0x07, 0x00, &PIV_AID), 0x6A86);
+        (0x00, 0x0C, &[0x3F, 0x00], 0x6A82),
+        (0x04, 0x02, &PIV_AID, 0x6A86),
+        (0x07, 0x00, &PIV_AID, 0x6A86),
+    ];
+    for (p1, p2, name, expected) in cases {
+        assert_eq!(
+            status_of(&mut applet, 0xA4, p1, p2, name),
+            expected,
+            "{name:02X?}"
+        );
+    }
 }
 
 #[test]
