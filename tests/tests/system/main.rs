@@ -26,6 +26,7 @@ mod openssh;
 mod p11_kit;
 mod pcsc;
 mod pcsc_apdu;
+mod pcsc_driver;
 mod pcsc_opensc;
 mod pcsc_pin_lock;
 mod pcsc_readers;
