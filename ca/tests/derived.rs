@@ -176,6 +176,12 @@ async fn a_valid_proof_issues_a_card_for_the_physical_identity() {
         .await,
         1
     );
+    let store = ca.store().await;
+    let (issuer, serial) = store.derived_from(id).await.unwrap().unwrap();
+    assert!(issuer.contains("Test Smartcard CA"), "{issuer}");
+    assert_eq!(serial, "1101");
+    assert_eq!(store.derived_from("000000000000").await.unwrap(), None);
+    store.close().await;
     let audit = ca.audit_actions(id).await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0].0, "derived_issuance");

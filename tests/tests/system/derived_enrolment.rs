@@ -211,6 +211,38 @@ fn a_physical_card_derives_a_working_virtual_card_and_bad_ones_are_refused() {
         std::fs::write(&file, der).unwrap();
         token.write(&file, "cert", id, label);
     }
+    // A second card of the same person with an EC P-256 key (CKM_ECDSA).
+    let ec_key = dir.join("card-ec-key.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        ec_key.to_str().unwrap(),
+    ])
+    .assert_success("openssl genpkey EC");
+    let ec_spki = dir.join("card-ec-pub.der");
+    openssl(&[
+        "pkey",
+        "-in",
+        ec_key.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        ec_spki.to_str().unwrap(),
+    ])
+    .assert_success("openssl pkey -pubout (EC)");
+    let ec_cert = physical_ca.issue_for_spki(
+        &std::fs::read(&ec_spki).unwrap(),
+        &CardSpec::valid(HOLDER, USER_ID, 5),
+    );
+    token.write(&ec_key, "privkey", "05", "good-ec");
+    let ec_file = dir.join("good-ec.der");
+    std::fs::write(&ec_file, &ec_cert).unwrap();
+    token.write(&ec_file, "cert", "05", "good-ec");
 
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let ca = Ca::start_with_env(&[
@@ -302,10 +334,27 @@ fn a_physical_card_derives_a_working_virtual_card_and_bad_ones_are_refused() {
     verify_sha256(&public, &sig, &data)
         .assert_success("openssl verifies the derived card's signature");
 
+    // The EC smartcard derives a second card for the same person.
+    let out = derive(&daemon, &ca, &token, &uri("good-ec"), &pins);
+    out.assert_success("lanyard enroll --derive-from an EC smartcard");
+    let second: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("--json output ({e})\n{out}"));
+    assert_ne!(second["card_id"], card["card_id"]);
+    assert!(
+        second["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(USER_ID),
+        "{second}"
+    );
+    assert_eq!(status_cards(&daemon).len(), 2);
+
     // The CA logged a derived issuance naming the physical card's serial.
     let ca_log = ca.logs();
     assert!(
-        ca_log.contains("card issued by derivation") && ca_log.contains("physical_serial=1101"),
+        ca_log.contains("card issued by derivation")
+            && ca_log.contains("physical_serial=1101")
+            && ca_log.contains("physical_serial=1105"),
         "{ca_log}"
     );
     let log = daemon.log();
