@@ -366,3 +366,87 @@ async fn listening_is_loopback_only_and_an_empty_reader_closes_connections() {
     assert_eq!(n, 0, "no ATR from an empty reader");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_or_reissued_certificate_reinserts_the_card() {
+    let (_tmp, daemon, _) = daemon_with(KeyType::EcP256).await;
+    let app = AppId::new(&[3; 16]).unwrap();
+    daemon.connection_opened(&app);
+    daemon
+        .login(&app, "C1", Pin::new(PIN.into()))
+        .await
+        .unwrap();
+    let before = presence::current(&daemon, None).unwrap();
+    let (_client, server) = tokio::io::duplex(64);
+    let link = tokio::spawn(link::serve(server, daemon.clone(), None, before.clone()));
+
+    // A renewal: new key and certificate, same card.
+    let snapshot = daemon.renewal_snapshot("C1").unwrap();
+    let keys = daemon.unlocked_keys("C1").unwrap();
+    let new_key = SigningKey::generate(KeyType::EcP256).unwrap();
+    let cert = testing::self_signed_cert(&new_key, "Dr Ada Smith", 30).unwrap();
+    daemon
+        .install_renewed(
+            &snapshot,
+            keys.card_key,
+            new_key,
+            None,
+            cert.clone(),
+            vec![cert.clone()],
+        )
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), link)
+        .await
+        .expect("the link ends on renewal")
+        .unwrap();
+    match end {
+        LinkEnd::CardChanged(Some(now)) => {
+            assert_eq!(now.card_id, "C1");
+            assert_eq!(now.certificate_der, cert);
+            assert_ne!(now.certificate_der, before.certificate_der);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A re-issue in place (same card id) is a new card in the reader too.
+    let seen = presence::current(&daemon, None);
+    let waiting = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { presence::changed(&daemon, None, &seen).await })
+    };
+    let key = SigningKey::generate(KeyType::EcP256).unwrap();
+    let new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
+    let reissued = new.certificate_der.clone();
+    daemon.add_card(new, Pin::new(PIN.into())).await.unwrap();
+    let now = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("a re-issue changes the card in the reader")
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.certificate_der, reissued);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_mode_links_to_a_listening_vpcd_and_comes_back_after_it_drops() {
+    let (_tmp, daemon, _) = daemon_with(KeyType::EcP256).await;
+    // A stand-in for vpcd's own (listening) mode.
+    let vpcd = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = vpcd.local_addr().unwrap().to_string();
+    let task = tokio::spawn(super::connect::run(target, daemon.clone(), None));
+    for round in 0..2 {
+        let (mut tcp, _) = tokio::time::timeout(std::time::Duration::from_secs(30), vpcd.accept())
+            .await
+            .unwrap_or_else(|_| panic!("lanyardd connects (round {round})"))
+            .unwrap();
+        tcp.write_all(&[0, 1, 4]).await.unwrap();
+        let mut len = [0u8; 2];
+        tcp.read_exact(&mut len).await.unwrap();
+        let mut atr = vec![0; u16::from_be_bytes(len) as usize];
+        tcp.read_exact(&mut atr).await.unwrap();
+        assert_eq!(atr, lanyard_piv::atr());
+        // pcscd restarts: the connection drops; lanyardd reconnects after its backoff.
+        drop(tcp);
+    }
+    task.abort();
+}

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use lanyard_test_support::process::{owned_command, spawn_owned, stop_child};
 use lanyard_test_support::{bin_path, run, Daemon, KeyType};
 
 use crate::lifecycle_world::{
@@ -326,8 +327,8 @@ fn a_vpcd_peer_reads_the_card_verifies_signs_and_sees_it_removed() {
     assert!(!log.contains(pin), "the PIN is in the daemon's log");
 }
 
-/// Runs `lanyardd` with `args` and `config` in `dir`; it must stop by itself.
-fn lanyardd_refusing(dir: &Path, args: &[&str], config: Option<&str>) -> String {
+/// A `lanyardd` command with its own directories under `dir` and `config`.
+fn lanyardd_in(dir: &Path, args: &[&str], config: Option<&str>, owned: bool) -> Command {
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir).expect("mkdir run");
     std::fs::set_permissions(
@@ -344,11 +345,21 @@ fn lanyardd_refusing(dir: &Path, args: &[&str], config: Option<&str>) -> String 
             let _ = std::fs::remove_file(&config_file);
         }
     }
-    let mut cmd = Command::new(bin_path("lanyardd"));
+    let mut cmd = if owned {
+        owned_command(bin_path("lanyardd"))
+    } else {
+        Command::new(bin_path("lanyardd"))
+    };
     cmd.args(args)
         .env("LANYARD_AGENT_SOCK", run_dir.join("agent.sock"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_CONFIG_HOME", dir.join("config"));
+    cmd
+}
+
+/// Runs `lanyardd` with `args` and `config` in `dir`; it must stop by itself.
+fn lanyardd_refusing(dir: &Path, args: &[&str], config: Option<&str>) -> String {
+    let cmd = lanyardd_in(dir, args, config, false);
     let out = run(cmd, None, Duration::from_secs(30));
     assert!(!out.success(), "lanyardd {args:?} started\n{out}");
     out.combined()
@@ -449,4 +460,42 @@ fn the_daemon_listens_for_vpcd_on_loopback_only() {
             "lanyardd listens on {addr}:{p}, not loopback"
         );
     }
+
+    // The flags: --vpcd-listen serves an empty reader (no card enrolled:
+    // each connection closed at once); --vpcd warns that vpcd then listens openly.
+    let flags = scratch();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log_path = flags.path().join("listen.log");
+    let mut cmd = lanyardd_in(
+        &flags.path().join("a"),
+        &["--vpcd-listen", &listen],
+        None,
+        true,
+    );
+    cmd.stderr(std::fs::File::create(&log_path).expect("log file"));
+    let mut child = spawn_owned(cmd).expect("start lanyardd --vpcd-listen");
+    wait_for(
+        "lanyardd --vpcd-listen to accept and close (no card)",
+        || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+            let _ = s.write_all(&[0, 1, 4]);
+            let mut b = [0u8; 2];
+            matches!(s.read(&mut b), Ok(0) | Err(_)).then_some(())
+        },
+    );
+    stop_child(&mut child, Duration::from_secs(10));
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(log.contains("reversed mode"), "{log}");
+
+    let log_path = flags.path().join("connect.log");
+    let mut cmd = lanyardd_in(&flags.path().join("b"), &["--vpcd", &listen], None, true);
+    cmd.stderr(std::fs::File::create(&log_path).expect("log file"));
+    let mut child = spawn_owned(cmd).expect("start lanyardd --vpcd");
+    wait_for("lanyardd --vpcd to warn", || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        (log.contains("WARN") && log.contains("firewall that port")).then_some(())
+    });
+    stop_child(&mut child, Duration::from_secs(10));
 }
