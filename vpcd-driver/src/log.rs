@@ -1,6 +1,7 @@
 //! The driver's log lines: into pcscd's own log (its `log_msg`, so `pcscd -f`
 //! and syslog show them at pcscd's chosen level), or stderr when loaded
-//! elsewhere. Never APDU payloads, PINs or ATR-independent card data.
+//! elsewhere. Never APDU payloads (they carry PINs and signed data): only
+//! addresses, lengths and states.
 
 use std::fmt;
 
@@ -29,6 +30,8 @@ impl Level {
 /// Logs one line.
 pub fn write(level: Level, message: fmt::Arguments<'_>) {
     let line = format!("lanyard-vpcd: {message}");
+    #[cfg(test)]
+    captured::record(&line);
     if !crate::ffi::pcscd_log::emit(level.priority(), &line) {
         eprintln!("{line}");
     }
@@ -47,3 +50,22 @@ macro_rules! error {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($arg)*)) };
 }
 pub(crate) use {debug, error, info};
+
+/// Test only: every line logged by this process, for tests that check what
+/// the logs must never hold.
+#[cfg(test)]
+pub mod captured {
+    use std::sync::Mutex;
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// Keeps one line.
+    pub fn record(line: &str) {
+        LINES.lock().unwrap().push(line.to_string());
+    }
+
+    /// All lines so far.
+    pub fn lines() -> Vec<String> {
+        LINES.lock().unwrap().clone()
+    }
+}

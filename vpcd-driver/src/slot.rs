@@ -332,4 +332,36 @@ mod tests {
         assert_eq!(response.len(), 65_535 - 4 + 2);
         drop(card);
     }
+
+    #[test]
+    fn logs_never_hold_apdu_payloads() {
+        let card = TestCard::start();
+        let slot = slot_for(card.addr());
+        assert!(slot.is_present());
+        // VERIFY with PIN 739104 (FF-padded), then a hang-up in the middle of
+        // one: the error and removal lines name the address, never the data.
+        let verify = [
+            0x00, 0x20, 0x00, 0x80, 0x08, b'7', b'3', b'9', b'1', b'0', b'4', 0xFF, 0xFF,
+        ];
+        slot.transmit(&verify).unwrap();
+        let mut hang_up = vec![0x00, 0xEE, 0x00, 0x80, 0x08];
+        hang_up.extend_from_slice(&verify[5..]);
+        assert!(slot.transmit(&hang_up).is_err());
+        drop(card);
+        assert!(!slot.is_present());
+        let lines = crate::log::captured::lines();
+        assert!(
+            lines.iter().any(|l| l.contains("card removed")),
+            "{lines:?}"
+        );
+        for line in lines {
+            assert!(!line.contains("739104"), "PIN in a log line: {line}");
+            assert!(
+                !line.contains("37:33:39")
+                    && !line.contains("373339")
+                    && !line.contains("37 33 39"),
+                "{line}"
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::os::raw::c_char;
 
-use super::{clear_len, guard, wide, write_out, Dword, ResponseCodeC};
+use super::{answer, clear_len, guard, wide, Dword, ResponseCodeC};
 use crate::capabilities;
 use crate::card_link::Timeouts;
 use crate::device_name::ReaderAddress;
@@ -78,18 +78,11 @@ pub extern "C" fn IFDHGetCapabilities(
     value: *mut u8,
 ) -> ResponseCodeC {
     guard("IFDHGetCapabilities", || {
-        let answer = Registry::global()
+        let bytes = Registry::global()
             .get(Lun(wide(lun)))
             .and_then(|slot| capabilities::get(&slot, wide(tag)));
-        match answer {
-            // SAFETY: pcscd passes `length` holding the size of `value`.
-            Ok(bytes) => unsafe { write_out(&bytes, value, length) }?,
-            Err(e) => {
-                // SAFETY: length is null or pcscd's valid length pointer.
-                unsafe { clear_len(length) };
-                return Err(e);
-            }
-        }
+        // SAFETY: pcscd passes `length` (null or valid) holding the size of `value`.
+        unsafe { answer(bytes, value, length) }?;
         Ok(ResponseCode::Success)
     })
 }
@@ -141,23 +134,21 @@ pub extern "C" fn IFDHPowerICC(
             IFD_RESET => Ok(PowerAction::Reset),
             other => Err(DriverError::NotSupported(format!("power action {other}"))),
         };
-        let answer = action.and_then(|action| {
+        let powered = action.and_then(|action| {
             let slot = Registry::global().get(Lun(wide(lun)))?;
             slot.power(action)
         });
-        match answer {
-            // SAFETY: pcscd passes `atr_length` holding the size of `atr`.
-            Ok(Some(card_atr)) => unsafe { write_out(card_atr.as_bytes(), atr, atr_length) }?,
+        let atr_bytes = match powered {
             Ok(None) => {
                 // SAFETY: atr_length is null (pcscd's power down) or valid.
                 unsafe { clear_len(atr_length) };
+                return Ok(ResponseCode::Success);
             }
-            Err(e) => {
-                // SAFETY: as above.
-                unsafe { clear_len(atr_length) };
-                return Err(e);
-            }
-        }
+            Ok(Some(card_atr)) => Ok(card_atr.as_bytes().to_vec()),
+            Err(e) => Err(e),
+        };
+        // SAFETY: pcscd passes `atr_length` (null or valid) holding the size of `atr`.
+        unsafe { answer(atr_bytes, atr, atr_length) }?;
         Ok(ResponseCode::Success)
     })
 }
@@ -174,7 +165,7 @@ pub extern "C" fn IFDHTransmitToICC(
     recv_pci: *mut ScardIoHeader,
 ) -> ResponseCodeC {
     guard("IFDHTransmitToICC", || {
-        let answer = if tx_buffer.is_null() {
+        let response = if tx_buffer.is_null() {
             Err(DriverError::NullArgument("command APDU"))
         } else {
             // SAFETY: pcscd passes tx_buffer valid for tx_length bytes for the
@@ -184,15 +175,8 @@ pub extern "C" fn IFDHTransmitToICC(
                 .get(Lun(wide(lun)))
                 .and_then(|slot| slot.transmit(apdu))
         };
-        match answer {
-            // SAFETY: pcscd passes `rx_length` holding the size of `rx_buffer`.
-            Ok(response) => unsafe { write_out(&response, rx_buffer, rx_length) }?,
-            Err(e) => {
-                // SAFETY: rx_length is null or pcscd's valid length pointer.
-                unsafe { clear_len(rx_length) };
-                return Err(e);
-            }
-        }
+        // SAFETY: pcscd passes `rx_length` (null or valid) holding the size of `rx_buffer`.
+        unsafe { answer(response, rx_buffer, rx_length) }?;
         if !recv_pci.is_null() {
             // SAFETY: non-null recv_pci points to pcscd's SCARD_IO_HEADER.
             unsafe { (*recv_pci).protocol = send_pci.protocol };
@@ -216,23 +200,14 @@ pub extern "C" fn IFDHControl(
         if bytes_returned.is_null() {
             return Err(DriverError::NullArgument("bytes-returned pointer"));
         }
-        let answer = Registry::global()
+        let reply = Registry::global()
             .get(Lun(wide(lun)))
             .and_then(|_| features::control(wide(control_code)));
-        match answer {
-            Ok(bytes) => {
-                // SAFETY: bytes_returned is non-null (checked) and pcscd's own
-                // variable; it becomes the capacity write_out checks against.
-                unsafe { *bytes_returned = rx_length };
-                // SAFETY: rx_buffer is valid for rx_length bytes (pcscd's buffer).
-                unsafe { write_out(&bytes, rx_buffer, bytes_returned) }?;
-            }
-            Err(e) => {
-                // SAFETY: bytes_returned is non-null (checked above).
-                unsafe { clear_len(bytes_returned) };
-                return Err(e);
-            }
-        }
+        // SAFETY: bytes_returned is non-null (checked) and pcscd's own
+        // variable; it becomes the capacity `answer` checks against.
+        unsafe { *bytes_returned = rx_length };
+        // SAFETY: rx_buffer is valid for rx_length bytes (pcscd's buffer).
+        unsafe { answer(reply, rx_buffer, bytes_returned) }?;
         Ok(ResponseCode::Success)
     })
 }

@@ -49,32 +49,37 @@ fn guard(entry: &str, body: impl FnOnce() -> Result<ResponseCode>) -> ResponseCo
     code.value() as ResponseCodeC
 }
 
-/// Copies `value` into pcscd's buffer `out` of `*len` bytes and sets `*len`
-/// to the bytes written; on any error `*len` is 0 (when not null).
+/// Hands an entry point's answer to pcscd: the bytes copied into `out` (of
+/// `*len` bytes) and `*len` set to their count; on any error `*len` is 0
+/// (when not null) and the error is returned.
 ///
 /// # Safety
 /// `len` is null or valid for reads and writes; `out` is null or valid for
 /// writes of `*len` bytes.
-unsafe fn write_out(value: &[u8], out: *mut u8, len: *mut Dword) -> Result<()> {
+unsafe fn answer(result: Result<Vec<u8>>, out: *mut u8, len: *mut Dword) -> Result<()> {
     if len.is_null() {
-        return Err(DriverError::NullArgument("length pointer"));
+        return Err(result
+            .err()
+            .unwrap_or(DriverError::NullArgument("length pointer")));
     }
     // SAFETY: len is non-null and valid per this function's contract.
     let capacity = unsafe { *len } as usize;
-    let fits = if out.is_null() {
-        Err(DriverError::NullArgument("output buffer"))
-    } else if value.len() > capacity {
-        Err(DriverError::BufferTooSmall {
-            capacity,
-            needed: value.len(),
-        })
-    } else {
-        Ok(())
-    };
+    let fits = result.and_then(|value| {
+        if out.is_null() {
+            Err(DriverError::NullArgument("output buffer"))
+        } else if value.len() > capacity {
+            Err(DriverError::BufferTooSmall {
+                capacity,
+                needed: value.len(),
+            })
+        } else {
+            Ok(value)
+        }
+    });
     match fits {
-        Ok(()) => {
+        Ok(value) => {
             // SAFETY: out is non-null and valid for `capacity` >= value.len()
-            // bytes; value is a separate Rust slice, so they do not overlap.
+            // bytes; value is a separate Rust buffer, so they do not overlap.
             unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), out, value.len()) };
             // SAFETY: as above for len.
             unsafe { *len = value.len() as Dword };
