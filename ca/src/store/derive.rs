@@ -163,17 +163,13 @@ impl DerivedIssuance {
         event: &AuditEvent,
     ) -> Result<(), CaError> {
         let now = OffsetDateTime::now_utc();
-        sqlx::query(
-            "INSERT INTO cards (card_id, holder_name, user_id, role, state, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, 'active', $5, $6)",
+        super::enrolment::insert_card_row_on(
+            &mut self.tx,
+            card,
+            "active",
+            now.unix_timestamp(),
+            &event.actor,
         )
-        .bind(&card.card_id)
-        .bind(&card.holder_name)
-        .bind(&card.user_id)
-        .bind(&card.role)
-        .bind(now.unix_timestamp())
-        .bind(&event.actor)
-        .execute(&mut *self.tx)
         .await?;
         for cert in certs {
             super::lifecycle::insert_certificate_on(

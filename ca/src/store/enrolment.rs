@@ -131,18 +131,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO cards (card_id, holder_name, user_id, role, state, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, 'issued', $5, $6)",
-        )
-        .bind(&card.card_id)
-        .bind(&card.holder_name)
-        .bind(&card.user_id)
-        .bind(&card.role)
-        .bind(now.unix_timestamp())
-        .bind(&event.actor)
-        .execute(&mut *tx)
-        .await?;
+        insert_card_row_on(&mut tx, card, "issued", now.unix_timestamp(), &event.actor).await?;
         sqlx::query(
             "INSERT INTO enrolment_codes (code_hash, card_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
@@ -228,6 +217,31 @@ impl Store {
             .map(|r| Ok((CardRecord::from_row(&r)?, r.try_get("state")?)))
             .collect()
     }
+}
+
+/// Inserts the row of `card` in `state` ('issued': waiting for enrolment;
+/// 'active': certificates issued at once, as by derivation), made at `now` by `actor`.
+pub(super) async fn insert_card_row_on(
+    conn: &mut sqlx::AnyConnection,
+    card: &CardRecord,
+    state: &str,
+    now: i64,
+    actor: &str,
+) -> Result<(), CaError> {
+    sqlx::query(
+        "INSERT INTO cards (card_id, holder_name, user_id, role, state, created_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&card.card_id)
+    .bind(&card.holder_name)
+    .bind(&card.user_id)
+    .bind(&card.role)
+    .bind(state)
+    .bind(now)
+    .bind(actor)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// An enrolment holding SQLite's write lock; dropping it rolls back and leaves the code unused.
