@@ -1,7 +1,8 @@
-//! The PC/SC world: the run's one pcscd (test-support `Pcscd`, vpcd readers in
-//! reversed mode) and one `lanyardd --vpcd-listen` on reader 0 holding an RSA
-//! card, shared by the read-and-sign PC/SC tests one at a time (they share the
-//! card's PIV security state); helpers to wait for a card and to run OpenSC.
+//! The PC/SC worlds: the run's one pcscd (test-support `Pcscd`, vpcd readers in
+//! reversed mode) and a `lanyardd --vpcd-listen` holding an RSA card (and, in
+//! another reader, one holding a P-256 card), each shared by the read-and-sign
+//! PC/SC tests one at a time (they share the card's PIV security state);
+//! helpers to wait for a card and to run OpenSC.
 
 use std::ffi::CString;
 use std::process::Command;
@@ -38,34 +39,44 @@ pub struct PcscWorld {
     pub card: Card,
 }
 
-/// The shared PC/SC world, started on first use, and a guard that keeps the
-/// other shared-card PC/SC tests out until the caller is done with the card.
+/// The shared PC/SC world with an RSA card, started on first use, and a
+/// guard that keeps the other tests of this card out until the caller is done.
 pub fn pcsc_world() -> (MutexGuard<'static, ()>, &'static PcscWorld) {
     static WORLD: OnceLock<PcscWorld> = OnceLock::new();
     static TURN: Mutex<()> = Mutex::new(());
-    let world = WORLD.get_or_init(|| {
-        let pcscd = Pcscd::shared();
-        let reader = pcscd.claim_reader();
-        let daemon = start_reader_daemon(&reader, "");
-        remove_at_exit(daemon.base_dir());
-        let card = enroll_card(
-            &daemon,
-            "Dr Pia Reader",
-            "555700000001",
-            KeyType::Rsa2048,
-            "362436",
-        );
-        wait_for_card(&reader, true);
-        PcscWorld {
-            pcscd,
-            reader,
-            daemon,
-            card,
-        }
-    });
+    let world = WORLD
+        .get_or_init(|| start_world("Dr Pia Reader", "555700000001", KeyType::Rsa2048, "362436"));
+    (take_turn(&TURN), world)
+}
+
+/// As [`pcsc_world`], with a P-256 card in another reader and daemon.
+pub fn pcsc_ec_world() -> (MutexGuard<'static, ()>, &'static PcscWorld) {
+    static WORLD: OnceLock<PcscWorld> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    let world = WORLD
+        .get_or_init(|| start_world("Dr Eve Curve", "555700000004", KeyType::EcP256, "640511"));
+    (take_turn(&TURN), world)
+}
+
+fn take_turn(turn: &'static Mutex<()>) -> MutexGuard<'static, ()> {
     // A test that failed while holding the card must not fail every later one.
-    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    (turn, world)
+    turn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn start_world(holder: &'static str, user_id: &str, key: KeyType, pin: &'static str) -> PcscWorld {
+    let pcscd = Pcscd::shared();
+    let reader = pcscd.claim_reader();
+    let daemon = start_reader_daemon(&reader, "");
+    // A static is never dropped: remove its directory when the test binary exits.
+    remove_at_exit(daemon.base_dir());
+    let card = enroll_card(&daemon, holder, user_id, key, pin);
+    wait_for_card(&reader, true);
+    PcscWorld {
+        pcscd,
+        reader,
+        daemon,
+        card,
+    }
 }
 
 /// A daemon that serves its card to `reader` (`[pcsc] vpcd_listen`), with
@@ -117,4 +128,18 @@ pub fn colon_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[test]
+fn the_shared_pcscd_is_what_a_second_fixture_would_refuse() {
+    if !pcsc_tools_present() {
+        return;
+    }
+    let pcscd = Pcscd::shared();
+    pcscd.assert_alive();
+    let pid = pcscd.pid().expect("pcscd has a pid");
+    let found = lanyard_test_support::pcscd::other_pcscd()
+        .expect("the running pcscd is found by the check that refuses a second one");
+    assert!(found.starts_with(&format!("pid {pid}:")), "{found}");
+    assert!(found.contains("--foreground"), "{found}");
 }

@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use crate::pcsc::{colon_hex, opensc, pcsc_tools_present, pcsc_world, OPENSC_MODULE};
+use crate::pcsc::{
+    colon_hex, opensc, pcsc_ec_world, pcsc_tools_present, pcsc_world, PcscWorld, OPENSC_MODULE,
+};
 use crate::world::{export_certificate, openssl, public_key_of, scratch, verify_sha256};
 
 /// The PIV Authentication key's and certificate's CKA_ID in OpenSC's PIV driver (slot 9A).
@@ -116,6 +118,22 @@ fn opensc_pkcs11_signs_and_openssl_verifies_with_the_card_certificate() {
         return;
     }
     let (_turn, world) = pcsc_world();
+    sign_through_opensc(world, "SHA256-RSA-PKCS", &[]);
+}
+
+#[test]
+fn opensc_pkcs11_signs_with_a_p256_card_too() {
+    if !pcsc_tools_present() {
+        return;
+    }
+    let (_turn, world) = pcsc_ec_world();
+    // pkcs11-tool writes r||s unless asked for the DER form openssl verifies.
+    sign_through_opensc(world, "ECDSA-SHA256", &["--signature-format", "openssl"]);
+}
+
+/// Signs through OpenSC's PKCS#11 module on `world`'s reader, checks that
+/// module shows the Lanyard module's certificate, and verifies with it.
+fn sign_through_opensc(world: &PcscWorld, mechanism: &str, extra: &[&str]) {
     let home = scratch();
     let dir = scratch();
     let data = dir.path().join("discharge-summary.txt");
@@ -124,30 +142,28 @@ fn opensc_pkcs11_signs_and_openssl_verifies_with_the_card_certificate() {
     let opensc_der = dir.path().join("opensc-cert.der");
     let p = |p: &Path| p.to_str().expect("UTF-8 path").to_string();
     let slot = world.reader.name.as_str();
-
-    let sign = opensc(
-        "pkcs11-tool",
-        &[
-            "--module",
-            OPENSC_MODULE,
-            "--slot-description",
-            slot,
-            "--login",
-            "--pin",
-            world.card.pin,
-            "--sign",
-            "-m",
-            "SHA256-RSA-PKCS",
-            "--id",
-            PIV_AUTH_ID,
-            "-i",
-            &p(&data),
-            "-o",
-            &p(&sig),
-        ],
-        home.path(),
-    );
-    sign.assert_success("pkcs11-tool --module opensc-pkcs11.so --sign");
+    let (data_arg, sig_arg) = (p(&data), p(&sig));
+    let mut args = vec![
+        "--module",
+        OPENSC_MODULE,
+        "--slot-description",
+        slot,
+        "--login",
+        "--pin",
+        world.card.pin,
+        "--sign",
+        "-m",
+        mechanism,
+        "--id",
+        PIV_AUTH_ID,
+        "-i",
+        &data_arg,
+        "-o",
+        &sig_arg,
+    ];
+    args.extend_from_slice(extra);
+    opensc("pkcs11-tool", &args, home.path())
+        .assert_success("pkcs11-tool --module opensc-pkcs11.so --sign");
 
     let read = opensc(
         "pkcs11-tool",
