@@ -12,6 +12,7 @@ pub mod pinentry;
 pub mod pkcs11_tool;
 pub mod postgres;
 pub mod process;
+pub mod softhsm;
 pub mod tools;
 
 pub use ca::{Ca, IssuedCard};

@@ -9,10 +9,10 @@
 //! and an unknown object are refused with a clear error and no card.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use lanyard_test_support::physical_card_ca::{to_pem, CardSpec, PhysicalCardCa, PHYSICAL_POLICY};
+use lanyard_test_support::softhsm::{SoftHsm, SOFTHSM_MODULE};
 use lanyard_test_support::{bin_path, run, Ca, CmdOutput, Daemon, IssuedCard, KeyType};
 
 use crate::world::{
@@ -20,7 +20,6 @@ use crate::world::{
     verify_sha256, Card,
 };
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "Physical Card";
 const CARD_PIN: &str = "4321";
 const NEW_PIN: &str = "246813";
@@ -30,76 +29,70 @@ const HOLDER: &str = "Dr Grace Physical";
 
 /// The SoftHSM2 token playing the clinician's smartcard.
 struct PhysicalToken {
-    conf: PathBuf,
+    hsm: SoftHsm,
 }
 
 impl PhysicalToken {
     fn new(dir: &Path) -> PhysicalToken {
-        let tokens = dir.join("tokens");
-        std::fs::create_dir_all(&tokens).unwrap();
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        let token = PhysicalToken { conf };
-        token
-            .tool(
-                "softhsm2-util",
-                &[
-                    "--init-token",
-                    "--free",
-                    "--label",
-                    TOKEN,
-                    "--so-pin",
-                    "87654321",
-                    "--pin",
-                    CARD_PIN,
-                ],
-            )
-            .assert_success("softhsm2-util --init-token");
-        token
-    }
-
-    fn tool(&self, program: &str, args: &[&str]) -> CmdOutput {
-        let mut cmd = Command::new(program);
-        cmd.args(args).env("SOFTHSM2_CONF", &self.conf);
-        run(cmd, None, Duration::from_secs(60))
+        let hsm = SoftHsm::new(dir);
+        hsm.init_token(TOKEN, "87654321", CARD_PIN);
+        PhysicalToken { hsm }
     }
 
     /// Writes `file` (a private key or DER certificate) as `kind` with `id` and `label`.
     fn write(&self, file: &Path, kind: &str, id: &str, label: &str) {
-        self.tool(
-            "pkcs11-tool",
-            &[
-                "--module",
-                SOFTHSM,
-                "--token-label",
-                TOKEN,
-                "--login",
-                "--pin",
-                CARD_PIN,
-                "--write-object",
-                file.to_str().unwrap(),
-                "--type",
-                kind,
-                "--id",
-                id,
-                "--label",
-                label,
-            ],
-        )
-        .assert_success("pkcs11-tool --write-object");
+        self.hsm
+            .run(
+                "pkcs11-tool",
+                &[
+                    "--module",
+                    SOFTHSM_MODULE,
+                    "--token-label",
+                    TOKEN,
+                    "--login",
+                    "--pin",
+                    CARD_PIN,
+                    "--write-object",
+                    file.to_str().unwrap(),
+                    "--type",
+                    kind,
+                    "--id",
+                    id,
+                    "--label",
+                    label,
+                ],
+            )
+            .assert_success("pkcs11-tool --write-object");
     }
+}
+
+/// A new key made with `openssl genpkey ARGS…` as `dir/NAME.pem`, and its
+/// public key (SubjectPublicKeyInfo DER).
+fn new_key(dir: &Path, name: &str, genpkey: &[&str]) -> (PathBuf, Vec<u8>) {
+    let key = dir.join(format!("{name}.pem"));
+    let spki = dir.join(format!("{name}.pub.der"));
+    let mut args = vec!["genpkey"];
+    args.extend_from_slice(genpkey);
+    args.extend(["-out", key.to_str().unwrap()]);
+    openssl(&args).assert_success("openssl genpkey");
+    openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        spki.to_str().unwrap(),
+    ])
+    .assert_success("openssl pkey -pubout");
+    let spki = std::fs::read(&spki).unwrap();
+    (key, spki)
 }
 
 /// `lanyard enroll --derive-from` against `daemon` with the token's config.
 fn derive(daemon: &Daemon, ca: &Ca, token: &PhysicalToken, uri: &str, stdin: &str) -> CmdOutput {
-    let mut cmd = Command::new(bin_path("lanyard"));
+    let mut cmd = token.hsm.command(bin_path("lanyard"));
     cmd.args([
         "enroll",
         "--ca",
@@ -109,12 +102,11 @@ fn derive(daemon: &Daemon, ca: &Ca, token: &PhysicalToken, uri: &str, stdin: &st
         "--derive-from",
         uri,
         "--module",
-        SOFTHSM,
+        SOFTHSM_MODULE,
         "--pin-stdin",
         "--json",
     ])
-    .envs(daemon.env())
-    .env("SOFTHSM2_CONF", &token.conf);
+    .envs(daemon.env());
     run(cmd, Some(stdin.as_bytes()), Duration::from_secs(240))
 }
 
@@ -159,30 +151,11 @@ fn a_physical_card_derives_a_working_virtual_card_and_bad_ones_are_refused() {
 
     // The token: one RSA key under four ids, each with its own certificate.
     let token = PhysicalToken::new(dir);
-    let key = dir.join("card-key.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        key.to_str().unwrap(),
-    ])
-    .assert_success("openssl genpkey");
-    let spki = dir.join("card-pub.der");
-    openssl(&[
-        "pkey",
-        "-in",
-        key.to_str().unwrap(),
-        "-pubout",
-        "-outform",
-        "DER",
-        "-out",
-        spki.to_str().unwrap(),
-    ])
-    .assert_success("openssl pkey -pubout");
-    let spki = std::fs::read(&spki).unwrap();
+    let (key, spki) = new_key(
+        dir,
+        "card-key",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
     let certs = [
         (
             "01",
@@ -212,33 +185,12 @@ fn a_physical_card_derives_a_working_virtual_card_and_bad_ones_are_refused() {
         token.write(&file, "cert", id, label);
     }
     // A second card of the same person with an EC P-256 key (CKM_ECDSA).
-    let ec_key = dir.join("card-ec-key.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        ec_key.to_str().unwrap(),
-    ])
-    .assert_success("openssl genpkey EC");
-    let ec_spki = dir.join("card-ec-pub.der");
-    openssl(&[
-        "pkey",
-        "-in",
-        ec_key.to_str().unwrap(),
-        "-pubout",
-        "-outform",
-        "DER",
-        "-out",
-        ec_spki.to_str().unwrap(),
-    ])
-    .assert_success("openssl pkey -pubout (EC)");
-    let ec_cert = physical_ca.issue_for_spki(
-        &std::fs::read(&ec_spki).unwrap(),
-        &CardSpec::valid(HOLDER, USER_ID, 5),
+    let (ec_key, ec_spki) = new_key(
+        dir,
+        "card-ec-key",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     );
+    let ec_cert = physical_ca.issue_for_spki(&ec_spki, &CardSpec::valid(HOLDER, USER_ID, 5));
     token.write(&ec_key, "privkey", "05", "good-ec");
     let ec_file = dir.join("good-ec.der");
     std::fs::write(&ec_file, &ec_cert).unwrap();
