@@ -135,13 +135,18 @@ impl Vpcd {
 
     /// GENERAL AUTHENTICATE with key 9A, RSA 2048, as an extended-length APDU.
     fn sign_rsa(&mut self, block: &[u8]) -> Response {
+        self.sign_rsa_with(0x9A, block)
+    }
+
+    /// GENERAL AUTHENTICATE with key `key` (9A or 9C), RSA 2048.
+    fn sign_rsa_with(&mut self, key: u8, block: &[u8]) -> Response {
         let mut template = vec![0x7C, 0x82];
         let inner_len = 2 + 4 + block.len();
         template.extend_from_slice(&(inner_len as u16).to_be_bytes());
         template.extend_from_slice(&[0x82, 0x00, 0x81, 0x82]);
         template.extend_from_slice(&(block.len() as u16).to_be_bytes());
         template.extend_from_slice(block);
-        let mut apdu = vec![0x00, 0x87, 0x07, 0x9A, 0x00];
+        let mut apdu = vec![0x00, 0x87, 0x07, key, 0x00];
         apdu.extend_from_slice(&(template.len() as u16).to_be_bytes());
         apdu.extend_from_slice(&template);
         apdu.extend_from_slice(&[0x00, 0x00]);
@@ -272,6 +277,49 @@ fn a_vpcd_peer_reads_the_card_verifies_signs_and_sees_it_removed() {
     let public = public_key_of(&cert_pem, dir.path(), "card");
     verify_sha256(&public, &sig_path, &document)
         .assert_success("openssl verifies the PIV signature");
+
+    // Key 9C, the document-signing key: the PIN right before every signature.
+    let get = vpcd.transmit(&[
+        0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x0A, 0x00,
+    ]);
+    assert_eq!(
+        get.sw, 0x9000,
+        "GET DATA 5FC10A (the card has a signing key)"
+    );
+    let container = tlv(&get.data, &[0x53]).expect("53 container");
+    let signing_der = dir.path().join("signing.der");
+    std::fs::write(
+        &signing_der,
+        tlv(container, &[0x70]).expect("70 certificate"),
+    )
+    .expect("write signing certificate");
+    let signing_pem = dir.path().join("signing.pem");
+    let mut cmd = Command::new("openssl");
+    cmd.args(["x509", "-inform", "DER", "-in"])
+        .arg(&signing_der)
+        .arg("-out")
+        .arg(&signing_pem);
+    run(cmd, None, Duration::from_secs(30)).assert_success("openssl x509 -inform DER");
+    assert_eq!(
+        vpcd.sign_rsa_with(0x9C, &block).sw,
+        0x6982,
+        "9C without a fresh VERIFY"
+    );
+    assert_eq!(vpcd.verify(Some(pin)), 0x9000);
+    let signed = vpcd.sign_rsa_with(0x9C, &block);
+    assert_eq!(signed.sw, 0x9000, "GENERAL AUTHENTICATE 9C");
+    let template = tlv(&signed.data, &[0x7C]).expect("7C template");
+    std::fs::write(&sig_path, tlv(template, &[0x82]).expect("82 signature")).expect("write");
+    let signing_public = public_key_of(&signing_pem, dir.path(), "signing");
+    verify_sha256(&signing_public, &sig_path, &document)
+        .assert_success("openssl verifies the 9C signature with the signing certificate");
+    verify_sha256(&public, &sig_path, &document)
+        .assert_failure("a 9C signature is not the authentication key's");
+    assert_eq!(
+        vpcd.sign_rsa_with(0x9C, &block).sw,
+        0x6982,
+        "one signature per VERIFY"
+    );
 
     // Power off ends the card session (and the daemon login).
     vpcd.control(0);
