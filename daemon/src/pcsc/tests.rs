@@ -450,3 +450,52 @@ async fn connect_mode_links_to_a_listening_vpcd_and_comes_back_after_it_drops() 
     }
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_9c_signs_pss_encodings_with_the_document_key_and_the_pin_each_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Config {
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        ..Config::default()
+    };
+    let daemon = Daemon::open(config, tmp.path(), tmp.path().join("s")).unwrap();
+    let key = SigningKey::generate(KeyType::Rsa2048).unwrap();
+    let mut new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
+    let signing = SigningKey::generate(KeyType::Rsa2048).unwrap();
+    let signing_copy = SigningKey::from_pkcs8(&signing.to_pkcs8().unwrap()).unwrap();
+    let certificate_der = testing::self_signed_cert(&signing, "Dr Ada Smith", 30).unwrap();
+    new.signing = Some(crate::card_store::NewSigningKey {
+        key: signing,
+        certificate_der: certificate_der.clone(),
+    });
+    daemon.add_card(new, Pin::new(PIN.into())).await.unwrap();
+    let daemon = Arc::new(daemon);
+    let digest = openssl::sha::sha256(b"discharge letter").to_vec();
+    let em = pss_encoding(&signing_copy, &digest);
+    let mut b = backend(&daemon);
+    let view = b.card().unwrap();
+    assert_eq!(view.slots.len(), 2, "9A and 9C");
+    assert_eq!(view.slots[1].certificate_der, certificate_der);
+    let sig = blocking(move || {
+        b.verify_pin(pin(PIN)).unwrap();
+        let input = SignInput::RsaPssEncoded { encoded: em };
+        assert_eq!(
+            b.sign(KeySlot::Signature, input.clone(), None),
+            Err(SignError::NotVerified),
+            "9C needs the PIN with the signature"
+        );
+        assert_eq!(
+            b.sign(KeySlot::Signature, input.clone(), Some(pin("999999"))),
+            Err(SignError::NotVerified)
+        );
+        b.sign(KeySlot::Signature, input, Some(pin(PIN))).unwrap()
+    })
+    .await;
+    let public = PKey::public_key_from_der(&signing_copy.public_key_der().unwrap()).unwrap();
+    let mut v = openssl::sign::Verifier::new(MessageDigest::sha256(), &public).unwrap();
+    v.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
+    v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)
+        .unwrap();
+    assert!(v.verify_oneshot(&sig, b"discharge letter").unwrap());
+}
