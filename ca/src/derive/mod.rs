@@ -36,6 +36,10 @@ pub const CHALLENGE_LEN: usize = 32;
 /// Attempts at drawing an unused random card id.
 const CARD_ID_ATTEMPTS: usize = 8;
 
+/// Unused, unexpired challenges kept at once; beyond it DeriveChallenge
+/// answers UNAVAILABLE (with retry-after) until some are used or expire.
+const MAX_LIVE_CHALLENGES: i64 = 10_000;
+
 impl SerialRegistry for DerivedIssuance {
     async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
         DerivedIssuance::serial_is_free(self, serial).await
@@ -169,14 +173,22 @@ impl Deriver {
         let now = OffsetDateTime::now_utc();
         let lifetime = policy.challenge_lifetime_secs;
         let expires_at = now + time::Duration::seconds(i64::from(lifetime));
-        self.store
+        let recorded = self
+            .store
             .insert_derive_challenge(
                 &challenge_hash(&challenge),
                 now,
                 expires_at,
                 Some(&ip.to_string()),
+                MAX_LIVE_CHALLENGES,
             )
             .await?;
+        if !recorded {
+            warn!(peer = %ip, "too many derivation challenges outstanding; refused");
+            return Err(CaError::Overloaded {
+                retry_after_secs: lifetime.min(60),
+            });
+        }
         info!(peer = %ip, lifetime_secs = lifetime, "derivation challenge issued");
         Ok((challenge, lifetime))
     }

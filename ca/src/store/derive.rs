@@ -43,19 +43,33 @@ pub struct DerivedFrom<'a> {
 
 impl Store {
     /// Records a new challenge (by its hash) valid until `expires_at`, and
-    /// forgets challenges that expired more than a day ago.
+    /// forgets challenges that expired more than a day ago. Returns `false`
+    /// (recording nothing) when `max_live` unused, unexpired challenges exist
+    /// already, so unauthenticated callers cannot grow the table without bound.
     pub async fn insert_derive_challenge(
         &self,
         challenge_hash: &str,
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
         requested_from: Option<&str>,
-    ) -> Result<(), CaError> {
+        max_live: i64,
+    ) -> Result<bool, CaError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM derive_challenges WHERE expires_at < $1")
             .bind(now.unix_timestamp() - CHALLENGE_RETENTION_SECS)
             .execute(&mut *tx)
             .await?;
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM derive_challenges WHERE used_at IS NULL AND expires_at >= $1",
+        )
+        .bind(now.unix_timestamp())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if live >= max_live {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO derive_challenges (challenge_hash, created_at, expires_at, requested_from) \
              VALUES ($1, $2, $3, $4)",
@@ -67,7 +81,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Uses the challenge with `challenge_hash` once: only a live one is
@@ -206,19 +220,26 @@ mod tests {
     async fn a_challenge_is_used_once_and_not_after_expiry() {
         let (_guard, store) = crate::store::test_store().await;
         let now = OffsetDateTime::now_utc();
-        store
-            .insert_derive_challenge("aa", now, now + time::Duration::minutes(5), None)
+        let later = now + time::Duration::minutes(5);
+        assert!(store
+            .insert_derive_challenge("aa", now, later, None, 1)
             .await
-            .unwrap();
-        store
+            .unwrap());
+        // One live challenge is the limit here: a second is refused.
+        assert!(!store
+            .insert_derive_challenge("xx", now, later, None, 1)
+            .await
+            .unwrap());
+        assert!(store
             .insert_derive_challenge(
                 "bb",
                 now,
                 now - time::Duration::seconds(1),
                 Some("127.0.0.1"),
+                2,
             )
             .await
-            .unwrap();
+            .unwrap());
         assert_eq!(
             store.consume_derive_challenge("aa", now).await.unwrap(),
             ChallengeUse::Consumed
@@ -233,6 +254,10 @@ mod tests {
         );
         assert_eq!(
             store.consume_derive_challenge("cc", now).await.unwrap(),
+            ChallengeUse::Unknown
+        );
+        assert_eq!(
+            store.consume_derive_challenge("xx", now).await.unwrap(),
             ChallengeUse::Unknown
         );
     }
