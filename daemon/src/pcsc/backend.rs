@@ -152,7 +152,6 @@ fn sign_error(e: Error) -> SignError {
         Error::DataLenRange(m) | Error::MechanismInvalid(m) | Error::MechanismParamInvalid(m) => {
             SignError::BadInput(m)
         }
-        Error::BadRequest(m) if m.contains("no document-signing key") => SignError::NoKey,
         other => SignError::Unavailable(other.to_string()),
     }
 }
@@ -233,6 +232,13 @@ impl CardBackend for DaemonBackend {
         let result = match slot {
             KeySlot::Authentication => self.sign_with_authentication_key(input),
             KeySlot::Signature => {
+                let has_key = self
+                    .daemon
+                    .card(&self.card_id, None)
+                    .is_ok_and(|c| c.signing_key.is_some());
+                if !has_key {
+                    return Err(SignError::NoKey);
+                }
                 let pin = pin.and_then(pin_from).ok_or(SignError::NotVerified)?;
                 self.sign_with_signing_key(input, pin)
             }
