@@ -208,7 +208,8 @@ impl PhysicalCardCa {
 
 /// `der` as PEM under `label` (e.g. "CERTIFICATE", "X509 CRL").
 pub fn to_pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64_encode(der);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).unwrap());
@@ -218,36 +219,16 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_and_oids_encode_as_expected() {
-        assert_eq!(base64_encode(b"ab"), "YWI=");
-        assert_eq!(base64_encode(b"abc"), "YWJj");
-        assert_eq!(base64_encode(b"a"), "YQ==");
+    fn pem_and_oids_encode_as_expected() {
+        let pem = to_pem("X509 CRL", &[0u8; 50]);
+        assert!(pem.starts_with("-----BEGIN X509 CRL-----\nAAAA"));
+        assert!(pem.ends_with("\n-----END X509 CRL-----\n"));
+        assert_eq!(pem.lines().nth(1).map(str::len), Some(64));
         assert_eq!(oid_content("2.5.29.32"), vec![0x55, 0x1d, 0x20]);
         assert_eq!(
             oid_content("1.2.840.113549"),
