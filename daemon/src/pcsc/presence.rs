@@ -41,6 +41,17 @@ pub async fn changed(
     wanted: Option<&str>,
     seen: &Option<InsertedCard>,
 ) -> Option<InsertedCard> {
+    changed_within(daemon, wanted, seen, Some(RECHECK)).await
+}
+
+/// [`changed`], looking again after `recheck` too when given (without it,
+/// only the daemon's change signal wakes it: what the tests check).
+pub(crate) async fn changed_within(
+    daemon: &Daemon,
+    wanted: Option<&str>,
+    seen: &Option<InsertedCard>,
+    recheck: Option<Duration>,
+) -> Option<InsertedCard> {
     loop {
         // Registered before looking, so a change in between is not missed.
         let notified = daemon.signals().cards.notified();
@@ -50,9 +61,14 @@ pub async fn changed(
         if &now != seen {
             return now;
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep(RECHECK) => {}
+        match recheck {
+            Some(every) => {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+            None => notified.await,
         }
     }
 }

@@ -24,6 +24,9 @@ use crate::state::{CheckInOutcome, Daemon};
 
 const PIN: &str = "123456";
 
+/// How long a test waits for something asynchronous; generous, not a timing check.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A daemon holding card C1 of `key_type` (PIN 123456, a CA on record so
 /// that a check-in can suspend it) and a copy of its key for the checks.
 async fn daemon_with(key_type: KeyType) -> (tempfile::TempDir, Arc<Daemon>, SigningKey) {
@@ -249,13 +252,13 @@ async fn ecdsa_signatures_are_der_and_dropping_the_link_logs_out() {
     assert!(!daemon.card("C1", Some(&app)).unwrap().logged_in);
 }
 
-async fn send(client: &mut tokio::io::DuplexStream, body: &[u8]) {
+async fn send<S: tokio::io::AsyncWrite + Unpin>(client: &mut S, body: &[u8]) {
     let mut frame = (body.len() as u16).to_be_bytes().to_vec();
     frame.extend_from_slice(body);
     client.write_all(&frame).await.unwrap();
 }
 
-async fn receive(client: &mut tokio::io::DuplexStream) -> Vec<u8> {
+async fn receive<S: tokio::io::AsyncRead + Unpin>(client: &mut S) -> Vec<u8> {
     let mut len = [0u8; 2];
     client.read_exact(&mut len).await.unwrap();
     let mut body = vec![0; u16::from_be_bytes(len) as usize];
@@ -309,8 +312,7 @@ async fn suspension_removes_the_card_and_resumption_inserts_it() {
         .apply_check_in(&target, CheckInOutcome::Suspended)
         .await
         .unwrap();
-    // Woken by the daemon's change signal (the safety-net recheck is 10 s).
-    let end = tokio::time::timeout(std::time::Duration::from_secs(5), link)
+    let end = tokio::time::timeout(PATIENCE, link)
         .await
         .expect("the link ends on suspension")
         .unwrap();
@@ -318,13 +320,14 @@ async fn suspension_removes_the_card_and_resumption_inserts_it() {
     assert!(presence::current(&daemon, None).is_none());
     let waiting = {
         let daemon = daemon.clone();
-        tokio::spawn(async move { presence::changed(&daemon, None, &None).await })
+        // The change signal alone (no recheck) must wake it.
+        tokio::spawn(async move { presence::changed_within(&daemon, None, &None, None).await })
     };
     daemon
         .apply_check_in(&target, CheckInOutcome::Active)
         .await
         .unwrap();
-    let back = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+    let back = tokio::time::timeout(PATIENCE, waiting)
         .await
         .expect("resumption inserts the card")
         .unwrap();
@@ -343,12 +346,8 @@ async fn listening_is_loopback_only_and_an_empty_reader_closes_connections() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(super::listen::run(listener, daemon.clone(), None));
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(&[0, 1, 4]).await.unwrap();
-    let mut len = [0u8; 2];
-    tcp.read_exact(&mut len).await.unwrap();
-    let mut atr = vec![0; u16::from_be_bytes(len) as usize];
-    tcp.read_exact(&mut atr).await.unwrap();
-    assert_eq!(atr, lanyard_piv::atr());
+    send(&mut tcp, &[4]).await;
+    assert_eq!(receive(&mut tcp).await, lanyard_piv::atr());
     // Naming a card that is not there: an empty reader, every connection closed.
     server.abort();
     let listener = super::listen::bind("127.0.0.1:0".parse().unwrap())
@@ -359,7 +358,7 @@ async fn listening_is_loopback_only_and_an_empty_reader_closes_connections() {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let _ = tcp.write_all(&[0, 1, 4]).await;
     let mut buf = [0u8; 2];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+    let n = tokio::time::timeout(PATIENCE, tcp.read(&mut buf))
         .await
         .expect("closed, not left waiting")
         .unwrap_or(0);
@@ -379,6 +378,11 @@ async fn a_renewed_or_reissued_certificate_reinserts_the_card() {
     let before = presence::current(&daemon, None).unwrap();
     let (_client, server) = tokio::io::duplex(64);
     let link = tokio::spawn(link::serve(server, daemon.clone(), None, before.clone()));
+    let renewed = {
+        let (daemon, seen) = (daemon.clone(), Some(before.clone()));
+        // The change signal alone (no recheck) must wake it.
+        tokio::spawn(async move { presence::changed_within(&daemon, None, &seen, None).await })
+    };
 
     // A renewal: new key and certificate, same card.
     let snapshot = daemon.renewal_snapshot("C1").unwrap();
@@ -396,7 +400,7 @@ async fn a_renewed_or_reissued_certificate_reinserts_the_card() {
         )
         .await
         .unwrap();
-    let end = tokio::time::timeout(std::time::Duration::from_secs(5), link)
+    let end = tokio::time::timeout(PATIENCE, link)
         .await
         .expect("the link ends on renewal")
         .unwrap();
@@ -408,18 +412,23 @@ async fn a_renewed_or_reissued_certificate_reinserts_the_card() {
         }
         other => panic!("{other:?}"),
     }
+    let now = tokio::time::timeout(PATIENCE, renewed)
+        .await
+        .expect("the renewal signals a change")
+        .unwrap();
+    assert_eq!(now.map(|c| c.certificate_der), Some(cert));
 
     // A re-issue in place (same card id) is a new card in the reader too.
     let seen = presence::current(&daemon, None);
     let waiting = {
         let daemon = daemon.clone();
-        tokio::spawn(async move { presence::changed(&daemon, None, &seen).await })
+        tokio::spawn(async move { presence::changed_within(&daemon, None, &seen, None).await })
     };
     let key = SigningKey::generate(KeyType::EcP256).unwrap();
     let new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
     let reissued = new.certificate_der.clone();
     daemon.add_card(new, Pin::new(PIN.into())).await.unwrap();
-    let now = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+    let now = tokio::time::timeout(PATIENCE, waiting)
         .await
         .expect("a re-issue changes the card in the reader")
         .unwrap()
@@ -435,16 +444,12 @@ async fn connect_mode_links_to_a_listening_vpcd_and_comes_back_after_it_drops() 
     let target = vpcd.local_addr().unwrap().to_string();
     let task = tokio::spawn(super::connect::run(target, daemon.clone(), None));
     for round in 0..2 {
-        let (mut tcp, _) = tokio::time::timeout(std::time::Duration::from_secs(30), vpcd.accept())
+        let (mut tcp, _) = tokio::time::timeout(PATIENCE, vpcd.accept())
             .await
             .unwrap_or_else(|_| panic!("lanyardd connects (round {round})"))
             .unwrap();
-        tcp.write_all(&[0, 1, 4]).await.unwrap();
-        let mut len = [0u8; 2];
-        tcp.read_exact(&mut len).await.unwrap();
-        let mut atr = vec![0; u16::from_be_bytes(len) as usize];
-        tcp.read_exact(&mut atr).await.unwrap();
-        assert_eq!(atr, lanyard_piv::atr());
+        send(&mut tcp, &[4]).await;
+        assert_eq!(receive(&mut tcp).await, lanyard_piv::atr());
         // pcscd restarts: the connection drops; lanyardd reconnects after its backoff.
         drop(tcp);
     }
