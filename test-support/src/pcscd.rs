@@ -1,21 +1,18 @@
-//! One real `pcscd -f` for the whole test run, with a vpcd virtual reader in
-//! reversed mode (vpcd connects to 127.0.0.1:PORT, where a `lanyardd --vpcd-listen`
-//! serves the card). pcscd's socket path is fixed, so a second pcscd is refused.
-//!
-//! The vpcd driver is built from packaging/pcsc/ifd-vpcd (upstream 0.10): Debian 12's
-//! vsmartcard-vpcd 0.8 aborts pcscd whenever a reversed-mode reader has no card.
+//! One real `pcscd -f` for the whole test run, its readers in vpcd's reversed mode:
+//! Lanyard's own driver (liblanyard_vpcd.so) connects to 127.0.0.1:PORT, where a
+//! `lanyardd --vpcd-listen` serves the card. pcscd's socket is fixed: a second pcscd is refused.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::ca::open_append;
-use crate::paths::repo_root;
-use crate::process::{owned_command, remove_at_exit, run, spawn_owned};
+use crate::paths::release_dir;
+use crate::process::{owned_command, remove_at_exit, spawn_owned};
 
 /// How many readers the test pcscd offers (vpcd slots of one reader entry:
 /// ports P, P+1, …); tests claim them with [`Pcscd::claim_reader`].
@@ -25,8 +22,8 @@ pub const READER_COUNT: u16 = 8;
 pub const READER_NAME: &str = "Lanyard test vpcd";
 /// How long pcscd may take to show its readers.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long building the vpcd driver may take.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The reader driver's file name in the release directory.
+pub const DRIVER_FILE: &str = "liblanyard_vpcd.so";
 
 /// One vpcd reader of the shared pcscd: a `lanyardd --vpcd-listen` on
 /// [`VirtualReader::listen_addr`] puts its card in the reader named [`VirtualReader::name`].
@@ -83,7 +80,7 @@ impl Pcscd {
             .prefix("pcscd-test.")
             .tempdir()
             .expect("cannot create a temporary directory for pcscd");
-        let driver = build_vpcd_driver(&tmp.path().join("libifdvpcd-lanyard-test.so"));
+        let driver = driver_path();
         let base_port = free_port_block(READER_COUNT);
         let config = tmp.path().join("reader.conf");
         std::fs::write(&config, reader_conf(&driver, base_port))
@@ -147,7 +144,8 @@ impl Pcscd {
         VirtualReader {
             index,
             port: self.base_port + index,
-            name: format!("{READER_NAME} 00 {index:02}"),
+            // pcscd numbers a reader's slots in hexadecimal.
+            name: format!("{READER_NAME} 00 {index:02X}"),
         }
     }
 
@@ -178,34 +176,30 @@ impl Pcscd {
     }
 }
 
-/// The reader.conf entry: reversed mode (`DEVICENAME HOST:PORT` makes vpcd
-/// connect out instead of listening), one entry whose slots use PORT, PORT+1, …
+/// The reader.conf entry: vpcd's reversed mode (`DEVICENAME HOST:FIRST-LAST`:
+/// the driver connects to one card per port, one reader slot each).
 pub fn reader_conf(driver: &Path, base_port: u16) -> String {
+    let last_port = base_port + READER_COUNT - 1;
     format!(
-        "# Lanyard test readers: vpcd connects to 127.0.0.1:{base_port}..{} (reversed mode)\n\
+        "# Lanyard test readers: the driver connects to 127.0.0.1:{base_port}..{last_port}\n\
          FRIENDLYNAME \"{READER_NAME}\"\n\
-         DEVICENAME   127.0.0.1:{base_port}\n\
+         DEVICENAME   127.0.0.1:{base_port}-{last_port}\n\
          LIBPATH      {}\n\
          CHANNELID    {base_port}\n",
-        base_port + READER_COUNT - 1,
         driver.display()
     )
 }
 
-/// Builds the vpcd driver (packaging/pcsc/ifd-vpcd/build.sh) with
-/// [`READER_COUNT`] slots into `out`; panics with the compiler's output on failure.
-pub fn build_vpcd_driver(out: &Path) -> PathBuf {
-    let script = repo_root()
-        .join("packaging")
-        .join("pcsc")
-        .join("ifd-vpcd")
-        .join("build.sh");
-    let mut cmd = Command::new("sh");
-    cmd.arg(&script).arg(out).arg(READER_COUNT.to_string());
-    run(cmd, None, BUILD_TIMEOUT).assert_success(
-        "building the vpcd driver (needs gcc and libpcsclite-dev: scripts/install-deps.sh)",
+/// liblanyard_vpcd.so in the release directory; panics saying how to build it.
+pub fn driver_path() -> PathBuf {
+    let path = release_dir().join(DRIVER_FILE);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release -p lanyard-vpcd-driver` \
+         (scripts/test.sh builds the whole workspace)",
+        path.display()
     );
-    out.to_path_buf()
+    path
 }
 
 /// A running pcscd that is not ours, as "pid N: command line", if any.
@@ -279,9 +273,16 @@ mod tests {
 
     #[test]
     fn reader_conf_is_reversed_mode_on_loopback() {
-        let text = reader_conf(Path::new("/x/libifdvpcd.so"), 21000);
-        assert!(text.contains("DEVICENAME   127.0.0.1:21000\n"), "{text}");
-        assert!(text.contains("LIBPATH      /x/libifdvpcd.so\n"), "{text}");
+        let text = reader_conf(Path::new("/x/liblanyard_vpcd.so"), 21000);
+        let last = 21000 + READER_COUNT - 1;
+        assert!(
+            text.contains(&format!("DEVICENAME   127.0.0.1:21000-{last}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("LIBPATH      /x/liblanyard_vpcd.so\n"),
+            "{text}"
+        );
         assert!(
             !text.contains("/dev/null"),
             "server mode must not be used: {text}"
