@@ -71,13 +71,29 @@ impl Vpcd {
         self.stream.write_all(&frame).is_ok()
     }
 
-    /// The next frame, or `None` once the daemon closed the link.
+    /// The next frame, or `None` once the daemon closed the link (a read
+    /// that times out is a failure, not a closed link).
     fn recv(&mut self) -> Option<Vec<u8>> {
         let mut len = [0u8; 2];
-        self.stream.read_exact(&mut len).ok()?;
+        self.read(&mut len)?;
         let mut body = vec![0; u16::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).ok()?;
+        self.read(&mut body)?;
         Some(body)
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Option<()> {
+        match self.stream.read_exact(buf) {
+            Ok(()) => Some(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("lanyardd neither answered nor closed the link within 60 s")
+            }
+            Err(_) => None,
+        }
     }
 
     fn atr(&mut self) -> Option<Vec<u8>> {
