@@ -9,6 +9,7 @@ mod measure;
 mod module;
 mod raw;
 mod report;
+mod rounds;
 mod verify;
 
 use std::path::PathBuf;
@@ -44,6 +45,10 @@ pub struct Args {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Interleaved rounds (each measurement gets duration/rounds per round;
+    /// 1 with --ops).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Cold-start processes per configuration (the median is reported).
     #[arg(long, default_value_t = 5)]
     cold_runs: usize,
@@ -142,22 +147,51 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.keys = usable;
     }
 
-    status("measuring OpenSSL's raw signing rate");
-    let with_speed = !args.no_openssl_speed && args.ops.is_none();
-    let raw = raw::measure(budget, with_speed)?;
-
-    let mut results = Vec::new();
-    for c in &configs {
-        results.push(measure_config(c, budget, args.cold_runs)?);
+    let rounds = if args.ops.is_some() {
+        1
+    } else {
+        args.rounds.max(1)
+    };
+    let round_budget = match budget {
+        Budget::Time(d) => Budget::Time(d / rounds as u32),
+        ops => ops,
+    };
+    let mut measured = Vec::new();
+    for round in 1..=rounds {
+        status(&format!(
+            "round {round}/{rounds}: OpenSSL's raw signing rate"
+        ));
+        let raw = raw::measure(round_budget)?;
+        let mut results = Vec::new();
+        for c in &configs {
+            results.push(measure_config(c, round_budget, round, rounds)?);
+        }
+        measured.push(rounds::Round {
+            raw,
+            configs: results,
+        });
     }
-    let targets = report::targets(&results, &raw);
+    let speed = if !args.no_openssl_speed && args.ops.is_none() {
+        status("openssl speed rsa2048 ecdsap256 (for information)");
+        raw::openssl_speed()
+            .map_err(|e| eprintln!("lanyard-bench: openssl speed skipped: {e:#}"))
+            .ok()
+    } else {
+        None
+    };
+    let (raw, mut results, mut targets) = rounds::combine(measured, speed);
+    for (c, r) in configs.iter().zip(results.iter_mut()) {
+        r.cold_start = cold_start(c, args.cold_runs)?;
+    }
+    targets.extend(report::cold_start_target(&results));
     let report = Report {
         date: now(),
         machine: report::machine(),
         budget: match budget {
-            Budget::Time(d) => format!("{:.1} s", d.as_secs_f64()),
+            Budget::Time(d) => format!("{:.1} s", d.as_secs_f64() / rounds as f64),
             Budget::Ops(n) => format!("{n} ops"),
         },
+        rounds,
         raw,
         configs: results,
         unsupported,
@@ -173,11 +207,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure_config(c: &Config, budget: Budget, cold_runs: usize) -> anyhow::Result<ConfigResult> {
+fn measure_config(
+    c: &Config,
+    budget: Budget,
+    round: usize,
+    rounds: usize,
+) -> anyhow::Result<ConfigResult> {
     let name = c.kind.name();
     let mut mechanisms = Vec::new();
     for (alg, key) in &c.keys {
-        status(&format!("{name}: {} with 1 and 2 threads", alg.name()));
+        status(&format!(
+            "round {round}/{rounds}: {name}: {} with 1 and 2 threads",
+            alg.name()
+        ));
         let one_thread = measure::run(&c.module, key, &c.pin, *alg, 1, budget)?;
         let two_threads = measure::run(&c.module, key, &c.pin, *alg, 2, budget)?;
         mechanisms.push(AlgResult {
@@ -188,33 +230,28 @@ fn measure_config(c: &Config, budget: Budget, cold_runs: usize) -> anyhow::Resul
             two_threads,
         });
     }
-    // The cold start signs with ECDSA where there is a key (the cheapest
-    // signature: what is measured is the start, not the arithmetic).
-    let first = c
-        .keys
-        .iter()
-        .find(|(a, _)| *a == Alg::Ecdsa)
-        .or_else(|| c.keys.first());
-    let cold_start = match first {
-        Some((alg, key)) if cold_runs > 0 => {
-            status(&format!("{name}: cold start ({cold_runs} processes)"));
-            Some(cold_start::measure(
-                &c.module.path,
-                &key.token,
-                &c.pin,
-                *alg,
-                cold_runs,
-            )?)
-        }
-        _ => None,
-    };
     Ok(ConfigResult {
         name,
         module: c.module.path.display().to_string(),
         mechanisms,
         first_logins: c.first_logins.clone(),
-        cold_start,
+        cold_start: None,
     })
+}
+
+/// Cold start of `c`, signing with ECDSA where there is a key (the cheapest
+/// signature: what is measured is the start, not the arithmetic).
+fn cold_start(c: &Config, runs: usize) -> anyhow::Result<Option<cold_start::ColdStart>> {
+    let first = c
+        .keys
+        .iter()
+        .find(|(a, _)| *a == Alg::Ecdsa)
+        .or_else(|| c.keys.first());
+    let Some((alg, key)) = first.filter(|_| runs > 0) else {
+        return Ok(None);
+    };
+    status(&format!("{}: cold start ({runs} processes)", c.kind.name()));
+    cold_start::measure(&c.module.path, &key.token, &c.pin, *alg, runs).map(Some)
 }
 
 fn now() -> String {

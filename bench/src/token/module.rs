@@ -357,25 +357,30 @@ impl Session<'_> {
         token: &str,
         alg: Alg,
     ) -> anyhow::Result<Option<KeyRef>> {
-        let key_type = match alg {
-            Alg::Ecdsa => CKK_EC,
-            Alg::RsaPkcs | Alg::RsaPss => CKK_RSA,
+        let Some((private, id)) = self.find_private(alg)? else {
+            return Ok(None);
         };
+        let public = self.public_key(&id, key_type(alg))?;
+        Ok(Some(KeyRef {
+            slot,
+            token: token.to_string(),
+            private,
+            public,
+        }))
+    }
+
+    /// The handle and CKA_ID of the authentication key of `alg`'s key type
+    /// (what an application looks up before its first signature).
+    pub fn find_private(&self, alg: Alg) -> anyhow::Result<Option<(CK_OBJECT_HANDLE, Vec<u8>)>> {
         let class = CKO_PRIVATE_KEY.to_ne_bytes();
-        let kt = key_type.to_ne_bytes();
+        let kt = key_type(alg).to_ne_bytes();
         for private in self.find(&[(CKA_CLASS, &class), (CKA_KEY_TYPE, &kt)])? {
             let always = self.attribute(private, CKA_ALWAYS_AUTHENTICATE)?;
             if always.is_some_and(|v| v.first().is_some_and(|b| *b != 0)) {
                 continue;
             }
             let id = self.attribute(private, CKA_ID)?.unwrap_or_default();
-            let public = self.public_key(&id, key_type)?;
-            return Ok(Some(KeyRef {
-                slot,
-                token: token.to_string(),
-                private,
-                public,
-            }));
+            return Ok(Some((private, id)));
         }
         Ok(None)
     }
@@ -399,6 +404,13 @@ impl Session<'_> {
                 &get(CKA_PUBLIC_EXPONENT, "CKA_PUBLIC_EXPONENT")?,
             )
         }
+    }
+}
+
+fn key_type(alg: Alg) -> CK_KEY_TYPE {
+    match alg {
+        Alg::Ecdsa => CKK_EC,
+        Alg::RsaPkcs | Alg::RsaPss => CKK_RSA,
     }
 }
 

@@ -37,8 +37,8 @@ pub struct SpeedFigures {
     pub ecdsa_p256_sign: f64,
 }
 
-/// Measures both rates (and `openssl speed` if `with_speed`).
-pub fn measure(budget: Budget, with_speed: bool) -> anyhow::Result<RawRates> {
+/// Measures both rates.
+pub fn measure(budget: Budget) -> anyhow::Result<RawRates> {
     let rsa = PKey::from_rsa(Rsa::generate(2048)?)?;
     let rsa_input = Alg::RsaPkcs.input();
     let rsa2048_pkcs1 = rate(budget, || {
@@ -58,21 +58,10 @@ pub fn measure(budget: Budget, with_speed: bool) -> anyhow::Result<RawRates> {
         out.extend_from_slice(&sig.s().to_vec_padded(32)?);
         Ok(())
     })?;
-    let openssl_speed = if with_speed {
-        match openssl_speed() {
-            Ok(f) => Some(f),
-            Err(e) => {
-                eprintln!("lanyard-bench: openssl speed skipped: {e:#}");
-                None
-            }
-        }
-    } else {
-        None
-    };
     Ok(RawRates {
         rsa2048_pkcs1,
         ecdsa_p256,
-        openssl_speed,
+        openssl_speed: None,
     })
 }
 
@@ -95,7 +84,7 @@ fn rate(budget: Budget, mut op: impl FnMut() -> anyhow::Result<()>) -> anyhow::R
 }
 
 /// Runs `openssl speed` for one second per operation and reads its summary.
-fn openssl_speed() -> anyhow::Result<SpeedFigures> {
+pub fn openssl_speed() -> anyhow::Result<SpeedFigures> {
     let out = Command::new("openssl")
         .args(["speed", "-seconds", "1", "rsa2048", "ecdsap256"])
         .output()
