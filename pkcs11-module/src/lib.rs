@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod attribute;
+mod cert_validity;
 pub mod client;
 pub mod error;
 #[allow(unsafe_code)]
