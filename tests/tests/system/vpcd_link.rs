@@ -507,6 +507,12 @@ fn the_daemon_listens_for_vpcd_on_loopback_only() {
         out.contains("not on loopback"),
         "[pcsc] vpcd_listen = 0.0.0.0\n{out}"
     );
+    // A port already taken: a clear start-up error, not a daemon without its reader.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = format!("127.0.0.1:{}", taken.local_addr().expect("addr").port());
+    let out = lanyardd_refusing(dir.path(), &["--vpcd-listen", &busy], None);
+    assert!(out.contains("cannot listen for vpcd"), "{out}");
+    drop(taken);
     let out = lanyardd_refusing(dir.path(), &["--vpcd", "nohostport"], None);
     assert!(out.contains("HOST:PORT"), "{out}");
 
