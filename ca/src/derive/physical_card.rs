@@ -19,6 +19,10 @@ use crate::error::CaError;
 /// The LDAP `uid` attribute (0.9.2342.19200300.100.1.1), a user-ID fallback.
 const OID_UID: &[u64] = &[0, 9, 2342, 19200300, 100, 1, 1];
 
+/// RFC 5280's anyPolicy: in `allowed_policies`, accept a certificate whatever
+/// policies it carries, or none (e.g. cards of another Lanyard CA).
+pub const ANY_POLICY: &str = "2.5.29.32.0";
+
 /// Longest chain of intermediates accepted.
 const MAX_INTERMEDIATES: usize = 4;
 
@@ -187,6 +191,12 @@ fn allowed_policy(cert: &X509Certificate<'_>, allowed: &[String]) -> Result<Stri
             .collect(),
         _ => Vec::new(),
     };
+    if allowed.iter().any(|a| a == ANY_POLICY) {
+        return Ok(carried
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ANY_POLICY.to_string()));
+    }
     carried
         .iter()
         .find(|p| allowed.contains(p))
@@ -291,4 +301,30 @@ pub fn check_physical_card(
         issuer_spki_der: issuer.public_key().raw.to_vec(),
         issuer_name_der: issuer.subject().as_raw().to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanyard_certs::rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
+    use lanyard_test_support::physical_card_ca::{CardSpec, PhysicalCardCa, PHYSICAL_POLICY};
+
+    #[test]
+    fn any_policy_accepts_a_certificate_without_policies() {
+        let ca = PhysicalCardCa::new("Test Smartcard CA");
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut spec = CardSpec::valid("Dr Ada Smith", "555123456789", 1);
+        spec.policies.clear();
+        let der = ca.issue(&key, &spec);
+        let anchors = [TrustAnchor(ca.der().to_vec())];
+        let now = OffsetDateTime::now_utc();
+        let err =
+            check_physical_card(&der, &[], &anchors, &[PHYSICAL_POLICY.into()], now).unwrap_err();
+        assert!(err.to_string().contains("policy check"), "{err}");
+        let card = check_physical_card(&der, &[], &anchors, &[ANY_POLICY.into()], now).unwrap();
+        assert_eq!(card.policy, ANY_POLICY);
+        assert_eq!(card.user_id, "555123456789");
+        assert_eq!(card.holder_name, "Dr Ada Smith");
+        assert_eq!(card.serial_hex, "1101");
+    }
 }

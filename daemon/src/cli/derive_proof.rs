@@ -12,7 +12,7 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
-use cryptoki::slot::TokenInfo;
+use cryptoki::slot::{Slot, SlotInfo, TokenInfo};
 use cryptoki::types::AuthPin;
 use lanyard_certs::pkcs11_uri::Pkcs11Uri;
 
@@ -64,12 +64,17 @@ fn load_module(module: &Path) -> Result<Pkcs11, CliError> {
     }
 }
 
-fn token_matches(uri: &Pkcs11Uri, info: &TokenInfo) -> bool {
+/// Whether the token (and its slot: for a card, the reader) matches every
+/// token and slot attribute the URI gives.
+fn token_matches(uri: &Pkcs11Uri, slot: Slot, slot_info: &SlotInfo, info: &TokenInfo) -> bool {
     let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
     eq(&uri.token, info.label())
         && eq(&uri.manufacturer, info.manufacturer_id())
         && eq(&uri.serial, info.serial_number())
         && eq(&uri.model, info.model())
+        && eq(&uri.slot_description, slot_info.slot_description())
+        && eq(&uri.slot_manufacturer, slot_info.manufacturer_id())
+        && uri.slot_id.is_none_or(|id| id == slot.id())
 }
 
 /// The certificate the URI names (by label and/or id), with its CKA_ID.
@@ -123,7 +128,11 @@ impl PhysicalCard {
     pub fn open(module: &Path, uri_text: &str) -> Result<PhysicalCard, CliError> {
         let uri = Pkcs11Uri::parse(uri_text)
             .map_err(|e| CliError::Usage(format!("--derive-from: {e}")))?;
-        if uri.object.is_none() && uri.id.is_none() && uri.token.is_none() {
+        if uri.object.is_none()
+            && uri.id.is_none()
+            && uri.token.is_none()
+            && uri.slot_description.is_none()
+        {
             return Err(CliError::Usage(
                 "--derive-from must name the card, e.g. 'pkcs11:token=NAME;object=LABEL'".into(),
             ));
@@ -132,14 +141,19 @@ impl PhysicalCard {
         let mut seen = Vec::new();
         let mut matching = Vec::new();
         for slot in ctx.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
-            let Ok(info) = ctx.get_token_info(slot) else {
+            let (Ok(info), Ok(slot_info)) = (ctx.get_token_info(slot), ctx.get_slot_info(slot))
+            else {
                 continue;
             };
             if !info.token_initialized() {
                 continue;
             }
-            seen.push(format!("{:?}", info.label()));
-            if token_matches(&uri, &info) {
+            seen.push(format!(
+                "{:?} in {:?}",
+                info.label(),
+                slot_info.slot_description()
+            ));
+            if token_matches(&uri, slot, &slot_info, &info) {
                 matching.push((slot, info));
             }
         }
@@ -158,7 +172,7 @@ impl PhysicalCard {
             }
             n => {
                 return Err(card_error(format!(
-                    "{n} tokens match {}; add token= or serial= to name one",
+                    "{n} tokens match {}; add token=, serial= or slot-description= (the reader) to name one",
                     uri.redacted()
                 )))
             }

@@ -9,15 +9,16 @@
 //! and an unknown object are refused with a clear error and no card.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use lanyard_test_support::physical_card_ca::{to_pem, CardSpec, PhysicalCardCa, PHYSICAL_POLICY};
 use lanyard_test_support::softhsm::{SoftHsm, SOFTHSM_MODULE};
-use lanyard_test_support::{bin_path, run, Ca, CmdOutput, Daemon, IssuedCard, KeyType};
+use lanyard_test_support::{bin_path, run, Ca, CmdOutput, Daemon, IssuedCard, KeyType, Pcscd};
 
 use crate::world::{
-    export_certificate, openssl, public_key_of, scratch, sign, status_cards, tools_present,
-    verify_sha256, Card,
+    enroll_card_at, export_certificate, openssl, percent_encode, public_key_of, scratch, sign,
+    status_cards, tools_present, verify_sha256, Card,
 };
 
 const TOKEN: &str = "Physical Card";
@@ -318,4 +319,78 @@ fn a_physical_card_derives_a_working_virtual_card_and_bad_ones_are_refused() {
         !log.contains("softhsm"),
         "the daemon never loads the physical card's module"
     );
+}
+
+/// A card in a PC/SC reader (a Lanyard card of another CA, served as a PIV
+/// card through the run's pcscd and vpcd) is the physical card: the CLI uses
+/// OpenSC's module by default, finds the card by its reader and the PIV
+/// Authentication key's id, and the CA (trusting the other CA's issuing CA,
+/// any policy) issues a card for the same person.
+#[test]
+fn a_card_in_a_pcsc_reader_derives_a_virtual_card_through_opensc() {
+    if !crate::pcsc::pcsc_tools_present() {
+        return;
+    }
+    let reader = Pcscd::shared().claim_reader();
+    let physical_ca = Ca::start();
+    let physical_daemon = crate::pcsc::start_reader_daemon(&reader, "");
+    let physical_pin = "582064";
+    enroll_card_at(
+        &physical_ca,
+        &physical_daemon,
+        "Dr Pia Physical",
+        "555700000099",
+        KeyType::Rsa2048,
+        physical_pin,
+    );
+    crate::pcsc::wait_for_card(&reader, true);
+
+    let anchors = physical_ca.issuing_pem();
+    let ca = Ca::start_with_env(&[
+        ("LANYARD_CA_DERIVATION_ENABLED", "true"),
+        (
+            "LANYARD_CA_DERIVATION_TRUST_ANCHORS",
+            anchors.to_str().unwrap(),
+        ),
+        ("LANYARD_CA_DERIVATION_ALLOWED_POLICIES", "2.5.29.32.0"),
+        ("LANYARD_CA_DERIVATION_ROLE", ROLE),
+    ]);
+    let daemon = Daemon::start();
+    let home = scratch();
+    let uri = format!(
+        "pkcs11:slot-description={};id=%01",
+        percent_encode(&reader.name)
+    );
+    let derive_opensc = |stdin: &str| {
+        let mut cmd = Command::new(bin_path("lanyard"));
+        cmd.args([
+            "enroll",
+            "--ca",
+            ca.url(),
+            "--ca-cert",
+            ca.root_pem().to_str().unwrap(),
+            "--derive-from",
+            &uri,
+            "--pin-stdin",
+            "--json",
+        ])
+        .envs(daemon.env())
+        .env("HOME", home.path());
+        run(cmd, Some(stdin.as_bytes()), Duration::from_secs(240))
+    };
+
+    // A wrong PIN for the card in the reader: counted by that card, nothing sent.
+    let out = derive_opensc(&format!("000000\n{NEW_PIN}\n"));
+    refused(&out, 4, "wrong PIN for the physical card", &daemon);
+
+    let out = derive_opensc(&format!("{physical_pin}\n{NEW_PIN}\n"));
+    out.assert_success("lanyard enroll --derive-from a card in a PC/SC reader");
+    let card: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("--json output ({e})\n{out}"));
+    assert_eq!(card["holder_name"], "Dr Pia Physical", "{card}");
+    let subject = card["subject"].as_str().unwrap_or_default();
+    assert!(subject.contains("555700000099"), "{card}");
+    assert_eq!(status_cards(&daemon).len(), 1);
+    // The physical card is still there, unchanged.
+    assert_eq!(status_cards(&physical_daemon).len(), 1);
 }
