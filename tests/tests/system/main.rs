@@ -30,6 +30,7 @@ mod pcsc_driver;
 mod pcsc_opensc;
 mod pcsc_pin_lock;
 mod pcsc_readers;
+mod pcsc_renewal;
 mod peer_uid;
 mod pin_entry;
 mod pin_policy;

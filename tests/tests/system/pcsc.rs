@@ -5,6 +5,7 @@
 //! helpers to wait for a card and to run OpenSC.
 
 use std::ffi::CString;
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use lanyard_test_support::process::remove_at_exit;
 use lanyard_test_support::{require_tool, run, CmdOutput, Daemon, KeyType, Pcscd, VirtualReader};
 
 use crate::lifecycle_world::wait_for;
-use crate::world::{enroll_card, tools_present, Card};
+use crate::world::{enroll_card, openssl, tools_present, Card};
 
 /// OpenSC's PKCS#11 module (Debian's opensc-pkcs11 package).
 pub const OPENSC_MODULE: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
@@ -111,6 +112,113 @@ pub fn wait_for_card(reader: &VirtualReader, present: bool) {
     wait_for(&what, || {
         (card_in_reader(reader).is_some() == present).then_some(())
     });
+}
+
+/// SELECT of the PIV application by its full AID (Le = 256).
+pub const PIV_SELECT: [u8; 17] = [
+    0x00, 0xA4, 0x04, 0x00, 0x0B, 0xA0, 0, 0, 0x03, 0x08, 0, 0, 0x10, 0, 0x01, 0, 0x00,
+];
+/// GET DATA of the X.509 certificate for PIV Authentication (5FC105).
+pub const GET_AUTH_CERTIFICATE: [u8; 11] = [
+    0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x00,
+];
+
+/// Sends `apdu`, following 61xx with GET RESPONSE; returns (data, SW).
+pub fn send(card: &pcsc::Card, apdu: &[u8]) -> (Vec<u8>, u16) {
+    try_send(card, apdu).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`send`], or why the card did not answer (e.g. it was just removed).
+pub fn try_send(card: &pcsc::Card, apdu: &[u8]) -> Result<(Vec<u8>, u16), String> {
+    let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+    let mut command = apdu.to_vec();
+    let mut data = Vec::new();
+    for _ in 0..64 {
+        let answer = card
+            .transmit(&command, &mut buf)
+            .map_err(|e| format!("transmit {command:02X?}: {e}"))?;
+        let Some(split) = answer.len().checked_sub(2) else {
+            return Err(format!("answer without a status word: {answer:02X?}"));
+        };
+        let (body, sw) = answer.split_at(split);
+        data.extend_from_slice(body);
+        let sw = u16::from_be_bytes([sw[0], sw[1]]);
+        if sw >> 8 != 0x61 {
+            return Ok((data, sw));
+        }
+        command = vec![0x00, 0xC0, 0x00, 0x00, (sw & 0xFF) as u8];
+    }
+    Err(format!("endless GET RESPONSE for {apdu:02X?}"))
+}
+
+/// One BER-TLV with a one-byte tag: (tag, value, rest).
+pub fn tlv(buf: &[u8]) -> (u8, &[u8], &[u8]) {
+    let tag = buf[0];
+    let (len, start) = match buf[1] {
+        0x81 => (usize::from(buf[2]), 3),
+        0x82 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+        n => (usize::from(n), 2),
+    };
+    (tag, &buf[start..start + len], &buf[start + len..])
+}
+
+/// VERIFY of the card PIN (key reference 80), padded with FF to 8 bytes.
+pub fn verify_apdu(pin: &[u8]) -> Vec<u8> {
+    let mut padded = pin.to_vec();
+    padded.resize(8, 0xFF);
+    let mut apdu = vec![0x00, 0x20, 0x00, 0x80, 0x08];
+    apdu.extend_from_slice(&padded);
+    apdu
+}
+
+/// A shared connection to the card in `reader`.
+pub fn connect(reader: &VirtualReader) -> pcsc::Card {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).expect("pcscd answers");
+    let name = CString::new(reader.name.clone()).expect("reader name");
+    ctx.connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+        .unwrap_or_else(|e| panic!("connect to the card in {:?}: {e}", reader.name))
+}
+
+/// The PIV Authentication certificate (DER) as the card in `reader` gives it
+/// over PC/SC: SELECT, GET DATA 5FC105, out of its container; why not, if not.
+pub fn certificate_over_pcsc(reader: &VirtualReader) -> Result<Vec<u8>, String> {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| e.to_string())?;
+    let name = CString::new(reader.name.clone()).map_err(|e| e.to_string())?;
+    let card = ctx
+        .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+        .map_err(|e| format!("connect: {e}"))?;
+    let (_, sw) = try_send(&card, &PIV_SELECT)?;
+    if sw != 0x9000 {
+        return Err(format!("SELECT PIV answered {sw:04X}"));
+    }
+    let (object, sw) = try_send(&card, &GET_AUTH_CERTIFICATE)?;
+    if sw != 0x9000 {
+        return Err(format!("GET DATA 5FC105 answered {sw:04X}"));
+    }
+    let (tag, container, _) = tlv(&object);
+    let (inner, cert, _) = tlv(container);
+    if (tag, inner) != (0x53, 0x70) {
+        return Err(format!("not a certificate container: {object:02X?}"));
+    }
+    let cert = cert.to_vec();
+    let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+    Ok(cert)
+}
+
+/// The DER form of a PEM certificate (through `openssl x509`).
+pub fn der_of_pem(pem: &Path, dir: &Path, tag: &str) -> Vec<u8> {
+    let der = dir.join(format!("{tag}.der"));
+    openssl(&[
+        "x509",
+        "-in",
+        pem.to_str().expect("UTF-8 path"),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().expect("UTF-8 path"),
+    ])
+    .assert_success("openssl x509 -outform DER");
+    std::fs::read(&der).expect("read DER certificate")
 }
 
 /// Runs an OpenSC tool (`opensc-tool`, `pkcs15-tool`, `pkcs11-tool`) with a

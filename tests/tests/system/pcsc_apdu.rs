@@ -3,62 +3,19 @@
 //! the status words SP 800-73-4 gives, and the signature verifies with the
 //! card's certificate. Inside one PC/SC transaction, ended with a card reset.
 
-use std::ffi::CString;
+use pcsc::Disposition;
 
-use pcsc::{Card, Context, Disposition, Protocols, Scope, ShareMode};
-
-use crate::pcsc::{pcsc_tools_present, pcsc_world};
+use crate::pcsc::{
+    connect, der_of_pem, pcsc_tools_present, pcsc_world, send, tlv, verify_apdu,
+    GET_AUTH_CERTIFICATE, PIV_SELECT,
+};
 use crate::world::{export_certificate, openssl, public_key_of, scratch};
 
-const PIV_AID: [u8; 11] = [0xA0, 0, 0, 0x03, 0x08, 0, 0, 0x10, 0, 0x01, 0];
 /// DigestInfo prefix of SHA-256 (RFC 8017 §9.2).
 const SHA256_DIGEST_INFO: [u8; 19] = [
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
     0x00, 0x04, 0x20,
 ];
-
-/// Sends `apdu`, following 61xx with GET RESPONSE; returns (data, SW).
-fn send(card: &Card, apdu: &[u8]) -> (Vec<u8>, u16) {
-    let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-    let mut command = apdu.to_vec();
-    let mut data = Vec::new();
-    for _ in 0..64 {
-        let answer = card
-            .transmit(&command, &mut buf)
-            .unwrap_or_else(|e| panic!("transmit {command:02X?}: {e}"));
-        assert!(
-            answer.len() >= 2,
-            "answer without a status word: {answer:02X?}"
-        );
-        let (body, sw) = answer.split_at(answer.len() - 2);
-        data.extend_from_slice(body);
-        let sw = u16::from_be_bytes([sw[0], sw[1]]);
-        if sw >> 8 != 0x61 {
-            return (data, sw);
-        }
-        command = vec![0x00, 0xC0, 0x00, 0x00, (sw & 0xFF) as u8];
-    }
-    panic!("endless GET RESPONSE for {apdu:02X?}");
-}
-
-/// One BER-TLV with a one-byte tag: (tag, value, rest).
-fn tlv(buf: &[u8]) -> (u8, &[u8], &[u8]) {
-    let tag = buf[0];
-    let (len, start) = match buf[1] {
-        0x81 => (usize::from(buf[2]), 3),
-        0x82 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-        n => (usize::from(n), 2),
-    };
-    (tag, &buf[start..start + len], &buf[start + len..])
-}
-
-fn verify_apdu(pin: &[u8]) -> Vec<u8> {
-    let mut padded = pin.to_vec();
-    padded.resize(8, 0xFF);
-    let mut apdu = vec![0x00, 0x20, 0x00, 0x80, 0x08];
-    apdu.extend_from_slice(&padded);
-    apdu
-}
 
 /// GENERAL AUTHENTICATE, RSA 2048 (07), key 9A, extended length:
 /// 7C { 82 00, 81 input }.
@@ -92,18 +49,11 @@ fn piv_commands_over_pcsc_answer_the_right_status_words_and_sign() {
     }
     let (_turn, world) = pcsc_world();
     let dir = scratch();
-    let ctx = Context::establish(Scope::User).expect("pcscd answers");
-    let name = CString::new(world.reader.name.clone()).expect("reader name");
-    let mut card = ctx
-        .connect(&name, ShareMode::Shared, Protocols::ANY)
-        .expect("connect to the card");
+    let mut card = connect(&world.reader);
     let tx = card.transaction().expect("begin a PC/SC transaction");
 
     // SELECT by the full AID: the application property template with the label.
-    let mut select = vec![0x00, 0xA4, 0x04, 0x00, PIV_AID.len() as u8];
-    select.extend_from_slice(&PIV_AID);
-    select.push(0x00);
-    let (apt, sw) = send(&tx, &select);
+    let (apt, sw) = send(&tx, &PIV_SELECT);
     assert_eq!(sw, 0x9000, "SELECT PIV");
     assert_eq!(
         apt.first(),
@@ -121,36 +71,20 @@ fn piv_commands_over_pcsc_answer_the_right_status_words_and_sign() {
         &[0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0, 0, 0x99, 0x99, 0x00],
     );
     assert_eq!(sw, 0x6A82, "SELECT of an unknown AID");
-    let (_, sw) = send(&tx, &select);
+    let (_, sw) = send(&tx, &PIV_SELECT);
     assert_eq!(sw, 0x9000, "SELECT PIV again");
 
     // GET DATA of the 9A certificate: the certificate container holds the card's certificate.
-    let (object, sw) = send(
-        &tx,
-        &[
-            0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x00,
-        ],
-    );
+    let (object, sw) = send(&tx, &GET_AUTH_CERTIFICATE);
     assert_eq!(sw, 0x9000, "GET DATA 5FC105");
     let (tag, container, _) = tlv(&object);
     assert_eq!(tag, 0x53, "certificate object tag");
     let (tag, cert_der, _) = tlv(container);
     assert_eq!(tag, 0x70, "certificate tag in the container");
     let pem = export_certificate(&world.daemon.pkcs11_tool(), &world.card, dir.path());
-    let der_path = dir.path().join("card.der");
-    openssl(&[
-        "x509",
-        "-in",
-        pem.to_str().expect("UTF-8"),
-        "-outform",
-        "DER",
-        "-out",
-        der_path.to_str().expect("UTF-8"),
-    ])
-    .assert_success("openssl x509 -outform DER");
     assert_eq!(
         cert_der,
-        std::fs::read(&der_path).expect("read DER").as_slice(),
+        der_of_pem(&pem, dir.path(), "card").as_slice(),
         "GET DATA returned another certificate than the module's"
     );
     // An object the card does not have: 6A82.

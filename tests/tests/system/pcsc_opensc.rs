@@ -7,27 +7,13 @@
 use std::path::Path;
 
 use crate::pcsc::{
-    colon_hex, opensc, pcsc_ec_world, pcsc_tools_present, pcsc_world, PcscWorld, OPENSC_MODULE,
+    colon_hex, der_of_pem, opensc, pcsc_ec_world, pcsc_tools_present, pcsc_world, PcscWorld,
+    OPENSC_MODULE,
 };
 use crate::world::{export_certificate, openssl, public_key_of, scratch, verify_sha256};
 
 /// The PIV Authentication key's and certificate's CKA_ID in OpenSC's PIV driver (slot 9A).
 const PIV_AUTH_ID: &str = "01";
-
-fn der_of_pem(pem: &Path, dir: &Path, tag: &str) -> Vec<u8> {
-    let der = dir.join(format!("{tag}.der"));
-    openssl(&[
-        "x509",
-        "-in",
-        pem.to_str().expect("UTF-8 path"),
-        "-outform",
-        "DER",
-        "-out",
-        der.to_str().expect("UTF-8 path"),
-    ])
-    .assert_success("openssl x509 -outform DER");
-    std::fs::read(&der).expect("read DER certificate")
-}
 
 #[test]
 fn opensc_tool_lists_the_virtual_reader_with_a_card_and_its_atr() {

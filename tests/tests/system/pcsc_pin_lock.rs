@@ -3,35 +3,19 @@
 //! the right PIN no longer helps on either side. Its own daemon and reader, so
 //! the shared card stays usable.
 
-use std::ffi::CString;
-
 use lanyard_test_support::{KeyType, Pcscd};
-use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
+use pcsc::Disposition;
 
 use crate::lifecycle_world::status_card;
-use crate::pcsc::{pcsc_tools_present, start_reader_daemon, wait_for_card};
+use crate::pcsc::{
+    connect, pcsc_tools_present, start_reader_daemon, verify_apdu, wait_for_card, PIV_SELECT,
+};
 use crate::world::enroll_card;
 
-const PIV_SELECT: [u8; 17] = [
-    0x00, 0xA4, 0x04, 0x00, 0x0B, 0xA0, 0, 0, 0x03, 0x08, 0, 0, 0x10, 0, 0x01, 0, 0x00,
-];
 const EMPTY_VERIFY: [u8; 4] = [0x00, 0x20, 0x00, 0x80];
 
-fn verify_apdu(pin: &str) -> Vec<u8> {
-    let mut padded = pin.as_bytes().to_vec();
-    padded.resize(8, 0xFF);
-    let mut apdu = vec![0x00, 0x20, 0x00, 0x80, 0x08];
-    apdu.extend_from_slice(&padded);
-    apdu
-}
-
 fn sw(card: &pcsc::Card, apdu: &[u8]) -> u16 {
-    let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE];
-    let answer = card
-        .transmit(apdu, &mut buf)
-        .unwrap_or_else(|e| panic!("transmit {apdu:02X?}: {e}"));
-    assert!(answer.len() >= 2, "no status word: {answer:02X?}");
-    u16::from_be_bytes([answer[answer.len() - 2], answer[answer.len() - 1]])
+    crate::pcsc::send(card, apdu).1
 }
 
 #[test]
@@ -51,21 +35,21 @@ fn three_wrong_pins_over_pcsc_lock_the_card_for_the_pkcs11_module_too() {
     );
     wait_for_card(&reader, true);
 
-    let ctx = Context::establish(Scope::User).expect("pcscd answers");
-    let name = CString::new(reader.name.clone()).expect("reader name");
-    let piv = ctx
-        .connect(&name, ShareMode::Shared, Protocols::ANY)
-        .expect("connect to the card");
+    let piv = connect(&reader);
     assert_eq!(sw(&piv, &PIV_SELECT) >> 8, 0x90, "SELECT PIV");
     assert_eq!(sw(&piv, &EMPTY_VERIFY), 0x63C3, "three tries at first");
-    assert_eq!(sw(&piv, &verify_apdu("000000")), 0x63C2, "first wrong PIN");
+    assert_eq!(sw(&piv, &verify_apdu(b"000000")), 0x63C2, "first wrong PIN");
     // The counter is the card's: the Lanyard module and status see the failure.
     assert_eq!(
         status_card(&daemon, &card.issued.card_id)["pin_failures"],
         1
     );
-    assert_eq!(sw(&piv, &verify_apdu("111111")), 0x63C1, "second wrong PIN");
-    let third = sw(&piv, &verify_apdu("222222"));
+    assert_eq!(
+        sw(&piv, &verify_apdu(b"111111")),
+        0x63C1,
+        "second wrong PIN"
+    );
+    let third = sw(&piv, &verify_apdu(b"222222"));
     assert!(
         third == 0x63C0 || third == 0x6983,
         "third wrong PIN: expected 63C0 or 6983, got {third:04X}"
@@ -76,7 +60,7 @@ fn three_wrong_pins_over_pcsc_lock_the_card_for_the_pkcs11_module_too() {
         "blocked after three wrong PINs"
     );
     assert_eq!(
-        sw(&piv, &verify_apdu(pin)),
+        sw(&piv, &verify_apdu(pin.as_bytes())),
         0x6983,
         "the right PIN on a blocked card"
     );
