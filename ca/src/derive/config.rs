@@ -28,7 +28,7 @@ pub struct DerivationConfig {
     #[serde(default)]
     pub trust_anchors: Vec<PathBuf>,
     /// Certificate policy OIDs (dotted); the physical certificate must carry
-    /// at least one of them.
+    /// at least one of them. anyPolicy (2.5.29.32.0) accepts any or none.
     #[serde(default)]
     pub allowed_policies: Vec<String>,
     /// The role written into every derived card (never taken from the request).
@@ -190,7 +190,8 @@ impl DerivationConfig {
              enabled = {}\n\
              # PEM files of the physical-card CAs (relative paths: in the CA directory).\n\
              trust_anchors = {}\n\
-             # Certificate policy OIDs accepted on the physical card's certificate.\n\
+             # Certificate policy OIDs accepted on the physical card's certificate\n\
+             # (\"2.5.29.32.0\", anyPolicy: any or none).\n\
              allowed_policies = {}\n\
              # The role of every derived card.\n\
              role = {}\n\
