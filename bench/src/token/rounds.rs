@@ -54,6 +54,12 @@ pub fn combine(
     }
     let raw = RawRates {
         rsa2048_pkcs1: median(rounds.iter().map(|r| r.raw.rsa2048_pkcs1).collect()),
+        rsa2048_pkcs1_ctx_reused: median(
+            rounds
+                .iter()
+                .map(|r| r.raw.rsa2048_pkcs1_ctx_reused)
+                .collect(),
+        ),
         ecdsa_p256: median(rounds.iter().map(|r| r.raw.ecdsa_p256).collect()),
         openssl_speed,
     };
