@@ -3,7 +3,8 @@
 //! database, the configured lifetime, and the issuing CA's signature (which
 //! adds its CRL Distribution Point) on the authentication certificate and,
 //! when requested, the document-signing one. Recording them is the caller's
-//! transaction.
+//! transaction; signing may run ahead of it ([`Certifier::presign_card`]) so
+//! signatures do not queue for the database's write lock.
 
 use std::sync::Arc;
 
@@ -39,6 +40,23 @@ impl SerialRegistry for PendingEnrolment {
     async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
         PendingEnrolment::serial_is_free(self, serial).await
     }
+}
+
+/// A registry for signing before the write transaction: every serial is
+/// taken as free here and checked by [`Certifier::confirm_or_certify`] inside it.
+struct CheckedLater;
+
+impl SerialRegistry for CheckedLater {
+    async fn serial_is_free(&mut self, _serial: &CertSerial) -> Result<bool, CaError> {
+        Ok(true)
+    }
+}
+
+/// Certificates signed for a card before the write transaction.
+#[derive(Debug)]
+pub struct Presigned {
+    card: CardRecord,
+    certs: CardCertificates,
 }
 
 /// A random serial `registry` has never seen, or `NoUniqueId` after
@@ -245,8 +263,139 @@ impl Certifier {
         })
     }
 
+    /// Signs `card`'s certificates for `requests` before the write
+    /// transaction, so that signatures run on every core at once instead of
+    /// one after another under the database's write lock; the serials are
+    /// checked in the transaction by [`Certifier::confirm_or_certify`].
+    pub async fn presign_card(
+        &self,
+        requests: &CardRequests,
+        card: &CardRecord,
+        now: OffsetDateTime,
+    ) -> Result<Presigned, CaError> {
+        let certs = self
+            .certify_card(&mut CheckedLater, requests, card, now)
+            .await?;
+        Ok(Presigned {
+            card: card.clone(),
+            certs,
+        })
+    }
+
+    /// Inside the write transaction: the certificates of `presigned` when
+    /// they were signed for this very `card` record and their serials are
+    /// still unused, else new ones signed here as [`Certifier::certify_card`].
+    pub async fn confirm_or_certify(
+        &self,
+        registry: &mut impl SerialRegistry,
+        presigned: Option<Presigned>,
+        requests: &CardRequests,
+        card: &CardRecord,
+        now: OffsetDateTime,
+    ) -> Result<CardCertificates, CaError> {
+        if let Some(p) = presigned.filter(|p| &p.card == card) {
+            let mut unused = true;
+            for serial in p.certs.serials() {
+                unused = unused && registry.serial_is_free(&serial).await?;
+            }
+            if unused {
+                return Ok(p.certs);
+            }
+        }
+        self.certify_card(registry, requests, card, now).await
+    }
+
     /// The chain above a card certificate: issuing CA first, root last.
     pub fn chain_der(&self) -> Vec<Vec<u8>> {
         self.issuer.chain_der()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use lanyard_certs::rcgen::{self, KeyPair};
+
+    use super::*;
+    use crate::test_issuer::test_issuer;
+
+    /// Serials recorded so far, in memory.
+    #[derive(Default)]
+    struct Recorded(HashSet<CertSerial>);
+
+    impl SerialRegistry for Recorded {
+        async fn serial_is_free(&mut self, serial: &CertSerial) -> Result<bool, CaError> {
+            Ok(!self.0.contains(serial))
+        }
+    }
+
+    fn csr_der() -> Vec<u8> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        csr.der().to_vec()
+    }
+
+    fn card(name: &str) -> CardRecord {
+        CardRecord {
+            card_id: "0123456789AB".into(),
+            holder_name: name.into(),
+            user_id: "555123456789".into(),
+            role: "R8000".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn presigned_certificates_are_used_only_for_the_same_card_and_unused_serials() {
+        let certifier = Certifier::new(Arc::new(test_issuer()), &CaConfig::new("T"));
+        let requests = CardRequests::check(&csr_der(), &csr_der()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ada = card("Dr Ada Smith");
+
+        // Same card, serials unused: exactly the certificates signed ahead.
+        let pre = certifier.presign_card(&requests, &ada, now).await.unwrap();
+        let ahead = pre.certs.auth.der.clone();
+        let mut registry = Recorded::default();
+        let got = certifier
+            .confirm_or_certify(&mut registry, Some(pre), &requests, &ada, now)
+            .await
+            .unwrap();
+        assert_eq!(got.auth.der, ahead);
+        assert!(got.signing.is_some());
+
+        // The card record changed meanwhile (e.g. renamed): signed again for the new one.
+        let pre = certifier.presign_card(&requests, &ada, now).await.unwrap();
+        let ahead = pre.certs.auth.der.clone();
+        let renamed = card("Dr Ada Jones");
+        let got = certifier
+            .confirm_or_certify(&mut registry, Some(pre), &requests, &renamed, now)
+            .await
+            .unwrap();
+        assert_ne!(got.auth.der, ahead);
+        assert_eq!(
+            lanyard_certs::card_identity(&got.auth.der)
+                .unwrap()
+                .card_id(),
+            "0123456789AB"
+        );
+
+        // A serial recorded meanwhile: new serials, new signatures.
+        let pre = certifier.presign_card(&requests, &ada, now).await.unwrap();
+        let taken = pre.certs.signing.as_ref().unwrap().serial;
+        registry.0.insert(taken);
+        let got = certifier
+            .confirm_or_certify(&mut registry, Some(pre), &requests, &ada, now)
+            .await
+            .unwrap();
+        assert!(got.serials().iter().all(|s| *s != taken));
+
+        // Nothing signed ahead: signed in the transaction.
+        let got = certifier
+            .confirm_or_certify(&mut registry, None, &requests, &ada, now)
+            .await
+            .unwrap();
+        lanyard_certs::verify_issued_by(&got.auth.der, certifier.issuer.issuing_der()).unwrap();
     }
 }

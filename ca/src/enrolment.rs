@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
-use crate::certify::{CardRequests, Certifier};
+use crate::certify::{CardRequests, Certifier, Presigned};
 use crate::enrolment_code::EnrolmentCode;
 use crate::error::CaError;
 use crate::rate_limit::FailureLimiter;
@@ -95,6 +95,7 @@ impl Enroller {
             return Err(self.refuse(ip, Refusal::Malformed, None).await);
         };
         let now = OffsetDateTime::now_utc();
+        let presigned = self.presign(&code, csr_der, signing_csr_der, now).await;
         let mut pending = match self.store.begin_enrolment(&code.hash(), now).await? {
             CodeLookup::Valid(p) => p,
             CodeLookup::Unknown => return Err(self.refuse(ip, Refusal::Unknown, None).await),
@@ -133,7 +134,7 @@ impl Enroller {
 
         let certs = self
             .certifier
-            .certify_card(&mut pending, &requests, &card, now)
+            .confirm_or_certify(&mut pending, presigned, &requests, &card, now)
             .await?;
         let (serial, validity) = (certs.auth.serial, certs.auth.validity);
         let key_kind = certs.auth.key_kind;
@@ -168,6 +169,24 @@ impl Enroller {
             signing_certificate_der: certs.signing.map(|s| s.der),
             chain_der: self.certifier.chain_der(),
         })
+    }
+
+    /// Signs ahead, outside the write lock, when the code looks redeemable
+    /// and the requests are good; anything else (or any error) leaves the
+    /// decision, its refusal and its audit record to the transaction.
+    async fn presign(
+        &self,
+        code: &EnrolmentCode,
+        csr_der: &[u8],
+        signing_csr_der: &[u8],
+        now: OffsetDateTime,
+    ) -> Option<Presigned> {
+        let card = self.store.peek_enrolment(&code.hash(), now).await.ok()??;
+        let requests = CardRequests::check(csr_der, signing_csr_der).ok()?;
+        self.certifier
+            .presign_card(&requests, &card, now)
+            .await
+            .ok()
     }
 
     /// Counts a failed attempt, logs and audits it, and returns the one error clients see.

@@ -15,7 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::audit::{AuditAction, AuditEvent};
 use crate::card_id::CardId;
-use crate::certify::{CardRequests, Certifier};
+use crate::certify::{CardRequests, Certifier, Presigned};
 use crate::enrolment::Enrolled;
 use crate::error::CaError;
 use crate::peer::Peer;
@@ -98,6 +98,9 @@ impl Renewer {
         })?;
 
         let now = OffsetDateTime::now_utc();
+        let presigned = self
+            .presign(&identity.serial_hex, &requested, &requests, now)
+            .await;
         let mut tx = self.store.begin_lifecycle().await?;
         let presented = tx.certificate(&identity.serial_hex).await?;
         let presented = match presented {
@@ -163,7 +166,7 @@ impl Renewer {
 
         let certs = self
             .certifier
-            .certify_card(&mut tx, &requests, &state.card, now)
+            .confirm_or_certify(&mut tx, presigned, &requests, &state.card, now)
             .await?;
         let at = now.unix_timestamp();
         for issued in certs.as_issued() {
@@ -201,6 +204,30 @@ impl Renewer {
             signing_certificate_der: certs.signing.map(|s| s.der),
             chain_der: self.certifier.chain_der(),
         })
+    }
+
+    /// Signs ahead, outside the write lock, when a read shows the presented
+    /// certificate recorded for this card, unrevoked and unexpired, and the
+    /// card active; the transaction checks everything again and decides.
+    async fn presign(
+        &self,
+        serial_hex: &str,
+        card: &CardId,
+        requests: &CardRequests,
+        now: OffsetDateTime,
+    ) -> Option<Presigned> {
+        let cert = self.store.certificate(serial_hex).await.ok()??;
+        let usable = cert.card_id == card.as_str()
+            && cert.revoked.is_none()
+            && cert.not_after > now.unix_timestamp();
+        let state = self.store.card_state(card).await.ok()??;
+        if !usable || !matches!(state.lifecycle, CardLifecycle::Active) {
+            return None;
+        }
+        self.certifier
+            .presign_card(requests, &state.card, now)
+            .await
+            .ok()
     }
 
     fn event(

@@ -206,6 +206,26 @@ impl Store {
         }))
     }
 
+    /// The card of an unused, unexpired code, read without the write lock:
+    /// a hint for signing ahead ([`Store::begin_enrolment`] decides).
+    pub async fn peek_enrolment(
+        &self,
+        code_hash: &CodeHash,
+        now: OffsetDateTime,
+    ) -> Result<Option<CardRecord>, CaError> {
+        let row = sqlx::query(
+            "SELECT c.card_id, c.holder_name, c.user_id, c.role \
+             FROM enrolment_codes e JOIN cards c ON c.card_id = e.card_id \
+             WHERE e.code_hash = $1 AND e.used_at IS NULL AND e.expires_at > $2 \
+               AND c.state <> 'revoked' AND c.suspended_at IS NULL",
+        )
+        .bind(code_hash.to_hex())
+        .bind(now.unix_timestamp())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(CardRecord::from_row).transpose()?)
+    }
+
     /// Cards, newest first (for admin listings and tests).
     pub async fn cards(&self) -> Result<Vec<(CardRecord, String)>, CaError> {
         let rows = sqlx::query(

@@ -55,6 +55,43 @@ pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// The PostgreSQL migrations, embedded in the binary.
 pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A pool of at most `max` connections to `options`, each set up for `backend`.
+async fn open_pool(
+    options: AnyConnectOptions,
+    backend: Backend,
+    max: u32,
+    location: &DbLocation,
+) -> Result<AnyPool, CaError> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(BUSY_TIMEOUT)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets `admin` read while `serve` writes; FULL sync
+                    // makes an acknowledged issuance durable.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+                    )
+                    .await?;
+                } else {
+                    // Named for a DBA's pg_stat_activity; a stuck writer
+                    // fails others after the same wait as SQLite's.
+                    conn.execute("SET application_name = 'lanyard-ca'; SET lock_timeout = '15s';")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|e| CaError::DbConnect {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })
+}
+
 /// A transaction on the CA database.
 pub type Tx = Transaction<'static, Any>;
 
@@ -131,6 +168,10 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: one connection that every write transaction of this process
+    /// queues for (woken at once when it frees, where SQLite's own busy
+    /// handler would poll with sleeps of up to 100 ms); PostgreSQL: `pool`.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -183,42 +224,21 @@ impl Store {
             location: location.to_string(),
             reason: e.to_string(),
         })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets `admin` read while `serve` writes; FULL sync
-                        // makes an acknowledged issuance durable.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
-                        )
-                        .await?;
-                    } else {
-                        // Named for a DBA's pg_stat_activity; a stuck writer
-                        // fails others after the same wait as SQLite's.
-                        conn.execute(
-                            "SET application_name = 'lanyard-ca'; SET lock_timeout = '15s';",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|e| CaError::DbConnect {
-                location: location.to_string(),
-                reason: e.to_string(),
-            })?;
+        let pool = open_pool(options.clone(), backend, MAX_CONNECTIONS, location).await?;
+        let writer = match backend {
+            Backend::Sqlite => open_pool(options, backend, 1, location).await?,
+            Backend::Postgres => pool.clone(),
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATOR,
             Backend::Postgres => &POSTGRES_MIGRATOR,
         };
         migrator.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Whether the database already holds a CA's records (audit rows or
@@ -245,6 +265,7 @@ impl Store {
 
     /// Closes every connection (checkpoints a SQLite WAL).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -253,7 +274,7 @@ impl Store {
     /// transaction-scoped advisory lock shared by all CA replicas.
     pub async fn begin_write(&self) -> Result<Tx, CaError> {
         match self.backend {
-            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite => Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
