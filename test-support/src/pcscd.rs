@@ -16,7 +16,7 @@ use crate::process::{owned_command, remove_at_exit, spawn_owned};
 
 /// How many readers the test pcscd offers (vpcd slots of one reader entry:
 /// ports P, P+1, …); tests claim them with [`Pcscd::claim_reader`].
-pub const READER_COUNT: u16 = 8;
+pub const READER_COUNT: u16 = 12;
 /// The FRIENDLYNAME of the test reader entry; pcscd names slot `i`
 /// "`READER_NAME` 00 0i".
 pub const READER_NAME: &str = "Lanyard test vpcd";
