@@ -9,6 +9,12 @@ use openssl::rsa::Padding;
 use crate::error::{Error, Result};
 use crate::keys::{KeyType, SigningKey};
 
+/// The longest salt accepted (as lanyard-piv): with the usual salt (the hash
+/// length) a PSS block has over a thousand bits of fixed structure, but at the
+/// maximum salt only about 15, which blinding could meet by trial and turn
+/// this path into a raw RSA operation on chosen data (a decryption oracle).
+const MAX_SALT: usize = 64;
+
 /// The hashes a PSS encoding may use (the MGF1 hash is the same, as every PIV client does).
 fn hashes() -> [MessageDigest; 5] {
     [
@@ -58,8 +64,11 @@ fn decodes_with(em: &[u8], mod_bits: usize, md: MessageDigest) -> Result<bool> {
     if let Some(first) = db.first_mut() {
         *first &= top_mask;
     }
-    // DB = PS (zeros) || 0x01 || salt.
-    Ok(db.iter().find(|b| **b != 0) == Some(&0x01))
+    // DB = PS (zeros) || 0x01 || salt, the salt no longer than MAX_SALT.
+    Ok(match db.iter().position(|b| *b != 0) {
+        Some(at) => db[at] == 0x01 && db.len() - at - 1 <= MAX_SALT,
+        None => false,
+    })
 }
 
 /// Whether `em` (as long as the modulus) is a well-formed PSS encoding.
@@ -184,5 +193,19 @@ mod tests {
         assert!(!decodes_with(&em, 2048, MessageDigest::sha256()).unwrap());
         let ec = SigningKey::generate(KeyType::EcP256).unwrap();
         assert!(sign_pss_encoded(&ec, &encoding(&key, &digest, Md::sha256(), 32)).is_err());
+    }
+
+    #[test]
+    fn a_salt_longer_than_64_bytes_is_refused() {
+        // At the maximum salt a PSS block has too little structure to tell it
+        // from blinded chosen data: only salts up to 64 bytes are signed.
+        let key = key();
+        let digest = [3u8; 32];
+        let em = encoding(&key, &digest, Md::sha256(), 64);
+        assert!(sign_pss_encoded(&key, &em).is_ok());
+        for salt in [65, 222] {
+            let em = encoding(&key, &digest, Md::sha256(), salt);
+            assert!(sign_pss_encoded(&key, &em).is_err(), "salt {salt}");
+        }
     }
 }
