@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::ca::open_append;
 use crate::paths::release_dir;
 use crate::process::{owned_command, remove_at_exit, spawn_owned};
+use crate::tools::tool_available;
 
 /// How many readers the test pcscd offers (vpcd slots of one reader entry:
 /// ports P, P+1, …); tests claim them with [`Pcscd::claim_reader`].
@@ -22,6 +23,9 @@ pub const READER_COUNT: u16 = 12;
 pub const READER_NAME: &str = "Lanyard test vpcd";
 /// How long pcscd may take to show its readers.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// pcscd's fixed pid file and socket (not configurable in pcsc-lite 1.9).
+const RUN_PID_FILE: &str = "/run/pcscd/pcscd.pid";
+const RUN_SOCKET: &str = "/run/pcscd/pcscd.comm";
 /// The reader driver's file name in the release directory.
 pub const DRIVER_FILE: &str = "liblanyard_vpcd.so";
 
@@ -76,6 +80,7 @@ impl Pcscd {
                  pcscd.service` (or kill that process) and run the tests again"
             );
         }
+        remove_stale_run_files();
         let tmp = tempfile::Builder::new()
             .prefix("pcscd-test.")
             .tempdir()
@@ -90,7 +95,15 @@ impl Pcscd {
         let err = out
             .try_clone()
             .expect("cannot duplicate the log file handle");
-        let mut cmd = owned_command("pcscd");
+        // SIGTERM (not KILL) when the test process ends: pcscd then removes its
+        // socket and pid file, which a later pcscd would otherwise have to trust.
+        let mut cmd = if tool_available("setpriv") {
+            let mut cmd = Command::new("setpriv");
+            cmd.args(["--pdeathsig", "TERM", "--", "pcscd"]);
+            cmd
+        } else {
+            owned_command("pcscd")
+        };
         // -f: foreground, logs to stdout; -i: info level; -a: every APDU (hex);
         // -c: only our reader configuration, not /etc/reader.conf.d.
         cmd.args(["--foreground", "--info", "--apdu", "--config"])
@@ -200,6 +213,19 @@ pub fn driver_path() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// pcscd's run files left by one that was killed: with no pcscd running (checked
+/// first), a stale pid file could name a process that reused the pid, and the new
+/// pcscd would refuse to start ("Another pcscd seems to be running").
+fn remove_stale_run_files() {
+    for file in [RUN_PID_FILE, RUN_SOCKET] {
+        match std::fs::remove_file(file) {
+            Ok(()) => eprintln!("pcscd fixture: removed the stale {file}"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("pcscd fixture: cannot remove the stale {file}: {e}"),
+        }
+    }
 }
 
 /// A running pcscd that is not ours, as "pid N: command line", if any.
