@@ -31,7 +31,6 @@ PACKAGES=(
     fonts-dejavu-core        # the TTF font lanyard-bench's renewal-storm plot is labelled with
     libpcsclite-dev          # the pcsc crate links libpcsclite (lanyard readers, PC/SC tests)
     pcscd                    # pcsc-lite: the PC/SC daemon the virtual reader plugs into
-    vsmartcard-vpcd          # vpcd: pcsc-lite's virtual reader driver that lanyardd serves the card to
     pcsc-tools               # pcsc_scan: looking at readers by hand (README)
 )
 
