@@ -278,3 +278,21 @@ pub fn real_uid() -> u32 {
     // SAFETY: getuid() has no preconditions and cannot fail (POSIX).
     unsafe { libc::getuid() }
 }
+
+/// Whether a connected socket is still open with nothing to read: one
+/// non-blocking peek that would block (EOF or data means it is not idle).
+pub fn socket_idle(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: `fd` is an open socket borrowed for the call; the buffer is one
+    // writable byte; MSG_PEEK leaves any data in place, MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
