@@ -46,6 +46,8 @@ pub struct Phase {
     pub latencies: Vec<Duration>,
     /// Certificates issued by the successful requests.
     pub certificates: usize,
+    /// CPU seconds the CA process used during the phase, if known.
+    pub ca_cpu_s: Option<f64>,
 }
 
 impl Phase {

@@ -181,10 +181,15 @@ async fn measure_db(args: &Args, kind: DbKind) -> Result<DbReport> {
         args.ops,
         args.clients
     );
-    let (enrol, enrolled) =
+    let cpu0 = ca.cpu_seconds();
+    let (mut enrol, enrolled) =
         load::enrol(ca.url(), &pem, codes, devices.clone(), args.clients).await?;
+    let cpu1 = ca.cpu_seconds();
     eprintln!("{}: {} renewals …", kind.label(), enrolled.len());
-    let renew = load::renew(ca.url(), &pem, enrolled, devices, args.clients).await?;
+    let mut renew = load::renew(ca.url(), &pem, enrolled, devices, args.clients).await?;
+    let cpu2 = ca.cpu_seconds();
+    enrol.ca_cpu_s = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    renew.ca_cpu_s = cpu1.zip(cpu2).map(|(a, b)| b - a);
     drop(ca);
     Ok(DbReport {
         db: kind,

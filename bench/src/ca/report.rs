@@ -33,6 +33,12 @@ pub struct PhaseReport {
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
+    /// CPU the CA process spent per successful request, ms (answer checks and
+    /// clients excluded; includes the CA's TLS handshakes).
+    pub ca_cpu_ms_per_request: Option<f64>,
+    /// Certificates per CPU-second of the CA process: the CA's capacity per
+    /// core, comparable with the raw one-thread signing rate.
+    pub certificates_per_ca_cpu_s: Option<f64>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -48,6 +54,7 @@ impl PhaseReport {
     pub fn of(mut phase: Phase) -> Self {
         phase.latencies.sort();
         let secs = phase.wall.as_secs_f64().max(1e-9);
+        let cpu = phase.ca_cpu_s.filter(|c| *c > 0.0 && phase.ok > 0);
         PhaseReport {
             ok: phase.ok,
             busy: phase.busy,
@@ -58,6 +65,8 @@ impl PhaseReport {
             certificates_per_s: phase.certificates as f64 / secs,
             p50_ms: percentile(&phase.latencies, 0.50),
             p99_ms: percentile(&phase.latencies, 0.99),
+            ca_cpu_ms_per_request: cpu.map(|c| 1000.0 * c / phase.ok as f64),
+            certificates_per_ca_cpu_s: cpu.map(|c| phase.certificates as f64 / c),
         }
     }
 }
@@ -141,15 +150,18 @@ impl CaReport {
         );
         let _ = writeln!(
             s,
-            "| database | phase | requests/s | certificates/s | vs raw 1 thread | vs raw {} threads | p50 ms | p99 ms | ok | busy | errors |",
+            "| database | phase | requests/s | certificates/s | vs raw 1 thread | vs raw {} threads | p50 ms | p99 ms | ok | busy | errors | CA CPU ms/request | certificates per CA CPU-s | vs raw 1 thread |",
             raw.threads
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for db in &self.databases {
             for (name, p) in [("enrolment", &db.enrol), ("renewal", &db.renew)] {
                 let _ = writeln!(
                     s,
-                    "| {} | {name} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
+                    "| {} | {name} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
                     db.db.label(),
                     p.requests_per_s,
                     p.certificates_per_s,
@@ -159,7 +171,13 @@ impl CaReport {
                     p.p99_ms,
                     p.ok,
                     p.busy,
-                    p.errors
+                    p.errors,
+                    p.ca_cpu_ms_per_request
+                        .map_or("-".into(), |v| format!("{v:.2}")),
+                    p.certificates_per_ca_cpu_s
+                        .map_or("-".into(), |v| format!("{v:.0}")),
+                    p.certificates_per_ca_cpu_s
+                        .map_or("-".into(), |v| pct(v, raw.one_thread_per_s)),
                 );
             }
         }

@@ -212,6 +212,20 @@ impl CaServer {
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
     }
 
+    /// CPU seconds `serve` has used so far (user + system, all threads), from
+    /// /proc: on a shared machine the CA's own cost per request is what
+    /// stays comparable between runs.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+        // Linux reports them in USER_HZ, 100 on every architecture it runs on.
+        Some((ticks(11)? + ticks(12)?) / 100.0)
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("serve.log")
     }
