@@ -90,6 +90,8 @@ fn ca_bench_issues_renews_and_simulates_a_storm() {
                 p["p99_ms"].as_f64().unwrap() >= p["p50_ms"].as_f64().unwrap(),
                 "{p}"
             );
+            // The CA's own CPU per request is measured (from /proc).
+            assert!(p["ca_cpu_ms_per_request"].as_f64().unwrap() > 0.0, "{p}");
         }
     }
 
