@@ -119,21 +119,25 @@ impl CardJson {
 /// applications' PIN verification.
 struct SharedCard(Option<pcsc::Card>);
 
-impl Transmit for SharedCard {
-    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
-        let card = self.0.as_ref().ok_or("the card connection is closed")?;
-        let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        card.transmit(apdu, &mut buf)
-            .map(<[u8]>::to_vec)
-            .map_err(|e| format!("the card did not answer: {e}"))
-    }
-}
-
 impl Drop for SharedCard {
     fn drop(&mut self) {
         if let Some(card) = self.0.take() {
             let _ = card.disconnect(Disposition::LeaveCard);
         }
+    }
+}
+
+/// Commands sent inside one PC/SC transaction, so another application's
+/// APDUs cannot fall between a command and its GET RESPONSE.
+struct InTransaction<'a>(&'a pcsc::Card);
+
+impl Transmit for InTransaction<'_> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, String> {
+        let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+        self.0
+            .transmit(apdu, &mut buf)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| format!("the card did not answer: {e}"))
     }
 }
 
@@ -143,8 +147,14 @@ fn read_card(ctx: &Context, name: &CStr, report: &mut CardJson) -> Result<(), St
     let card = ctx
         .connect(name, ShareMode::Shared, Protocols::ANY)
         .map_err(|e| format!("cannot connect to the card: {e}"))?;
-    let mut card = SharedCard(Some(card));
-    let Some(application) = piv_probe::select_piv(&mut card)? else {
+    let mut shared = SharedCard(Some(card));
+    let card = shared.0.as_mut().ok_or("the card connection is closed")?;
+    // Ends (leaving the card as it is) when dropped, before the disconnect.
+    let transaction = card
+        .transaction()
+        .map_err(|e| format!("cannot start a PC/SC transaction: {e}"))?;
+    let mut link = InTransaction(&transaction);
+    let Some(application) = piv_probe::select_piv(&mut link)? else {
         return Ok(());
     };
     let label = application.label;
@@ -154,7 +164,7 @@ fn read_card(ctx: &Context, name: &CStr, report: &mut CardJson) -> Result<(), St
         report.kind = "piv";
     }
     report.application_label = label;
-    if let Some(der) = piv_probe::read_authentication_certificate(&mut card)? {
+    if let Some(der) = piv_probe::read_authentication_certificate(&mut link)? {
         describe_certificate(report, &der)?;
     }
     Ok(())

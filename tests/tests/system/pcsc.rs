@@ -184,14 +184,24 @@ pub fn connect(reader: &VirtualReader) -> pcsc::Card {
 pub fn certificate_over_pcsc(reader: &VirtualReader) -> Result<Vec<u8>, String> {
     let ctx = pcsc::Context::establish(pcsc::Scope::User).map_err(|e| e.to_string())?;
     let name = CString::new(reader.name.clone()).map_err(|e| e.to_string())?;
-    let card = ctx
+    let mut card = ctx
         .connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
         .map_err(|e| format!("connect: {e}"))?;
-    let (_, sw) = try_send(&card, &PIV_SELECT)?;
+    // One transaction: no other client's APDU between GET DATA and GET RESPONSE.
+    let cert = card
+        .transaction()
+        .map_err(|e| format!("transaction: {e}"))
+        .and_then(|tx| read_certificate(&tx));
+    let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+    cert
+}
+
+fn read_certificate(card: &pcsc::Card) -> Result<Vec<u8>, String> {
+    let (_, sw) = try_send(card, &PIV_SELECT)?;
     if sw != 0x9000 {
         return Err(format!("SELECT PIV answered {sw:04X}"));
     }
-    let (object, sw) = try_send(&card, &GET_AUTH_CERTIFICATE)?;
+    let (object, sw) = try_send(card, &GET_AUTH_CERTIFICATE)?;
     if sw != 0x9000 {
         return Err(format!("GET DATA 5FC105 answered {sw:04X}"));
     }
@@ -200,9 +210,7 @@ pub fn certificate_over_pcsc(reader: &VirtualReader) -> Result<Vec<u8>, String> 
     if (tag, inner) != (0x53, 0x70) {
         return Err(format!("not a certificate container: {object:02X?}"));
     }
-    let cert = cert.to_vec();
-    let _ = card.disconnect(pcsc::Disposition::LeaveCard);
-    Ok(cert)
+    Ok(cert.to_vec())
 }
 
 /// The DER form of a PEM certificate (through `openssl x509`).

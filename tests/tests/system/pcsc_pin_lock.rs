@@ -35,7 +35,9 @@ fn three_wrong_pins_over_pcsc_lock_the_card_for_the_pkcs11_module_too() {
     );
     wait_for_card(&reader, true);
 
-    let piv = connect(&reader);
+    let mut connection = connect(&reader);
+    // One transaction: another client's SELECT cannot come between the VERIFYs.
+    let piv = connection.transaction().expect("begin a PC/SC transaction");
     assert_eq!(sw(&piv, &PIV_SELECT) >> 8, 0x90, "SELECT PIV");
     assert_eq!(sw(&piv, &EMPTY_VERIFY), 0x63C3, "three tries at first");
     assert_eq!(sw(&piv, &verify_apdu(b"000000")), 0x63C2, "first wrong PIN");
@@ -64,7 +66,11 @@ fn three_wrong_pins_over_pcsc_lock_the_card_for_the_pkcs11_module_too() {
         0x6983,
         "the right PIN on a blocked card"
     );
-    piv.disconnect(Disposition::ResetCard)
+    piv.end(Disposition::LeaveCard)
+        .map_err(|(_, e)| e)
+        .expect("end the transaction");
+    connection
+        .disconnect(Disposition::ResetCard)
         .map_err(|(_, e)| e)
         .expect("disconnect");
 
