@@ -95,7 +95,14 @@ pub fn measure(
     alg: Alg,
     runs: usize,
 ) -> anyhow::Result<ColdStart> {
-    let exe = std::env::current_exe().context("cannot find the running lanyard-bench")?;
+    // The running binary itself, even if a rebuild replaced the file meanwhile
+    // (exec of /proc/self/exe happens in the forked copy of this process).
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().context("cannot find the running lanyard-bench")?
+    };
     let mut samples: Vec<(f64, ChildSteps)> = Vec::new();
     for _ in 0..runs.max(1) {
         let mut cmd = Command::new(&exe);
