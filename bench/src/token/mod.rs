@@ -89,6 +89,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => bail!("--duration-secs must be a positive number"),
     };
     let want = |o: Only| args.only.is_empty() || args.only.contains(&o);
+    let module_pin = match (&args.module_pin, args.module.is_empty()) {
+        (Some(pin), _) => pin.as_str(),
+        (None, true) => "",
+        (None, false) => bail!("--module needs --module-pin (or LANYARD_BENCH_MODULE_PIN)"),
+    };
 
     let mut fixtures = Fixtures::default();
     let mut configs: Vec<Config> = Vec::new();
@@ -109,14 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if want(Only::P11kit) {
         configs.push(configs::p11kit(&mut fixtures)?);
     }
-    if !args.module.is_empty() {
-        let pin = args
-            .module_pin
-            .as_deref()
-            .context("--module needs --module-pin (or LANYARD_BENCH_MODULE_PIN)")?;
-        for path in &args.module {
-            configs.push(configs::other(path, pin)?);
-        }
+    for path in &args.module {
+        configs.push(configs::other(path, module_pin)?);
     }
 
     status("verifying one signature per configuration and mechanism");
