@@ -95,7 +95,11 @@ impl Enroller {
             return Err(self.refuse(ip, Refusal::Malformed, None).await);
         };
         let now = OffsetDateTime::now_utc();
-        let presigned = self.presign(&code, csr_der, signing_csr_der, now).await;
+        // Requests checked and certificates signed ahead, when the code looks good.
+        let (checked, presigned) = match self.presign(&code, csr_der, signing_csr_der, now).await {
+            Some((requests, presigned)) => (Some(requests), presigned),
+            None => (None, None),
+        };
         let mut pending = match self.store.begin_enrolment(&code.hash(), now).await? {
             CodeLookup::Valid(p) => p,
             CodeLookup::Unknown => return Err(self.refuse(ip, Refusal::Unknown, None).await),
@@ -114,7 +118,9 @@ impl Enroller {
         };
         let card = pending.card().clone();
 
-        let requests = match CardRequests::check(csr_der, signing_csr_der) {
+        let requests = match checked
+            .map_or_else(|| CardRequests::check(csr_der, signing_csr_der), Ok)
+        {
             Ok(requests) => requests,
             Err(e) => {
                 // Roll back first: the code stays usable with a good request.
@@ -171,22 +177,24 @@ impl Enroller {
         })
     }
 
-    /// Signs ahead, outside the write lock, when the code looks redeemable
-    /// and the requests are good; anything else (or any error) leaves the
-    /// decision, its refusal and its audit record to the transaction.
+    /// Checks the requests and signs ahead, outside the write lock, when the
+    /// code looks redeemable and the requests are good; anything else leaves
+    /// the decision, its refusal and its audit record to the transaction.
     async fn presign(
         &self,
         code: &EnrolmentCode,
         csr_der: &[u8],
         signing_csr_der: &[u8],
         now: OffsetDateTime,
-    ) -> Option<Presigned> {
+    ) -> Option<(CardRequests, Option<Presigned>)> {
         let card = self.store.peek_enrolment(&code.hash(), now).await.ok()??;
         let requests = CardRequests::check(csr_der, signing_csr_der).ok()?;
-        self.certifier
+        let presigned = self
+            .certifier
             .presign_card(&requests, &card, now)
             .await
-            .ok()
+            .ok();
+        Some((requests, presigned))
     }
 
     /// Counts a failed attempt, logs and audits it, and returns the one error clients see.
