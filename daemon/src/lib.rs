@@ -6,6 +6,7 @@
 
 pub mod app_sessions;
 pub mod b64_serde;
+pub mod blocking_connection;
 pub mod ca_client;
 pub mod ca_tls;
 pub mod card_crypto;

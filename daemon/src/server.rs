@@ -1,10 +1,13 @@
 //! The agent socket: binding it safely (private directory, no second daemon,
 //! stale socket removed, mode 0600), the accept loop with the SO_PEERCRED
-//! uid check on every peer, and one task per connection.
+//! uid check on every peer, and one thread per connection: a request is read,
+//! handled and answered on that thread (the hot path, C_Sign, signs there
+//! with no hop between async tasks), so two applications sign on two cores.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use lanyard_proto::agent::{ErrorCode, Response};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::app_sessions::AppId;
+use crate::blocking_connection::BlockingConnection;
 use crate::cmd;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -21,6 +25,12 @@ use crate::state::Daemon;
 
 /// Most distinct app ids one connection may carry (normally one).
 const MAX_APPS_PER_CONNECTION: usize = 8;
+
+/// Most connections served at once (each has a thread); more are refused.
+const MAX_CONNECTIONS: usize = 256;
+
+/// Connections being served now.
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 /// Prepares the directory, refuses to run beside a live daemon, removes a
 /// stale socket, binds, and makes the socket 0600. Needs a tokio runtime.
@@ -84,9 +94,10 @@ pub async fn serve(
 fn admit(stream: UnixStream, uid: u32, daemon: &Arc<Daemon>) {
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == uid => {
-            let daemon = daemon.clone();
             let peer = Requester { pid: cred.pid() };
-            tokio::spawn(handle(stream, daemon, peer));
+            if let Err(e) = serve_on_thread(stream, daemon.clone(), peer) {
+                tracing::warn!(error = %e, "cannot serve the connection; dropped");
+            }
         }
         Ok(cred) => {
             tracing::warn!(
@@ -98,6 +109,51 @@ fn admit(stream: UnixStream, uid: u32, daemon: &Arc<Daemon>) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read peer credentials; connection dropped"),
     }
+}
+
+/// Counts a served connection until dropped.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        let taken = CONNECTIONS.fetch_add(1, Ordering::SeqCst);
+        if taken >= MAX_CONNECTIONS {
+            CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        CONNECTIONS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Hands the connection to a thread of its own (blocking reads and writes;
+/// async work such as a PIN check runs on the runtime through its handle).
+fn serve_on_thread(stream: UnixStream, daemon: Arc<Daemon>, peer: Requester) -> Result<()> {
+    let Some(slot) = Slot::take() else {
+        return Err(Error::Internal(format!(
+            "{MAX_CONNECTIONS} connections are open already"
+        )));
+    };
+    let stream = stream
+        .into_std()
+        .map_err(|e| Error::io("agent connection", e))?;
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| Error::io("agent connection", e))?;
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("lanyard-conn".into())
+        .spawn(move || {
+            let _slot = slot;
+            handle(BlockingConnection::new(stream), &daemon, peer, &runtime);
+        })
+        .map_err(|e| Error::io("cannot start a connection thread", e))?;
+    Ok(())
 }
 
 async fn refuse(stream: UnixStream, peer_uid: u32) {
@@ -123,22 +179,26 @@ async fn refuse(stream: UnixStream, peer_uid: u32) {
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.write_response(&resp)).await;
 }
 
-async fn handle(stream: UnixStream, daemon: Arc<Daemon>, peer: Requester) {
-    let mut conn = Connection::new(stream);
+fn handle(
+    mut conn: BlockingConnection,
+    daemon: &Arc<Daemon>,
+    peer: Requester,
+    runtime: &tokio::runtime::Handle,
+) {
     let mut session = cmd::Session {
         peer,
         ..cmd::Session::default()
     };
     let mut apps: Vec<AppId> = Vec::new();
     loop {
-        let req = match conn.read_request().await {
+        let req = match conn.read_request() {
             Ok(Some(req)) => req,
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "bad frame; closing connection");
                 if matches!(e, Error::BadRequest(_)) {
                     let resp = cmd::error_response(0, &e, 0);
-                    let _ = conn.write_response(&resp).await;
+                    let _ = conn.write_response(&resp);
                 }
                 break;
             }
@@ -147,16 +207,21 @@ async fn handle(stream: UnixStream, daemon: Arc<Daemon>, peer: Requester) {
         if let Some(app) = (!known).then(|| AppId::new(&req.app_id)).flatten() {
             if apps.len() >= MAX_APPS_PER_CONNECTION {
                 let e = Error::BadRequest("too many app ids on one connection".into());
-                let _ = conn
-                    .write_response(&cmd::error_response(req.request_id, &e, 0))
-                    .await;
+                let _ = conn.write_response(&cmd::error_response(req.request_id, &e, 0));
                 break;
             }
             daemon.connection_opened(&app);
             apps.push(app);
         }
-        let resp = cmd::dispatch(&daemon, &mut session, req).await;
-        if let Err(e) = conn.write_response(&resp).await {
+        // A runtime shutting down (the daemon is stopping) makes block_on
+        // panic: that ends this connection, nothing else.
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(cmd::dispatch(daemon, &mut session, req))
+        }));
+        let Ok(resp) = handled else {
+            break;
+        };
+        if let Err(e) = conn.write_response(&resp) {
             tracing::debug!(error = %e, "client went away");
             break;
         }
