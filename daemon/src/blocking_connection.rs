@@ -6,9 +6,8 @@ use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 
 use lanyard_proto::agent::{Request, Response};
-use lanyard_proto::MAX_FRAME_LEN;
-use prost::Message;
 
+use crate::connection::{decode_and_wipe, encode_response, frame_len};
 use crate::error::{Error, Result};
 
 /// One client connection served by a thread: reads requests, writes responses.
@@ -35,30 +34,17 @@ impl BlockingConnection {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io("agent connection read", e)),
         }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_FRAME_LEN {
-            return Err(Error::BadRequest(format!(
-                "frame of {len} bytes exceeds the 1 MiB limit"
-            )));
-        }
         self.body.clear();
-        self.body.resize(len, 0);
+        self.body.resize(frame_len(len)?, 0);
         self.reader
             .read_exact(&mut self.body)
             .map_err(|e| Error::io("agent connection read", e))?;
-        let req = Request::decode(self.body.as_slice())
-            .map_err(|e| Error::BadRequest(format!("undecodable frame: {e}")));
-        // The body may hold a PIN: wipe it before the buffer is reused or freed.
-        zeroize::Zeroize::zeroize(&mut self.body);
-        req.map(Some)
+        decode_and_wipe(&mut self.body).map(Some)
     }
 
     /// Writes one response frame in a single write.
     pub fn write_response(&mut self, resp: &Response) -> Result<()> {
-        let buf = lanyard_proto::frame::encode(resp);
-        if buf.len() - 4 > MAX_FRAME_LEN {
-            return Err(Error::Internal("response larger than 1 MiB".into()));
-        }
+        let buf = encode_response(resp)?;
         self.reader
             .get_mut()
             .write_all(&buf)

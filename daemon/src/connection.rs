@@ -33,31 +33,18 @@ impl Connection {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io("agent connection read", e)),
         }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_FRAME_LEN {
-            return Err(Error::BadRequest(format!(
-                "frame of {len} bytes exceeds the 1 MiB limit"
-            )));
-        }
         self.body.clear();
-        self.body.resize(len, 0);
+        self.body.resize(frame_len(len)?, 0);
         self.stream
             .read_exact(&mut self.body)
             .await
             .map_err(|e| Error::io("agent connection read", e))?;
-        let req = Request::decode(self.body.as_slice())
-            .map_err(|e| Error::BadRequest(format!("undecodable frame: {e}")));
-        // The body may hold a PIN: wipe it before the buffer is reused or freed.
-        zeroize::Zeroize::zeroize(&mut self.body);
-        req.map(Some)
+        decode_and_wipe(&mut self.body).map(Some)
     }
 
     /// Writes one response frame in a single write.
     pub async fn write_response(&mut self, resp: &Response) -> Result<()> {
-        let buf = lanyard_proto::frame::encode(resp);
-        if buf.len() - 4 > MAX_FRAME_LEN {
-            return Err(Error::Internal("response larger than 1 MiB".into()));
-        }
+        let buf = encode_response(resp)?;
         let stream = self.stream.get_mut();
         stream
             .write_all(&buf)
@@ -65,4 +52,33 @@ impl Connection {
             .map_err(|e| Error::io("agent connection write", e))?;
         Ok(())
     }
+}
+
+/// The body length a frame header announces, refused above 1 MiB.
+pub(crate) fn frame_len(header: [u8; 4]) -> Result<usize> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(Error::BadRequest(format!(
+            "frame of {len} bytes exceeds the 1 MiB limit"
+        )));
+    }
+    Ok(len)
+}
+
+/// Decodes a request body, then wipes it (it may hold a PIN) before the
+/// buffer is reused or freed, whether or not it decoded.
+pub(crate) fn decode_and_wipe(body: &mut Vec<u8>) -> Result<Request> {
+    let req = Request::decode(body.as_slice())
+        .map_err(|e| Error::BadRequest(format!("undecodable frame: {e}")));
+    zeroize::Zeroize::zeroize(body);
+    req
+}
+
+/// One response frame, refused above 1 MiB.
+pub(crate) fn encode_response(resp: &Response) -> Result<Vec<u8>> {
+    let buf = lanyard_proto::frame::encode(resp);
+    if buf.len() - 4 > MAX_FRAME_LEN {
+        return Err(Error::Internal("response larger than 1 MiB".into()));
+    }
+    Ok(buf)
 }
