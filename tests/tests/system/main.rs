@@ -12,6 +12,7 @@ mod demo;
 mod derived_enrolment;
 mod enrolment;
 mod gnutls;
+mod hardening;
 mod java;
 mod lifecycle_reissue;
 mod lifecycle_renewal;
