@@ -11,7 +11,7 @@ use lanyard_daemon::config::Config;
 use lanyard_daemon::pcsc::VpcdEndpoint;
 use lanyard_daemon::shutdown::{wait_for_signal, SocketGuard};
 use lanyard_daemon::state::Daemon;
-use lanyard_daemon::{check_in, idle_lock, paths, pcsc, renewal, server};
+use lanyard_daemon::{check_in, hardening, idle_lock, paths, pcsc, renewal, server};
 
 /// lanyardd — keeps your virtual smartcards and signs for applications that
 /// use the Lanyard PKCS#11 module. One daemon per user; keys never leave it.
@@ -76,9 +76,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Nothing this daemon creates is for anyone else.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     // No core dumps or ptrace by other processes of this user: keys live in memory.
-    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        eprintln!("lanyardd: warning: cannot set PR_SET_DUMPABLE=0: {e}");
+    if let Err(e) = hardening::set_not_dumpable() {
+        eprintln!("lanyardd: warning: {e}");
     }
+    // Before any key exists and before any other thread: private keys in locked memory.
+    let key_memory = hardening::lock_key_memory();
     let config_path = match args.config {
         Some(p) => p,
         None => paths::config_file()?,
@@ -94,6 +96,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    hardening::log_key_memory(key_memory);
 
     let socket_path = paths::socket_path(args.socket);
     let store_dir = paths::store_dir()?;

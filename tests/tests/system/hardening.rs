@@ -2,7 +2,14 @@
 //! issue lists, and (run as `nobody`, since root's capabilities bypass them) the
 //! daemon is not dumpable and refuses an open card store.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use lanyard_test_support::paths::repo_root;
+use lanyard_test_support::process::{spawn_owned, stop_child};
+use lanyard_test_support::{bin_path, require_tool, run};
 
 #[test]
 fn security_md_states_the_threat_model() {
@@ -30,4 +37,269 @@ fn security_md_states_the_threat_model() {
     ] {
         assert!(flat.contains(claim), "SECURITY.md does not say {claim:?}");
     }
+}
+
+/// `nobody`'s uid and `nogroup`'s gid on Debian.
+const NOBODY: u32 = 65534;
+const AS_NOBODY: [&str; 4] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"];
+
+/// A directory tree owned by `nobody`: a copy of lanyardd, a home, XDG dirs, a socket dir.
+struct NobodyHome {
+    tmp: tempfile::TempDir,
+}
+
+impl NobodyHome {
+    fn new() -> NobodyHome {
+        let tmp = tempfile::Builder::new()
+            .prefix("lanyard-hardening.")
+            .tempdir()
+            .expect("temp dir");
+        let home = NobodyHome { tmp };
+        for dir in ["bin", "home", "data", "config", "run", "probe"] {
+            std::fs::create_dir(home.path(dir)).expect("mkdir");
+        }
+        std::fs::copy(bin_path("lanyardd"), home.lanyardd()).expect("copy lanyardd");
+        for path in [
+            home.tmp.path().to_path_buf(),
+            home.path("bin"),
+            home.lanyardd(),
+        ] {
+            chmod(&path, 0o755);
+        }
+        for dir in ["home", "data", "config", "run", "probe"] {
+            chmod(&home.path(dir), 0o700);
+            std::os::unix::fs::chown(home.path(dir), Some(NOBODY), Some(NOBODY))
+                .expect("chown to nobody");
+        }
+        home
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn lanyardd(&self) -> PathBuf {
+        self.path("bin").join("lanyardd")
+    }
+
+    /// `setpriv … -- PROGRAM ARGS` as nobody, with this home's environment.
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(AS_NOBODY)
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("LANYARD_AGENT_SOCK", self.path("run").join("agent.sock"))
+            .current_dir(self.path("probe"));
+        cmd
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// A lanyardd running as nobody (killed on drop).
+struct NobodyDaemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl NobodyDaemon {
+    /// Starts lanyardd as nobody with RLIMIT_MEMLOCK (soft) set to `memlock` bytes
+    /// (set by prlimit, then setpriv drops to nobody: one pid throughout).
+    fn start(home: &NobodyHome, memlock: u64) -> NobodyDaemon {
+        let log = home.path("lanyardd.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let inner = home.command(&home.lanyardd(), &[]);
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--memlock={memlock}:"))
+            .arg("--")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .current_dir(home.path("probe"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = spawn_owned(cmd).expect("start lanyardd as nobody");
+        let mut daemon = NobodyDaemon { child, log };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("lanyardd as nobody exited ({status})\n{}", self.log());
+            }
+            if self.log().contains("lanyardd ready") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("lanyardd as nobody did not get ready\n{}", self.log());
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A field of /proc/PID/status, e.g. "VmLck".
+    fn status_field(&self, name: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in /proc/PID/status:\n{status}"))
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for NobodyDaemon {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+/// A soft RLIMIT_MEMLOCK that holds the 2 MiB key heap: 8 MiB (the usual
+/// default), within this process's hard limit, which a test cannot raise.
+fn enough_memlock() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .expect("Max locked memory in /proc/self/limits");
+    let want = 8 << 20;
+    if hard == "unlimited" {
+        return want;
+    }
+    let hard: u64 = hard.parse().expect("a number of bytes");
+    assert!(
+        hard >= 2 << 20,
+        "the hard RLIMIT_MEMLOCK ({hard} bytes) is below the daemon's 2 MiB key heap: \
+         raise it (ulimit -l) to run this test"
+    );
+    want.min(hard)
+}
+
+fn tools_for_nobody() -> bool {
+    ["setpriv", "prlimit", "gcore", "gdb"]
+        .iter()
+        .all(|t| require_tool(t))
+}
+
+/// The same user cannot read the daemon's /proc files or take a core of it; a
+/// dumpable process of that user, as a control, can be read.
+#[test]
+fn the_daemon_is_not_dumpable_by_its_own_user() {
+    if !tools_for_nobody() {
+        return;
+    }
+    let home = NobodyHome::new();
+    let daemon = NobodyDaemon::start(&home, enough_memlock());
+    let mut control = spawn_owned({
+        let mut c = home.command(Path::new("/bin/sleep"), &["120"]);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    })
+    .expect("start a control process as nobody");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let owner = |pid: u32| {
+        std::fs::metadata(format!("/proc/{pid}/environ"))
+            .expect("stat /proc/PID/environ")
+            .uid()
+    };
+    assert_eq!(
+        owner(control.id()),
+        NOBODY,
+        "control: /proc/PID is nobody's"
+    );
+    assert_eq!(
+        owner(daemon.pid()),
+        0,
+        "a non-dumpable process's /proc/PID files belong to root"
+    );
+    let read_environ = |pid: u32| {
+        run(
+            home.command(Path::new("/bin/cat"), &[&format!("/proc/{pid}/environ")]),
+            None,
+            Duration::from_secs(10),
+        )
+    };
+    read_environ(control.id()).assert_success("nobody reads its own dumpable process's environ");
+    let refused = read_environ(daemon.pid());
+    refused.assert_failure("nobody reads lanyardd's environ");
+    assert!(refused.stderr.contains("Permission denied"), "{refused}");
+
+    let core_prefix = home.path("probe").join("core");
+    let prefix = core_prefix.to_string_lossy();
+    let gcore = run(
+        home.command(
+            Path::new("/usr/bin/gcore"),
+            &["-o", &prefix, &daemon.pid().to_string()],
+        ),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(
+        !gcore.success(),
+        "gcore of lanyardd by its own user worked\n{gcore}"
+    );
+    let core = home.path("probe").join(format!("core.{}", daemon.pid()));
+    assert!(!core.exists(), "a core of lanyardd was written\n{gcore}");
+
+    stop_child(&mut control, Duration::from_secs(2));
+    assert!(daemon.log().contains("lanyardd ready"));
+}
+
+/// With enough RLIMIT_MEMLOCK the key heap is locked (VmLck > 0); with none the
+/// daemon still starts but says clearly that keys may be swapped.
+#[test]
+fn key_memory_is_locked_or_the_daemon_warns() {
+    if !tools_for_nobody() {
+        return;
+    }
+    let home = NobodyHome::new();
+    {
+        let daemon = NobodyDaemon::start(&home, enough_memlock());
+        let vmlck = daemon.status_field("VmLck");
+        let kib: u64 = vmlck
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("VmLck {vmlck:?}: {e}"));
+        assert!(kib >= 2048, "VmLck is {vmlck}, expected the 2 MiB key heap");
+        let log = daemon.log();
+        assert!(log.contains("key memory locked"), "{log}");
+        assert!(!log.contains("NOT locked"), "{log}");
+    }
+    let daemon = NobodyDaemon::start(&home, 0);
+    assert_eq!(daemon.status_field("VmLck"), "0 kB");
+    let log = daemon.log();
+    assert!(
+        log.contains("WARN")
+            && log.contains("key memory is NOT locked")
+            && log.contains("RLIMIT_MEMLOCK")
+            && log.contains("rlimit_memlock=0"),
+        "no clear warning about RLIMIT_MEMLOCK in the log:\n{log}"
+    );
 }
