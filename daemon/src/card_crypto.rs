@@ -93,6 +93,23 @@ impl KdfParams {
         iterations: 1,
         parallelism: 1,
     };
+
+    /// Highest memory cost a card file may ask for: 2 GiB, RFC 9106's first
+    /// recommended option. A hostile file must not make an unlock allocate
+    /// terabytes or run for days.
+    pub const MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+    /// Highest number of passes a card file may ask for.
+    pub const MAX_ITERATIONS: u32 = 64;
+    /// Highest number of lanes a card file may ask for.
+    pub const MAX_PARALLELISM: u32 = 64;
+
+    /// Whether this cost is within the limits above (it may still be
+    /// refused by Argon2id itself, e.g. too little memory for the lanes).
+    pub fn within_limits(&self) -> bool {
+        self.memory_kib <= Self::MAX_MEMORY_KIB
+            && self.iterations <= Self::MAX_ITERATIONS
+            && self.parallelism <= Self::MAX_PARALLELISM
+    }
 }
 
 /// The random key that seals a card's private key.

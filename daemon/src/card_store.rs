@@ -184,6 +184,9 @@ impl CardStore {
             if !m.wrapped_card_key.is_supported() || m.private_key.aead != card_crypto::AEAD_NAME {
                 return bad("unknown encryption scheme");
             }
+            if !m.wrapped_card_key.params.within_limits() {
+                return bad("Argon2id cost beyond this build's limits");
+            }
         }
         Ok(card)
     }

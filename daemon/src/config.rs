@@ -220,6 +220,20 @@ impl Config {
         if self.argon2_parallelism == 0 {
             return Err("argon2_parallelism must be at least 1".into());
         }
+        let cost = crate::card_crypto::KdfParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        };
+        if !cost.within_limits() {
+            return Err(format!(
+                "argon2 cost above the limits card files are read with: memory at most {} KiB, \
+                 iterations at most {}, parallelism at most {}",
+                crate::card_crypto::KdfParams::MAX_MEMORY_KIB,
+                crate::card_crypto::KdfParams::MAX_ITERATIONS,
+                crate::card_crypto::KdfParams::MAX_PARALLELISM
+            ));
+        }
         let fraction = |name: &str, v: f64, zero_ok: bool, below: f64| {
             let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
             if v.is_finite() && low_ok && v < below {
@@ -297,6 +311,19 @@ mod tests {
         assert!(Config::parse("pin_min_len = 4")
             .unwrap_err()
             .contains("at least 6"));
+    }
+
+    #[test]
+    fn argon2_costs_card_files_could_not_be_read_with_are_refused() {
+        for bad in [
+            "argon2_memory_kib = 2097153",
+            "argon2_iterations = 65",
+            "argon2_parallelism = 65\nargon2_memory_kib = 65536",
+        ] {
+            let err = Config::parse(bad).unwrap_err();
+            assert!(err.contains("above the limits"), "{bad}: {err}");
+        }
+        assert!(Config::parse("argon2_memory_kib = 2097152\nargon2_iterations = 64").is_ok());
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+#[cfg(test)]
+mod connection_proptest;
 pub mod derive;
 pub mod enroll;
 pub mod error;
