@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::card_crypto::{self, random_bytes, CardKey, DeviceSecret, KdfParams, Sealed};
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
-use crate::paths::create_private_dir;
+use crate::paths::{check_private_store_path, create_private_dir, current_uid};
 use crate::pin::Pin;
 
 pub use crate::card_file::{
@@ -105,16 +105,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
-/// Logs a warning if the store directory is open to other users (the files
-/// in it are 0600 and encrypted, so this is not fatal).
-fn warn_if_open(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(dir) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(store = %dir.display(), mode = format!("{mode:04o}"), "card store directory is open to other users; run chmod 700 on it");
+/// Refuses a store open to other users, checked when the daemon starts: the
+/// directory, `cards/`, the device secret and every card file that exist must
+/// be this user's and closed to group and others (the daemon makes them
+/// 0700/0600; a looser mode was set by hand or by a copy). Missing ones are
+/// created private later.
+pub fn check_store_access(dir: &Path) -> Result<()> {
+    let uid = current_uid();
+    let cards_dir = dir.join("cards");
+    for path in [
+        dir.to_path_buf(),
+        cards_dir.clone(),
+        dir.join("device.secret"),
+    ] {
+        if path.exists() {
+            check_private_store_path(&path, uid)?;
         }
     }
+    if !cards_dir.is_dir() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(&cards_dir)
+        .map_err(|e| Error::io(format!("cannot list {}", cards_dir.display()), e))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| Error::io(format!("cannot list {}", cards_dir.display()), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && name.ends_with(".json") {
+            check_private_store_path(&entry.path(), uid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes temp files a crash left between write and rename (never acknowledged).
@@ -139,11 +161,11 @@ fn remove_leftover_temp_files(cards_dir: &Path) {
 }
 
 impl CardStore {
-    /// Opens (creating, 0700) the store at `dir` and its device secret.
+    /// Opens (creating, 0700) the store at `dir` and its device secret
+    /// (the daemon first refuses an open store: [`check_store_access`]).
     pub fn open(dir: &Path, kdf: KdfParams) -> Result<Self> {
         let cards_dir = dir.join("cards");
         create_private_dir(&cards_dir)?;
-        warn_if_open(dir);
         remove_leftover_temp_files(&cards_dir);
         let secret = DeviceSecret::load_or_create(&dir.join("device.secret"))?;
         Ok(CardStore {
@@ -574,6 +596,42 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("CARD1.json")]);
+    }
+
+    #[test]
+    fn a_store_open_to_others_is_refused_naming_the_path_and_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let (tmp, store, _, _) = store_with_card();
+        let card = store.card_path("CARD1");
+        drop(store);
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        chmod(tmp.path(), 0o700);
+        check_store_access(tmp.path()).unwrap();
+        let cases = [
+            (tmp.path().to_path_buf(), 0o755, 0o700, "700"),
+            (tmp.path().join("cards"), 0o770, 0o700, "700"),
+            (tmp.path().join("device.secret"), 0o640, 0o600, "600"),
+            (card.clone(), 0o604, 0o600, "600"),
+        ];
+        for (path, open, private, fix) in cases {
+            chmod(&path, open);
+            let err = check_store_access(tmp.path()).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::InsecureDirectory(_)), "{text}");
+            assert!(text.contains(&format!("{open:04o}")), "{text}");
+            assert!(
+                text.contains(&format!("chmod {fix} {}", path.display())),
+                "{text}"
+            );
+            chmod(&path, private);
+        }
+        check_store_access(tmp.path()).unwrap();
+        // A store not created yet is fine: the daemon creates it private.
+        check_store_access(&tmp.path().join("not-yet")).unwrap();
+        let store = CardStore::open(tmp.path(), FAST).unwrap();
+        assert!(store.load(&card).is_ok(), "the check changed nothing");
     }
 
     #[test]

@@ -86,6 +86,35 @@ pub fn check_private_dir(dir: &Path, uid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a card-store path (directory or file; a symlink is followed) not
+/// owned by `uid` or open to group/others, naming the `chmod` that fixes it.
+pub fn check_private_store_path(path: &Path, uid: u32) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
+    let (kind, fix) = if meta.is_dir() {
+        ("directory", "700")
+    } else {
+        ("file", "600")
+    };
+    if meta.uid() != uid {
+        return Err(Error::InsecureDirectory(format!(
+            "card store {kind} {} is owned by uid {}, not by you (uid {uid}); refusing to use it",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::InsecureDirectory(format!(
+            "card store {kind} {} has mode {mode:04o}, open to other users; refusing to start: \
+             run `chmod {fix} {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +136,36 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = prepare_socket_dir(&dir, current_uid()).unwrap_err();
         assert!(err.to_string().contains("0755"), "{err}");
+    }
+
+    #[test]
+    fn store_paths_must_be_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_private_store_path(&file, current_uid()).unwrap();
+        check_private_store_path(tmp.path(), current_uid()).unwrap();
+        for mode in [0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = check_private_store_path(&file, current_uid()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(&format!("{mode:04o}")), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", file.display())),
+                "{text}"
+            );
+        }
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let err = check_private_store_path(tmp.path(), current_uid()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod 700 {}", tmp.path().display())),
+            "{err}"
+        );
+        let err = check_private_store_path(&file, current_uid() + 1).unwrap_err();
+        assert!(matches!(err, Error::InsecureDirectory(_)), "{err}");
     }
 
     #[test]

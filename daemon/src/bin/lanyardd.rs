@@ -96,10 +96,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    hardening::log_key_memory(key_memory);
 
     let socket_path = paths::socket_path(args.socket);
     let store_dir = paths::store_dir()?;
+    // Refuse to start on a card store other users could read or change.
+    lanyard_daemon::card_store::check_store_access(&store_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -107,6 +108,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let listener = server::bind_socket(&socket_path)?;
         let _guard = SocketGuard(socket_path.clone());
         let daemon = Arc::new(Daemon::open(config, &store_dir, socket_path.clone())?);
+        hardening::log_key_memory(key_memory);
         tracing::info!(
             socket = %socket_path.display(),
             store = %store_dir.display(),

@@ -303,3 +303,83 @@ fn key_memory_is_locked_or_the_daemon_warns() {
         "no clear warning about RLIMIT_MEMLOCK in the log:\n{log}"
     );
 }
+
+/// Creates `path` (a directory, or a file with `text`) owned by nobody with `mode`.
+fn make_for_nobody(path: &Path, text: Option<&str>, mode: u32) {
+    match text {
+        Some(t) => std::fs::write(path, t).expect("write"),
+        None => std::fs::create_dir(path).expect("mkdir"),
+    }
+    chmod(path, mode);
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+}
+
+/// lanyardd refuses to start on a card store its user left open to others,
+/// naming the path and the `chmod` that fixes it, and starts once fixed.
+#[test]
+fn the_daemon_refuses_an_open_card_store() {
+    if !tools_for_nobody() {
+        return;
+    }
+    let home = NobodyHome::new();
+    let store = home.path("data").join("lanyard");
+    make_for_nobody(&store, None, 0o700);
+    make_for_nobody(&store.join("cards"), None, 0o700);
+    let card = store.join("cards").join("CARD1.json");
+    make_for_nobody(&card, Some("{}"), 0o644);
+
+    let refused = run(
+        home.command(&home.lanyardd(), &[]),
+        None,
+        Duration::from_secs(30),
+    );
+    refused.assert_failure("lanyardd on a world-readable card file");
+    let expected = format!("chmod 600 {}", card.display());
+    assert!(
+        refused.stderr.contains("0644") && refused.stderr.contains(&expected),
+        "the refusal does not name the mode and the fix `{expected}`\n{refused}"
+    );
+    assert!(
+        !home.path("run").join("agent.sock").exists(),
+        "a socket was created"
+    );
+
+    chmod(&store, 0o750);
+    chmod(&card, 0o600);
+    let refused = run(
+        home.command(&home.lanyardd(), &[]),
+        None,
+        Duration::from_secs(30),
+    );
+    refused.assert_failure("lanyardd on a group-readable store directory");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("chmod 700 {}", store.display())),
+        "{refused}"
+    );
+
+    chmod(&store, 0o700);
+    let daemon = NobodyDaemon::start(&home, enough_memlock());
+    assert!(daemon.log().contains("lanyardd ready"));
+}
+
+/// Another uid cannot read a daemon's card store: `nobody` can neither list it
+/// nor read the device secret of a daemon run by this test's user.
+#[test]
+fn another_uid_cannot_read_the_card_store() {
+    if !require_tool("setpriv") {
+        return;
+    }
+    let daemon = lanyard_test_support::Daemon::start();
+    let store = daemon.data_home().join("lanyard");
+    let secret = store.join("device.secret");
+    assert!(secret.exists(), "no device secret at {}", secret.display());
+    for (tool, target) in [("/bin/ls", &store), ("/bin/cat", &secret)] {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(AS_NOBODY).arg(tool).arg(target).current_dir("/");
+        let out = run(cmd, None, Duration::from_secs(10));
+        out.assert_failure("nobody reading the card store");
+        assert!(out.stderr.contains("Permission denied"), "{out}");
+    }
+}
