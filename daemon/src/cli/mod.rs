@@ -5,6 +5,7 @@ pub mod change_pin;
 pub mod check_in;
 pub mod client;
 pub mod derive_proof;
+pub mod device_protection;
 pub mod enroll;
 pub mod lock;
 pub mod nss_db;

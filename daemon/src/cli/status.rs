@@ -8,6 +8,7 @@ use lanyard_proto::agent::{request, response, CardInfo, CardStatus, Status, Stat
 use serde::Serialize;
 
 use super::client::AgentClient;
+use super::device_protection::DeviceProtection;
 use std::fmt::Write as _;
 
 use super::{key_type_name, print_out, rfc3339, CliError};
@@ -51,6 +52,8 @@ pub struct StatusJson {
     cards: Vec<CardJson>,
     /// Card files the daemon could not load (kept on disk as they are).
     problems: Vec<String>,
+    /// What protects the store at rest on this machine.
+    device_protection: DeviceProtection,
 }
 
 /// The card's status as a word.
@@ -184,6 +187,7 @@ pub fn describe(out: &mut String, c: &CardInfo) {
 pub fn run(socket: &Path, json: bool) -> Result<(), CliError> {
     let mut client = AgentClient::connect(socket)?;
     let status = fetch(&mut client)?;
+    let protection = DeviceProtection::detect(Path::new(&status.store_path));
     if json {
         let out = StatusJson {
             daemon_version: status.daemon_version,
@@ -191,6 +195,7 @@ pub fn run(socket: &Path, json: bool) -> Result<(), CliError> {
             store: status.store_path,
             cards: status.cards.iter().map(card_json).collect(),
             problems: status.problems,
+            device_protection: protection,
         };
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| CliError::Other(format!("JSON output: {e}")))?;
@@ -200,6 +205,10 @@ pub fn run(socket: &Path, json: bool) -> Result<(), CliError> {
     let _ = writeln!(out, "lanyardd {} is running", status.daemon_version);
     let _ = writeln!(out, "  socket: {}", status.socket_path);
     let _ = writeln!(out, "  store:  {}", status.store_path);
+    let _ = writeln!(out, "  protection: {}", protection.summary());
+    if !protection.warning.is_empty() {
+        let _ = writeln!(out, "  WARNING: {}", protection.warning);
+    }
     for p in &status.problems {
         let _ = writeln!(out, "  PROBLEM: {p}");
     }

@@ -383,3 +383,36 @@ fn another_uid_cannot_read_the_card_store() {
         assert!(out.stderr.contains("Permission denied"), "{out}");
     }
 }
+
+/// `lanyard status` says which protection is in force at rest (the device
+/// secret in a file today), whether a TPM or full-disk encryption was found,
+/// and warns when neither was.
+#[test]
+fn status_says_what_protects_the_store_at_rest() {
+    let daemon = lanyard_test_support::Daemon::start();
+    let json = daemon.status_json();
+    let p = &json["device_protection"];
+    assert_eq!(p["device_secret"], "file", "{json}");
+    let tpm = p["tpm"].as_bool().expect("tpm is a boolean");
+    let fde = p["disk_encryption"]
+        .as_bool()
+        .expect("disk_encryption is a boolean");
+    assert_eq!(tpm, Path::new("/dev/tpmrm0").exists(), "{json}");
+    let warning = p["warning"].as_str().expect("warning is a string");
+    assert_eq!(warning.is_empty(), tpm || fde, "{json}");
+
+    let text = daemon.lanyard(&["status"], None);
+    text.assert_success("lanyard status");
+    assert!(
+        text.stdout
+            .contains("protection: device secret in a file (TPM sealing is not built yet)"),
+        "{text}"
+    );
+    if !warning.is_empty() {
+        assert!(
+            text.stdout
+                .contains("WARNING: neither a TPM nor full-disk encryption was found"),
+            "{text}"
+        );
+    }
+}
