@@ -21,6 +21,7 @@ PACKAGES=(
     util-linux               # setpriv, setsid (peer-uid test, child reaping, no-tty test)
     bsdutils                 # script: a pseudo-terminal for the PIN prompt test
     procps                   # pgrep/ps in tests
+    gdb                      # gcore: the non-dumpable daemon test (a core dump by the same user is refused)
     coreutils                # timeout, mktemp
     passwd                   # user 'nobody' / group 'nogroup' exist
     jq                       # demo.sh reads the CA's and the CLI's JSON
