@@ -3,12 +3,8 @@
 //! the certificate out of its container. Written over [`Transmit`], so the
 //! APDU handling is tested without a reader.
 
-/// The PIV application identifier (AID with version).
-pub const PIV_AID: [u8; 11] = [
-    0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00,
-];
-/// The tag of the X.509 Certificate for PIV Authentication data object (slot 9A).
-const AUTH_CERT_TAG: [u8; 3] = [0x5F, 0xC1, 0x05];
+use lanyard_piv::{PIV_AID, TAG_CERT_9A};
+
 /// How many GET RESPONSE rounds one command may take (a certificate is a few KB).
 const MAX_RESPONSE_ROUNDS: usize = 64;
 
@@ -103,7 +99,7 @@ fn application_label(template: &[u8]) -> Option<String> {
 pub fn read_authentication_certificate(card: &mut dyn Transmit) -> Result<Option<Vec<u8>>, String> {
     // GET DATA, tag list 5C 03 5FC105, Le = 256.
     let mut apdu = vec![0x00, 0xCB, 0x3F, 0xFF, 0x05, 0x5C, 0x03];
-    apdu.extend_from_slice(&AUTH_CERT_TAG);
+    apdu.extend_from_slice(&TAG_CERT_9A.to_be_bytes()[1..]);
     apdu.push(0x00);
     let response = exchange(card, &apdu)?;
     match response.sw {
