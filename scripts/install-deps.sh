@@ -33,6 +33,13 @@ PACKAGES=(
     libpcsclite-dev          # the pcsc crate links libpcsclite (lanyard readers, PC/SC tests)
     pcscd                    # pcsc-lite: the PC/SC daemon the virtual reader plugs into
     pcsc-tools               # pcsc_scan: looking at readers by hand (README)
+    dpkg-dev                 # dpkg-deb, dpkg-shlibdeps: packaging/build-debs.sh builds the .debs
+    lintian                  # the .debs are checked with lintian (no errors) in the package test
+    systemd                  # systemd-analyze verify (units) and systemd-socket-activate (socket activation test)
+    swtpm                    # a software TPM 2.0: device_secret = "tpm" is tested against it
+    swtpm-tools              # swtpm_setup: manufactures the software TPM's state
+    tpm2-tools               # tpm2_* commands: inspecting the TPM in tests and by hand
+    libtss2-dev              # tpm2-tss ESAPI (and its swtpm TCTI) for the tss-esapi crate
 )
 
 missing=()
