@@ -115,6 +115,22 @@ pub struct CardFile {
     /// without one, and in a tombstone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningKeyRecord>,
+    /// With `device_secret = "tpm"`: the TPM NV counter that counts this
+    /// card's PIN attempts (then `pin_failures` only mirrors it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_counter: Option<TpmCounter>,
+}
+
+/// A card's PIN retry counter in the TPM: failures = the NV counter's value
+/// minus `base` (set to the value after each success), so a restored older
+/// file shows more failures, never fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmCounter {
+    /// The NV index (in Lanyard's range of the owner's indexes).
+    pub nv_index: u32,
+    /// The counter's value when the failures were last zero.
+    pub base: u64,
 }
 
 /// The encrypted key material of a card that still has it.

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::paths::{check_private_store_path, create_private_dir, current_uid};
 use crate::pin::Pin;
+use crate::tpm::{retry, sealed_file, Tpm};
 
 pub use crate::card_file::{
     valid_card_id, CardFile, CardState, SigningKeyRecord, CARD_FORMAT_VERSION,
@@ -67,6 +68,8 @@ pub struct CardStore {
     cards_dir: PathBuf,
     secret: DeviceSecret,
     kdf: KdfParams,
+    /// With `device_secret = "tpm"`: the TPM holding the sealed secret and the retry counters.
+    tpm: Option<Tpm>,
 }
 
 /// fsyncs a directory so a rename in it is durable.
@@ -117,6 +120,7 @@ pub fn check_store_access(dir: &Path) -> Result<()> {
         dir.to_path_buf(),
         cards_dir.clone(),
         dir.join("device.secret"),
+        dir.join(sealed_file::FILE_NAME),
     ] {
         if path.exists() {
             check_private_store_path(&path, uid)?;
@@ -136,6 +140,45 @@ pub fn check_store_access(dir: &Path) -> Result<()> {
             check_private_store_path(&entry.path(), uid)?;
         }
     }
+    Ok(())
+}
+
+/// Refuses to open a store whose cards were made under the other kind of
+/// device secret (their keys would not open: cards would seem lost); with no
+/// card yet, the other kind's secret is removed and the store switches.
+fn check_secret_kind(dir: &Path, cards_dir: &Path, tpm: bool) -> Result<()> {
+    let file = dir.join("device.secret");
+    let sealed = dir.join(sealed_file::FILE_NAME);
+    let (mine, other, other_kind) = if tpm {
+        (&sealed, &file, "file")
+    } else {
+        (&file, &sealed, "tpm")
+    };
+    if mine.exists() || !other.exists() {
+        return Ok(());
+    }
+    let has_cards = std::fs::read_dir(cards_dir)
+        .map_err(|e| Error::io(format!("cannot list {}", cards_dir.display()), e))?
+        .flatten()
+        .any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with('.') && name.ends_with(".json")
+        });
+    if has_cards {
+        return Err(Error::Config {
+            path: other.clone(),
+            reason: format!(
+                "this store's cards are protected by device_secret = \"{other_kind}\"; \
+                 lanyardd.toml says \"{}\". Set device_secret = \"{other_kind}\" again \
+                 (moving cards between the two is not supported: re-enrol them); nothing was changed",
+                if tpm { "tpm" } else { "file" }
+            ),
+        });
+    }
+    std::fs::remove_file(other)
+        .map_err(|e| Error::io(format!("cannot remove {}", other.display()), e))?;
+    tracing::info!(removed = %other.display(), "empty store: device secret kind switched");
     Ok(())
 }
 
@@ -164,16 +207,34 @@ impl CardStore {
     /// Opens (creating, 0700) the store at `dir` and its device secret
     /// (the daemon first refuses an open store: [`check_store_access`]).
     pub fn open(dir: &Path, kdf: KdfParams) -> Result<Self> {
+        Self::open_with(dir, kdf, None)
+    }
+
+    /// Opens the store with its device secret in a file (`tpm` = `None`) or
+    /// sealed to `tpm` (`device.secret.tpm`, created sealed the first time).
+    /// A store whose cards were made under the other kind of secret is
+    /// refused, changing nothing; an empty one switches.
+    pub fn open_with(dir: &Path, kdf: KdfParams, tpm: Option<Tpm>) -> Result<Self> {
         let cards_dir = dir.join("cards");
         create_private_dir(&cards_dir)?;
+        check_secret_kind(dir, &cards_dir, tpm.is_some())?;
         remove_leftover_temp_files(&cards_dir);
-        let secret = DeviceSecret::load_or_create(&dir.join("device.secret"))?;
+        let secret = match &tpm {
+            None => DeviceSecret::load_or_create(&dir.join("device.secret"))?,
+            Some(tpm) => sealed_file::load_or_create(tpm, &dir.join(sealed_file::FILE_NAME))?,
+        };
         Ok(CardStore {
             dir: dir.to_path_buf(),
             cards_dir,
             secret,
             kdf,
+            tpm,
         })
+    }
+
+    /// The TPM the device secret is sealed to, if it is.
+    pub fn tpm(&self) -> Option<&Tpm> {
+        self.tpm.as_ref()
     }
 
     /// The store directory.
@@ -210,6 +271,18 @@ impl CardStore {
                 return bad("Argon2id cost beyond this build's limits");
             }
         }
+        let mut card = card;
+        match &self.tpm {
+            Some(tpm) if card.status != CardState::Revoked => {
+                card.pin_failures = retry::failures(tpm, &card, path)?;
+            }
+            None if card.tpm_counter.is_some() => {
+                return bad(
+                    "the card counts its PIN attempts in a TPM, but device_secret is not \"tpm\"",
+                );
+            }
+            _ => {}
+        }
         Ok(card)
     }
 
@@ -234,13 +307,43 @@ impl CardStore {
 
     /// Writes a card file atomically, always in the current format version.
     pub fn save(&self, card: &CardFile) -> Result<()> {
-        let mut card = std::borrow::Cow::Borrowed(card);
-        if card.version != CARD_FORMAT_VERSION {
-            card.to_mut().version = CARD_FORMAT_VERSION;
-        }
-        let json = serde_json::to_vec_pretty(&*card)
+        self.write(card).map(drop)
+    }
+
+    /// Writes a card file like [`Self::save`] and returns it as written:
+    /// with a TPM, its retry counter first brought to `pin_failures` (the
+    /// counter is incremented before the file says so), defined for a new
+    /// card and freed, after the write, for a revoked one.
+    pub fn write(&self, card: &CardFile) -> Result<CardFile> {
+        let mut card = card.clone();
+        card.version = CARD_FORMAT_VERSION;
+        let path = self.card_path(&card.card_id);
+        let after = match &self.tpm {
+            Some(tpm) => {
+                let previous = match card.tpm_counter {
+                    Some(_) => None,
+                    None => self.load_raw(&path).and_then(|old| old.tpm_counter),
+                };
+                Some((
+                    tpm,
+                    retry::reconcile(tpm, &mut card, previous.map(|c| c.nv_index))?,
+                ))
+            }
+            None => None,
+        };
+        let json = serde_json::to_vec_pretty(&card)
             .map_err(|e| Error::Internal(format!("card serialisation: {e}")))?;
-        write_atomic(&self.card_path(&card.card_id), &json)
+        write_atomic(&path, &json)?;
+        if let Some((tpm, after)) = after {
+            retry::after_write(tpm, after, &card.card_id);
+        }
+        Ok(card)
+    }
+
+    /// The card file at `path` as it parses, unchecked; `None` if absent or unreadable.
+    fn load_raw(&self, path: &Path) -> Option<CardFile> {
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// A card file for `new` (not yet saved): a fresh card key seals the
@@ -282,6 +385,7 @@ impl CardStore {
                 ..Default::default()
             },
             signing,
+            tpm_counter: None,
         })
     }
 

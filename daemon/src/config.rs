@@ -55,6 +55,22 @@ pub struct Config {
     pub pinentry_timeout_secs: u64,
     /// `[pcsc]`: the card in a PC/SC reader through vpcd (off by default).
     pub pcsc: crate::pcsc::PcscConfig,
+    /// Where the device secret is kept: `"file"` (`device.secret`, 0600) or
+    /// `"tpm"` (sealed to the TPM, with the PIN retry counters in TPM NV counters).
+    pub device_secret: DeviceSecretKind,
+    /// How to reach the TPM with `device_secret = "tpm"` (a TSS2 TCTI string).
+    pub tpm_tcti: String,
+}
+
+/// Where the device secret is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceSecretKind {
+    /// In `device.secret` (0600) in the store.
+    #[default]
+    File,
+    /// Sealed to the TPM in `device.secret.tpm`.
+    Tpm,
 }
 
 /// The longest `pinentry_timeout_secs`: the PKCS#11 module waits this long,
@@ -97,6 +113,8 @@ impl Default for Config {
             pinentry_program: "pinentry".into(),
             pinentry_timeout_secs: 60,
             pcsc: crate::pcsc::PcscConfig::default(),
+            device_secret: DeviceSecretKind::File,
+            tpm_tcti: crate::tpm::DEFAULT_TCTI.into(),
         }
     }
 }
@@ -214,6 +232,9 @@ impl Config {
         if self.argon2_memory_kib < 8 * self.argon2_parallelism.max(1) {
             return Err("argon2_memory_kib must be at least 8 * argon2_parallelism".into());
         }
+        if self.tpm_tcti.trim().is_empty() {
+            return Err("tpm_tcti must name a TCTI, e.g. \"device:/dev/tpmrm0\"".into());
+        }
         if self.argon2_iterations == 0 {
             return Err("argon2_iterations must be at least 1".into());
         }
@@ -304,6 +325,23 @@ mod tests {
         assert_eq!(c.pin_max_len, 10);
         assert_eq!(c.log_level, "debug");
         assert_eq!(c.pin_min_len, 6);
+    }
+
+    #[test]
+    fn device_secret_is_file_or_tpm_with_a_tcti() {
+        assert_eq!(Config::default().device_secret, DeviceSecretKind::File);
+        assert_eq!(Config::default().tpm_tcti, "device:/dev/tpmrm0");
+        let c = Config::parse("device_secret = \"tpm\"\ntpm_tcti = \"swtpm:port=2321\"").unwrap();
+        assert_eq!(
+            (c.device_secret, c.tpm_tcti.as_str()),
+            (DeviceSecretKind::Tpm, "swtpm:port=2321")
+        );
+        assert!(Config::parse("device_secret = \"disk\"")
+            .unwrap_err()
+            .contains("unknown variant"));
+        assert!(Config::parse("tpm_tcti = \" \"")
+            .unwrap_err()
+            .contains("tpm_tcti"));
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub enum Error {
     /// The configuration file is malformed or has invalid values.
     #[error("config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
+    /// The TPM (with `device_secret = "tpm"`) cannot be reached or refused an operation.
+    #[error("TPM: {0}")]
+    Tpm(String),
     /// A failure inside OpenSSL or the AEAD/KDF code.
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
@@ -162,6 +165,7 @@ impl Error {
             | Error::AlreadyRunning(_)
             | Error::Config { .. }
             | Error::Crypto(_)
+            | Error::Tpm(_)
             | Error::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -40,6 +40,7 @@ pub mod reset_pin;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod tpm;
 
 pub use error::{Error, Result};
 

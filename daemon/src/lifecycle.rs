@@ -120,6 +120,7 @@ mod tests {
             status: CardState::Active,
             lifecycle: Default::default(),
             signing: None,
+            tpm_counter: None,
         }
     }
 

@@ -200,7 +200,13 @@ impl Daemon {
             iterations: config.argon2_iterations,
             parallelism: config.argon2_parallelism,
         };
-        let store = CardStore::open(store_dir, kdf)?;
+        let tpm = match config.device_secret {
+            crate::config::DeviceSecretKind::File => None,
+            crate::config::DeviceSecretKind::Tpm => {
+                Some(crate::tpm::Tpm::connect(&config.tpm_tcti)?)
+            }
+        };
+        let store = CardStore::open_with(store_dir, kdf, tpm)?;
         let mut daemon = Daemon {
             policy: PinPolicy::from_config(&config),
             renewal_policy: RenewalPolicy::from_config(&config),
@@ -488,8 +494,8 @@ impl Daemon {
     /// memory. The caller holds the card's file lock.
     async fn save_card(&self, file: CardFile) -> Result<()> {
         let store = self.store.clone();
-        let to_save = file.clone();
-        tokio::task::spawn_blocking(move || store.save(&to_save))
+        // As written: with a TPM, the retry counter's base is reconciled.
+        let file = tokio::task::spawn_blocking(move || store.write(&file))
             .await
             .map_err(blocking_failed)??;
         if let Some(entry) = self.inner().cards.get_mut(&file.card_id) {

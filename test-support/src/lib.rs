@@ -13,6 +13,7 @@ pub mod pkcs11_tool;
 pub mod postgres;
 pub mod process;
 pub mod softhsm;
+pub mod swtpm;
 pub mod tools;
 
 pub use ca::{Ca, IssuedCard};
@@ -24,4 +25,5 @@ pub use pinentry::{Answer, PinentryStandIn};
 pub use pkcs11_tool::{ObjectInfo, Pkcs11Tool, SlotInfo};
 pub use postgres::{require_postgres, PgDatabase, TestBackend, TestDb};
 pub use process::{run, CmdOutput};
+pub use swtpm::Swtpm;
 pub use tools::{in_ci, require_tool, tool_available};
