@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, and .ci/run calls exactly this): installs what
 # the tests need, builds the workspace once in the release profile, starts PostgreSQL,
-# runs every test, then the CA's tests again on PostgreSQL instead of SQLite.
+# runs every test, then the Debian packages test (alone: it installs them), then the
+# CA's tests again on PostgreSQL instead of SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,12 @@ cargo build --release --workspace --locked
 
 echo "test.sh: running the tests…"
 cargo test --release --workspace --locked
+
+# Alone, after the rest: it installs the .debs on this machine (an installed
+# lanyard.module makes p11-kit load the module in every other program), runs the
+# demo from the installed paths and purges them again, even when it fails.
+echo "test.sh: building, installing, using and purging the Debian packages…"
+cargo test --release --locked -p lanyard-system-tests --test packages -- --ignored --test-threads 1
 
 echo "test.sh: running the CA's tests again with LANYARD_TEST_DB=postgres…"
 LANYARD_TEST_DB=postgres cargo test --release --locked -p lanyard-ca
