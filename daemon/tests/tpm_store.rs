@@ -184,3 +184,28 @@ fn an_empty_file_store_switches_to_the_tpm_and_a_tpm_that_is_not_there_is_a_clea
     let err = Tpm::connect("nonsense:x").expect_err("bad TCTI");
     assert!(err.to_string().contains("nonsense:x"), "{err}");
 }
+
+#[test]
+fn a_reissued_card_keeps_its_counter_index_with_the_count_reset() {
+    if !require_tool("swtpm") {
+        return;
+    }
+    let tpm = Swtpm::start();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = open(store_dir.path(), &tpm).unwrap();
+    add_card(&store, "C1");
+    let path = store.card_path("C1");
+    let mut card = store.load(&path).unwrap();
+    let index = card.tpm_counter.unwrap().nv_index;
+    card.pin_failures = 3;
+    store.write(&card).unwrap();
+    assert_eq!(store.load(&path).unwrap().pin_failures, 3);
+    // A re-issue or PIN reset (unblock code) writes a fresh card over it.
+    let key = SigningKey::generate(KeyType::EcP256).unwrap();
+    let new = testing::self_signed_card("C1", 0, "Dr Ada Smith", key).unwrap();
+    let fresh = store.seal_new(&new, &Pin::new("654321".into())).unwrap();
+    assert_eq!(fresh.tpm_counter, None);
+    let written = store.write(&fresh).unwrap();
+    assert_eq!(written.tpm_counter.map(|c| c.nv_index), Some(index));
+    assert_eq!(store.load(&path).unwrap().pin_failures, 0);
+}

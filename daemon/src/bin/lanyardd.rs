@@ -21,6 +21,8 @@ use lanyard_daemon::{check_in, hardening, idle_lock, paths, pcsc, renewal, serve
     after_help = "Config keys (lanyardd.toml, all optional): slots = 2, pin_min_len = 6 (>= 6), \
 pin_max_len = 8, max_pin_failures = 3, argon2_memory_kib = 65536, argon2_iterations = 3, \
 argon2_parallelism = 1, log_level = \"info\" (RUST_LOG overrides it), renewal_fraction = 0.67, \
+device_secret = \"file\" (or \"tpm\": sealed to the TPM, PIN retry counters in TPM NV counters), \
+tpm_tcti = \"device:/dev/tpmrm0\", \
 renewal_jitter_fraction = 0.05, renewal_retry_min_secs = 5, renewal_retry_max_secs = 3600, \
 expiry_warning_fraction = 0.1, check_in_interval_secs = 900, protected_path = false, \
 unlock_idle_timeout_secs = 900, pinentry_program = \"pinentry\", pinentry_timeout_secs = 60 (each of \

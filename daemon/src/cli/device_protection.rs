@@ -1,6 +1,7 @@
 //! What protects the card store at rest on this machine, for `lanyard status`:
-//! where the device secret is kept, whether a TPM is present and whether the
-//! store's filesystem sits on dm-crypt (LUKS), and a warning when neither.
+//! where the device secret is kept (sealed to a TPM when the store holds
+//! `device.secret.tpm`, with lanyardd.toml's TCTI), whether a TPM is present and
+//! whether the store's filesystem sits on dm-crypt (LUKS), and a warning when neither protects it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -13,8 +14,10 @@ const TPM_DEVICE: &str = "/dev/tpmrm0";
 /// `device_protection` in `status --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceProtection {
-    /// Where the device secret is kept: `file` (the only kind built so far).
+    /// Where the device secret is kept: `tpm` (sealed) or `file`.
     pub device_secret: &'static str,
+    /// With `tpm`: the TCTI from lanyardd.toml; otherwise "".
+    pub tpm_tcti: String,
     /// Whether a TPM 2.0 device is present (`/dev/tpmrm0`).
     pub tpm: bool,
     /// Whether the store's filesystem is on dm-crypt (full-disk encryption).
@@ -27,6 +30,10 @@ impl DeviceProtection {
     /// Looks at this machine for the store at `store`.
     pub fn detect(store: &Path) -> Self {
         let tpm = Path::new(TPM_DEVICE).exists();
+        let sealed = store
+            .join(crate::tpm::sealed_file::FILE_NAME)
+            .exists()
+            .then(configured_tcti);
         // Before the first card the store may not exist yet: its parent is on the same disk.
         let probe = if store.exists() {
             store
@@ -43,20 +50,27 @@ impl DeviceProtection {
                 )
             })
             .unwrap_or(false);
-        Self::from_findings(tpm, disk_encryption)
+        Self::from_findings(sealed, tpm, disk_encryption)
     }
 
-    /// The verdict for what was found.
-    pub fn from_findings(tpm: bool, disk_encryption: bool) -> Self {
-        let warning = if !tpm && !disk_encryption {
-            "neither a TPM nor full-disk encryption was found: anyone who takes this disk can \
-             guess the PIN offline; use full-disk encryption (LUKS)"
-                .to_string()
-        } else {
-            String::new()
+    /// The verdict for what was found; `sealed`: the secret is sealed to
+    /// the TPM reached through this TCTI.
+    pub fn from_findings(sealed: Option<String>, tpm: bool, disk_encryption: bool) -> Self {
+        let tpm = tpm || sealed.is_some();
+        let warning = match (&sealed, tpm, disk_encryption) {
+            (Some(_), _, _) | (None, _, true) => String::new(),
+            (None, true, false) => "the device secret is in a file and the disk is not \
+                encrypted: anyone who takes this disk can guess the PIN offline; set \
+                device_secret = \"tpm\" in lanyardd.toml (a TPM is present) or use full-disk \
+                encryption (LUKS)"
+                .to_string(),
+            (None, false, false) => "neither a TPM nor full-disk encryption was found: anyone \
+                who takes this disk can guess the PIN offline; use full-disk encryption (LUKS)"
+                .to_string(),
         };
         DeviceProtection {
-            device_secret: "file",
+            device_secret: if sealed.is_some() { "tpm" } else { "file" },
+            tpm_tcti: sealed.unwrap_or_default(),
             tpm,
             disk_encryption,
             warning,
@@ -65,8 +79,16 @@ impl DeviceProtection {
 
     /// One line for the text output.
     pub fn summary(&self) -> String {
+        let secret = if self.device_secret == "tpm" {
+            format!(
+                "device secret sealed to the TPM ({}), PIN retry counters in TPM NV counters",
+                self.tpm_tcti
+            )
+        } else {
+            "device secret in a file".to_string()
+        };
         format!(
-            "device secret in a file (TPM sealing is not built yet); TPM: {}; disk encryption: {}",
+            "{secret}; TPM: {}; disk encryption: {}",
             if self.tpm { "present" } else { "none" },
             if self.disk_encryption {
                 "dm-crypt"
@@ -74,6 +96,14 @@ impl DeviceProtection {
                 "none detected"
             }
         )
+    }
+}
+
+/// The TCTI lanyardd uses, from lanyardd.toml (the daemon reads the same file).
+fn configured_tcti() -> String {
+    match crate::paths::config_file().and_then(|p| crate::config::Config::load(&p)) {
+        Ok(c) => c.tpm_tcti,
+        Err(e) => format!("TCTI unknown: {e}"),
     }
 }
 
@@ -153,16 +183,26 @@ mod tests {
 
     #[test]
     fn warns_only_when_nothing_protects_the_disk() {
-        assert!(!DeviceProtection::from_findings(false, false)
+        let none = DeviceProtection::from_findings(None, false, false);
+        assert!(none.warning.contains("neither a TPM"), "{}", none.warning);
+        let unused = DeviceProtection::from_findings(None, true, false);
+        assert!(
+            unused.warning.contains("device_secret = \"tpm\""),
+            "{}",
+            unused.warning
+        );
+        assert!(DeviceProtection::from_findings(None, false, true)
             .warning
             .is_empty());
-        assert!(DeviceProtection::from_findings(true, false)
-            .warning
-            .is_empty());
-        assert!(DeviceProtection::from_findings(false, true)
-            .warning
-            .is_empty());
-        let p = DeviceProtection::from_findings(false, true);
+        let sealed = DeviceProtection::from_findings(Some("swtpm:port=9".into()), false, false);
+        assert!(sealed.warning.is_empty(), "{}", sealed.warning);
+        assert_eq!((sealed.device_secret, sealed.tpm), ("tpm", true));
+        assert!(sealed
+            .summary()
+            .contains("sealed to the TPM (swtpm:port=9)"));
+        let j = serde_json::to_value(&sealed).unwrap();
+        assert_eq!(j["tpm_tcti"], "swtpm:port=9");
+        let p = DeviceProtection::from_findings(None, false, true);
         assert_eq!(p.device_secret, "file");
         assert!(p.summary().contains("dm-crypt"), "{}", p.summary());
         let j = serde_json::to_value(&p).unwrap();

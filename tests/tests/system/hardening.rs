@@ -385,8 +385,8 @@ fn another_uid_cannot_read_the_card_store() {
 }
 
 /// `lanyard status` says which protection is in force at rest (the device
-/// secret in a file today), whether a TPM or full-disk encryption was found,
-/// and warns when neither was.
+/// secret in a file by default; tpm.rs covers "tpm"), whether a TPM or
+/// full-disk encryption was found, and warns when the disk is unprotected.
 #[test]
 fn status_says_what_protects_the_store_at_rest() {
     let daemon = lanyard_test_support::Daemon::start();
@@ -399,13 +399,15 @@ fn status_says_what_protects_the_store_at_rest() {
         .expect("disk_encryption is a boolean");
     assert_eq!(tpm, Path::new("/dev/tpmrm0").exists(), "{json}");
     let warning = p["warning"].as_str().expect("warning is a string");
-    assert_eq!(warning.is_empty(), tpm || fde, "{json}");
+    assert_eq!(p["tpm_tcti"], "", "{json}");
+    // The secret is in a file: only disk encryption keeps it from a thief.
+    assert_eq!(warning.is_empty(), fde, "{json}");
 
     let text = daemon.lanyard(&["status"], None);
     text.assert_success("lanyard status");
     assert!(
         text.stdout
-            .contains("protection: device secret in a file (TPM sealing is not built yet)"),
+            .contains("protection: device secret in a file; TPM: "),
         "{text}"
     );
     if !warning.is_empty() {

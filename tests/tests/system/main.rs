@@ -44,5 +44,6 @@ mod signing;
 mod sshd;
 mod tls;
 mod tls_server;
+mod tpm;
 mod vpcd_link;
 mod world;
