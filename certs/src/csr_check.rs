@@ -1,6 +1,7 @@
 //! Checks a PKCS#10 request before anything is issued for it: well-formed DER,
-//! an accepted key (RSA 2048..=8192 bits, EC P-256 or P-384), a modern
-//! signature algorithm, and a self-signature that verifies with that key.
+//! an accepted key (RSA 2048..=8192 bits with an odd exponent >= 65537, EC
+//! P-256 or P-384), a modern signature algorithm, and a self-signature that
+//! verifies with that key.
 
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::error::X509Error;
@@ -17,6 +18,9 @@ use crate::CertsError;
 pub const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits.
 pub const RSA_MAX_BITS: usize = 8192;
+
+/// Smallest RSA public exponent accepted.
+pub const RSA_MIN_EXPONENT: u64 = 65537;
 
 /// The kind of key a checked request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +126,7 @@ fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<KeyKin
         if bits > RSA_MAX_BITS {
             return Err(CertsError::RsaKeyTooLarge { bits });
         }
+        check_exponent(rsa.exponent)?;
         Ok(KeyKind::Rsa { bits })
     } else if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
         let curve = spki
@@ -146,6 +151,32 @@ fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<KeyKin
             algorithm: oid_name(alg),
         })
     }
+}
+
+/// An RSA public exponent (big-endian bytes) must be odd, at least 65537 and
+/// below 2^256: e = 3 or an even e is refused.
+fn check_exponent(exponent: &[u8]) -> Result<(), CertsError> {
+    let digits = exponent
+        .iter()
+        .position(|b| *b != 0)
+        .map_or(&[][..], |i| &exponent[i..]);
+    let weak = |exponent: String| Err(CertsError::RsaExponentWeak { exponent });
+    if digits.len() > 32 {
+        return weak(format!("of {} bytes", digits.len()));
+    }
+    let odd = digits.last().is_some_and(|b| b % 2 == 1);
+    if digits.len() > 8 {
+        return if odd {
+            Ok(())
+        } else {
+            weak(format!("of {} bytes (even)", digits.len()))
+        };
+    }
+    let value = digits.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+    if !odd || value < RSA_MIN_EXPONENT {
+        return weak(value.to_string());
+    }
+    Ok(())
 }
 
 /// A readable name for an OID from the registry, else its dotted form.
@@ -211,6 +242,33 @@ mod tests {
             check_csr(RSA1024),
             Err(CertsError::RsaKeyTooSmall { bits: 1024 })
         ));
+    }
+
+    #[test]
+    fn rsa_exponent_must_be_odd_and_at_least_65537() {
+        assert!(check_exponent(&[0x01, 0x00, 0x01]).is_ok());
+        assert!(check_exponent(&[0x00, 0x01, 0x00, 0x01]).is_ok());
+        assert!(check_exponent(&[0xff; 32]).is_ok());
+        for weak in [
+            &[0x03][..],
+            &[0x01, 0x00, 0x00],
+            &[0x01, 0x00, 0x02],
+            &[0x00],
+            &[],
+            &[0x02; 16],
+        ] {
+            let err = check_exponent(weak).unwrap_err();
+            assert!(
+                matches!(err, CertsError::RsaExponentWeak { .. }),
+                "{weak:?}"
+            );
+        }
+        let err = check_exponent(&[0x01; 33]).unwrap_err();
+        assert!(err.to_string().contains("of 33 bytes"), "{err}");
+        assert!(check_exponent(&[0x03])
+            .unwrap_err()
+            .to_string()
+            .contains("exponent 3;"));
     }
 
     #[test]

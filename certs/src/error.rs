@@ -32,6 +32,14 @@ pub enum CertsError {
         bits: usize,
     },
 
+    /// An RSA key whose public exponent is even, at most 65537 - 1, or
+    /// 2^256 or more (FIPS 186-5: odd, 2^16 < e < 2^256).
+    #[error("the certificate request's RSA key has the public exponent {exponent}; an odd exponent of at least 65537 (and below 2^256) is required")]
+    RsaExponentWeak {
+        /// The exponent (decimal when it fits 64 bits, else its size).
+        exponent: String,
+    },
+
     /// An RSA key above 8192 bits.
     #[error("the certificate request's RSA key has {bits} bits; at most 8192 are accepted")]
     RsaKeyTooLarge {
