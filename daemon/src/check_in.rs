@@ -102,15 +102,29 @@ async fn ask(target: &CheckInTarget) -> CheckInOutcome {
     }
 }
 
-/// Checks in every card that has a CA on record, one after the other.
+/// Checks in every card that has a CA on record, one after the other; each
+/// card's start-up check-in gate opens when its answer (or failure) is applied.
 pub async fn check_in_all(daemon: &Daemon) {
     for target in daemon.check_in_targets() {
         let outcome = ask(&target).await;
         tracing::debug!(card = %target.card_id, ?outcome, "check-in answer");
+        let gate = daemon.start_check_in();
+        if let (true, CheckInOutcome::Failed(_)) = (gate.is_pending(&target.card_id), &outcome) {
+            tracing::warn!(card = %target.card_id, ca = %target.ca_url, "start-up check-in failed: the card signs offline with its last known status until a check-in succeeds");
+        }
         if let Err(e) = daemon.apply_check_in(&target, outcome).await {
             tracing::error!(card = %target.card_id, error = %e, "cannot record the check-in");
         }
+        gate.finished(&target.card_id);
     }
+    daemon.start_check_in().finish_all();
+}
+
+/// Arms the start-up gate for every card to check in: call before serving,
+/// then spawn [`run`]. The first signature of each waits for its check-in.
+pub fn hold_first_signatures(daemon: &Daemon) {
+    let cards = daemon.check_in_targets().into_iter().map(|t| t.card_id);
+    daemon.start_check_in().arm(cards);
 }
 
 /// Checks in at start, every `check_in_interval_secs`, and when asked
@@ -119,6 +133,8 @@ pub async fn run(daemon: Arc<Daemon>) {
     let interval = Duration::from_secs(daemon.config().check_in_interval_secs);
     loop {
         check_in_all(&daemon).await;
+        let next = crate::lifecycle::now_unix().saturating_add(interval.as_secs() as i64);
+        daemon.start_check_in().set_next_check_in(next);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = daemon.signals().check_in.notified() => {}

@@ -55,6 +55,8 @@ pub struct Config {
     pub pinentry_timeout_secs: u64,
     /// `[pcsc]`: the card in a PC/SC reader through vpcd (off by default).
     pub pcsc: crate::pcsc::PcscConfig,
+    /// `[daemon]`: `idle_exit` (on by default when socket-activated).
+    pub daemon: crate::idle_exit::DaemonSection,
     /// Where the device secret is kept: `"file"` (`device.secret`, 0600) or
     /// `"tpm"` (sealed to the TPM, with the PIN retry counters in TPM NV counters).
     pub device_secret: DeviceSecretKind,
@@ -113,6 +115,7 @@ impl Default for Config {
             pinentry_program: "pinentry".into(),
             pinentry_timeout_secs: 60,
             pcsc: crate::pcsc::PcscConfig::default(),
+            daemon: crate::idle_exit::DaemonSection::default(),
             device_secret: DeviceSecretKind::File,
             tpm_tcti: crate::tpm::DEFAULT_TCTI.into(),
         }
@@ -305,6 +308,7 @@ impl Config {
             ));
         }
         self.pcsc.validate()?;
+        self.daemon.validate()?;
         Ok(())
     }
 }
@@ -482,6 +486,16 @@ mod tests {
         let err = Config::parse("[pcsc]\nvpcd_listen = \"0.0.0.0:35963\"\n").unwrap_err();
         assert!(err.contains("not on loopback"), "{err}");
         assert!(Config::parse("[pcsc]\nvpcd = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn daemon_section_idle_exit_is_read_and_checked() {
+        let c = Config::parse("[daemon]\nidle_exit = \"2m\"\n").unwrap();
+        assert_eq!(c.daemon.idle_exit.as_deref(), Some("2m"));
+        assert_eq!(Config::default().daemon.idle_exit, None);
+        let err = Config::parse("[daemon]\nidle_exit = \"soon\"\n").unwrap_err();
+        assert!(err.contains("idle_exit"), "{err}");
+        assert!(Config::parse("[daemon]\nidle = \"2m\"\n").is_err());
     }
 
     #[test]

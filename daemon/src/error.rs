@@ -91,6 +91,9 @@ pub enum Error {
     /// A directory the daemon relies on is unsafe (owner or mode).
     #[error("{0}")]
     InsecureDirectory(String),
+    /// The listener passed by systemd (LISTEN_FDS) is unusable or malformed.
+    #[error("socket activation: {0}")]
+    SocketActivation(String),
     /// Another daemon already serves the socket.
     #[error("lanyardd already running on {0}")]
     AlreadyRunning(PathBuf),
@@ -163,6 +166,7 @@ impl Error {
             Error::Io { .. }
             | Error::InsecureDirectory(_)
             | Error::AlreadyRunning(_)
+            | Error::SocketActivation(_)
             | Error::Config { .. }
             | Error::Crypto(_)
             | Error::Tpm(_)

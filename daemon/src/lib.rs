@@ -14,6 +14,7 @@ pub mod card_file;
 pub mod card_info;
 pub mod card_store;
 pub mod check_in;
+pub mod check_in_gate;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod enroll;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod hardening;
+pub mod idle_exit;
 pub mod idle_lock;
 pub mod keys;
 pub mod lifecycle;
@@ -39,6 +41,7 @@ pub mod renewal_schedule;
 pub mod reset_pin;
 pub mod server;
 pub mod shutdown;
+pub mod socket_activation;
 pub mod state;
 pub mod tpm;
 

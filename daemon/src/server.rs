@@ -32,6 +32,28 @@ const MAX_CONNECTIONS: usize = 256;
 /// Connections being served now.
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
+/// Connections served since start (the idle-exit watcher sees short ones too).
+static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Agent connections being served now.
+pub fn open_connections() -> usize {
+    CONNECTIONS.load(Ordering::SeqCst)
+}
+
+/// Agent connections served since start.
+pub fn connections_accepted() -> usize {
+    ACCEPTED.load(Ordering::SeqCst)
+}
+
+/// The listener systemd passed (see `socket_activation`), for the runtime;
+/// its file stays when the daemon stops (systemd owns it). Needs a tokio runtime.
+pub fn adopt_listener(listener: std::os::unix::net::UnixListener) -> Result<UnixListener> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("activated socket", e))?;
+    UnixListener::from_std(listener).map_err(|e| Error::io("activated socket", e))
+}
+
 /// Prepares the directory, refuses to run beside a live daemon, removes a
 /// stale socket, binds, and makes the socket 0600. Needs a tokio runtime.
 pub fn bind_socket(path: &Path) -> Result<UnixListener> {
@@ -116,6 +138,7 @@ struct Slot;
 
 impl Slot {
     fn take() -> Option<Slot> {
+        ACCEPTED.fetch_add(1, Ordering::SeqCst);
         let taken = CONNECTIONS.fetch_add(1, Ordering::SeqCst);
         if taken >= MAX_CONNECTIONS {
             CONNECTIONS.fetch_sub(1, Ordering::SeqCst);

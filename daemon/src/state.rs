@@ -180,6 +180,8 @@ pub struct Daemon {
     /// Card files left out at start, one line each, for `lanyard status`.
     problems: Vec<String>,
     signals: Signals,
+    /// Holds each card's first signature after a start until its check-in ends.
+    start_check_in: crate::check_in_gate::CheckInGate,
 }
 
 fn blocking_failed(e: tokio::task::JoinError) -> Error {
@@ -219,6 +221,7 @@ impl Daemon {
             derivations: Default::default(),
             problems: Vec::new(),
             signals: Signals::default(),
+            start_check_in: Default::default(),
         };
         let mut problems = Vec::new();
         for loaded in daemon.store.load_all()? {
@@ -324,6 +327,11 @@ impl Daemon {
     /// The wake-ups of the background tasks.
     pub fn signals(&self) -> &Signals {
         &self.signals
+    }
+
+    /// The start-up check-in gate (and the next check-in's time).
+    pub fn start_check_in(&self) -> &crate::check_in_gate::CheckInGate {
+        &self.start_check_in
     }
 
     /// Random id of this daemon run.

@@ -11,7 +11,9 @@ use lanyard_daemon::config::Config;
 use lanyard_daemon::pcsc::VpcdEndpoint;
 use lanyard_daemon::shutdown::{wait_for_signal, SocketGuard};
 use lanyard_daemon::state::Daemon;
-use lanyard_daemon::{check_in, hardening, idle_lock, paths, pcsc, renewal, server};
+use lanyard_daemon::{
+    check_in, hardening, idle_exit, idle_lock, paths, pcsc, renewal, server, socket_activation,
+};
 
 /// lanyardd — keeps your virtual smartcards and signs for applications that
 /// use the Lanyard PKCS#11 module. One daemon per user; keys never leave it.
@@ -27,7 +29,10 @@ renewal_jitter_fraction = 0.05, renewal_retry_min_secs = 5, renewal_retry_max_se
 expiry_warning_fraction = 0.1, check_in_interval_secs = 900, protected_path = false, \
 unlock_idle_timeout_secs = 900, pinentry_program = \"pinentry\", pinentry_timeout_secs = 60 (each of \
 the last ten overridden by LANYARDD_<KEY IN CAPITALS>, e.g. LANYARDD_CHECK_IN_INTERVAL_SECS); \
-[pcsc] vpcd_listen = \"127.0.0.1:35963\" (off by default), vpcd_connect = \"HOST:PORT\", card = \"<card id>\".\n\
+[pcsc] vpcd_listen = \"127.0.0.1:35963\" (off by default), vpcd_connect = \"HOST:PORT\", card = \"<card id>\"; \
+[daemon] idle_exit = \"10m\" (\"off\" = never; default 10m when socket-activated, never otherwise).\n\
+Socket activation: with LISTEN_PID/LISTEN_FDS (systemd's lanyardd.socket, or systemd-socket-activate), \
+fd 3 is the agent socket and --socket is not used.\n\
 Cards are kept in $XDG_DATA_HOME/lanyard (or ~/.local/share/lanyard). Stop with SIGINT or SIGTERM."
 )]
 struct Args {
@@ -48,6 +53,10 @@ struct Args {
     /// mode listens on all interfaces: only where that port is firewalled).
     #[arg(long, value_name = "HOST:PORT")]
     vpcd: Option<String>,
+    /// Stop after this long with nothing to do (e.g. 10m, 90s; off = never).
+    /// Overrides [daemon] idle_exit. Default: 10m when socket-activated, else never.
+    #[arg(long, value_name = "DURATION")]
+    idle_exit: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -99,7 +108,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let socket_path = paths::socket_path(args.socket);
+    // systemd's listener (LISTEN_FDS), if any; the LISTEN_* variables are removed.
+    let activated = socket_activation::take_from_env()?;
+    let idle_period = idle_exit::period(
+        args.idle_exit.as_deref(),
+        &config.daemon,
+        activated.is_some(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let socket_path = match &activated {
+        Some(a) => {
+            let configured = paths::socket_path(args.socket);
+            if configured != a.path {
+                tracing::warn!(activated = %a.path.display(), configured = %configured.display(), "socket-activated on another path than the configured one; clients must use the activated one");
+            }
+            a.path.clone()
+        }
+        None => paths::socket_path(args.socket),
+    };
     let store_dir = paths::store_dir()?;
     // Refuse to start on a card store other users could read or change.
     lanyard_daemon::card_store::check_store_access(&store_dir)?;
@@ -107,8 +133,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = server::bind_socket(&socket_path)?;
-        let _guard = SocketGuard(socket_path.clone());
+        // An activated socket belongs to systemd: it stays when lanyardd stops.
+        let (listener, _guard) = match activated {
+            Some(a) => (server::adopt_listener(a.listener)?, None),
+            None => (
+                server::bind_socket(&socket_path)?,
+                Some(SocketGuard(socket_path.clone())),
+            ),
+        };
         let daemon = Arc::new(Daemon::open(config, &store_dir, socket_path.clone())?);
         hardening::log_key_memory(key_memory);
         tracing::info!(
@@ -117,10 +149,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             config = %config_path.display(),
             cards = daemon.cards(None).len(),
             version = lanyard_daemon::DAEMON_VERSION,
+            socket_activated = _guard.is_none(),
+            idle_exit = idle_period.map(idle_exit::humanize).unwrap_or_else(|| "off".into()),
             "lanyardd ready"
         );
         // Background lifecycle work and the unlock's idle timer; all end with the runtime.
         tokio::spawn(renewal::run_scheduler(daemon.clone()));
+        // Each card's first signature waits for its start-up check-in.
+        check_in::hold_first_signatures(&daemon);
         tokio::spawn(check_in::run(daemon.clone()));
         tokio::spawn(idle_lock::run(daemon.clone()));
         if let Some(endpoint) = vpcd {
@@ -135,9 +171,23 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Err(e) => tracing::error!(error = %e, "signal handling unavailable"),
             }
         });
+        let idle = {
+            let daemon = daemon.clone();
+            async move {
+                match idle_period {
+                    Some(period) => idle_exit::watch(daemon, period).await,
+                    None => std::future::pending().await,
+                }
+            }
+        };
         server::serve(listener, daemon, async {
-            if let Ok(sig) = rx.await {
-                tracing::info!(signal = sig, "stopping");
+            tokio::select! {
+                sig = rx => {
+                    if let Ok(sig) = sig {
+                        tracing::info!(signal = sig, "stopping");
+                    }
+                }
+                why = idle => tracing::info!(reason = %why, "stopping: idle exit"),
             }
         })
         .await;

@@ -17,6 +17,8 @@ pub async fn apply(daemon: &Daemon, app: &AppId, m: Sign) -> Result<response::Bo
     let role = KeyRole::try_from(m.key)
         .map_err(|_| Error::BadRequest(format!("unknown key role {}", m.key)))?;
     let context_pin = Pin::new(m.context_pin);
+    // The first signature after a start waits for the card's check-in.
+    daemon.start_check_in().wait(&m.card_id).await;
     let signature = match role {
         KeyRole::Authentication => daemon.sign(app, &m.card_id, mech, &m.data)?,
         KeyRole::Signing => {

@@ -229,6 +229,9 @@ impl CardBackend for DaemonBackend {
         if !self.verified {
             return Err(SignError::NotVerified);
         }
+        // The first signature after a start waits for the card's check-in.
+        self.handle
+            .block_on(self.daemon.start_check_in().wait(&self.card_id));
         let result = match slot {
             KeySlot::Authentication => self.sign_with_authentication_key(input),
             KeySlot::Signature => {

@@ -17,6 +17,30 @@ use crate::state::Daemon;
 /// Numbers reader connections for their application ids and logs.
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
+/// Links up now (the idle exit waits while one is).
+static LINKS_UP: AtomicU64 = AtomicU64::new(0);
+
+/// How many reader links are up now.
+pub fn links_up() -> usize {
+    LINKS_UP.load(Ordering::SeqCst) as usize
+}
+
+/// Counts a link as up until dropped.
+struct LinkUp;
+
+impl LinkUp {
+    fn new() -> Self {
+        LINKS_UP.fetch_add(1, Ordering::SeqCst);
+        LinkUp
+    }
+}
+
+impl Drop for LinkUp {
+    fn drop(&mut self) {
+        LINKS_UP.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Why a link ended.
 #[derive(Debug)]
 pub enum LinkEnd {
@@ -46,6 +70,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     wanted: Option<String>,
     card: InsertedCard,
 ) -> LinkEnd {
+    let _up = LinkUp::new();
     let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     let backend = match DaemonBackend::new(
         daemon.clone(),

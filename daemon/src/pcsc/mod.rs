@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 pub use config::{PcscConfig, VpcdEndpoint};
+pub use link::links_up;
 
 use crate::error::Result;
 use crate::state::Daemon;
