@@ -41,6 +41,7 @@ mod protected_path;
 mod secrets;
 mod selftest;
 mod signing;
+mod socket_activation;
 mod sshd;
 mod tls;
 mod tls_server;
