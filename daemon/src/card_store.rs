@@ -340,6 +340,20 @@ impl CardStore {
         Ok(card)
     }
 
+    /// Removes a card just created that cannot be served (best effort):
+    /// its file, then its TPM retry counter if it has one.
+    pub fn discard_new(&self, card_id: &str) {
+        let path = self.card_path(card_id);
+        let counter = self.load_raw(&path).and_then(|c| c.tpm_counter);
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(card = %card_id, error = %e, "cannot remove the card just created");
+            return;
+        }
+        if let (Some(tpm), Some(c)) = (&self.tpm, counter) {
+            retry::after_write(tpm, retry::AfterWrite::Free(c.nv_index), card_id);
+        }
+    }
+
     /// The card file at `path` as it parses, unchecked; `None` if absent or unreadable.
     fn load_raw(&self, path: &Path) -> Option<CardFile> {
         let bytes = std::fs::read(path).ok()?;

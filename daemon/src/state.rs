@@ -783,7 +783,7 @@ impl Daemon {
             .map_err(blocking_failed)??;
         if let Err(e) = self.insert_card(file) {
             // Never leave a card on disk that the daemon does not serve.
-            let _ = std::fs::remove_file(self.store.card_path(&card_id));
+            self.store.discard_new(&card_id);
             return Err(e);
         }
         self.card(&card_id, None)

@@ -209,3 +209,20 @@ fn a_reissued_card_keeps_its_counter_index_with_the_count_reset() {
     assert_eq!(written.tpm_counter.map(|c| c.nv_index), Some(index));
     assert_eq!(store.load(&path).unwrap().pin_failures, 0);
 }
+
+#[test]
+fn a_discarded_new_card_leaves_no_file_and_no_counter() {
+    if !require_tool("swtpm") {
+        return;
+    }
+    let tpm = Swtpm::start();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = open(store_dir.path(), &tpm).unwrap();
+    add_card(&store, "C1");
+    let path = store.card_path("C1");
+    let index = store.load(&path).unwrap().tpm_counter.unwrap().nv_index;
+    store.discard_new("C1");
+    assert!(!path.exists());
+    let probe = Tpm::connect(&tpm.tcti()).unwrap();
+    assert!(!counter::exists(&probe, index).unwrap());
+}
