@@ -236,6 +236,18 @@ mod tests {
     }
 
     #[test]
+    fn the_variables_are_removed_even_when_meant_for_another_process() {
+        // No other test reads these variables.
+        std::env::set_var("LISTEN_PID", "1");
+        std::env::set_var("LISTEN_FDS", "1");
+        std::env::set_var("LISTEN_FDNAMES", "agent");
+        assert!(take_from_env().unwrap().is_none());
+        for var in LISTEN_VARS {
+            assert!(std::env::var_os(var).is_none(), "{var} left set");
+        }
+    }
+
+    #[test]
     fn malformed_variables_are_clear_errors() {
         for (vars, needle) in [
             (&[("LISTEN_PID", "x")][..], "LISTEN_PID"),
