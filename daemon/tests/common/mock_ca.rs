@@ -212,8 +212,8 @@ pub struct MockState {
     pub renewals: AtomicU32,
     /// CardStatus calls.
     pub status_calls: AtomicU32,
-    /// Milliseconds CardStatus waits before answering (a slow CA).
-    pub status_delay_ms: AtomicU32,
+    /// While set, CardStatus holds its answer back (a slow CA).
+    pub status_held: std::sync::atomic::AtomicBool,
     /// Enrolments answered so far (numbers the card ids).
     enrolments: AtomicU32,
 }
@@ -340,8 +340,9 @@ impl Revocation for Service {
         request: tonic::Request<CardStatusRequest>,
     ) -> Result<tonic::Response<CardStatusResponse>, tonic::Status> {
         self.state.status_calls.fetch_add(1, Ordering::SeqCst);
-        let delay = self.state.status_delay_ms.load(Ordering::SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(delay.into())).await;
+        while self.state.status_held.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let req = request.into_inner();
         let state = self.state.state(&req.card_id);
         let revoked = state == CardState::Revoked;
