@@ -130,6 +130,48 @@ fn refused_codes_bad_keys_and_bad_pins_leave_no_card() {
 }
 
 #[test]
+fn code_from_stdin_keeps_it_out_of_the_command_line() {
+    let mut env = TestEnv::new();
+    env.start();
+    let ca = MockCa::start(env.tmp.path());
+    let args = |code_line: &str| {
+        env.lanyard(
+            &[
+                "enroll",
+                "--ca",
+                &ca.url,
+                "--ca-cert",
+                ca.root_pem.to_str().unwrap(),
+                "--code",
+                "-",
+                "--key",
+                "ec-p256",
+                "--pin-stdin",
+                "--json",
+            ],
+            &format!("{code_line}\n{PIN}\n"),
+        )
+    };
+    // An empty first line is a usage error and nothing is enrolled.
+    let out = args("  ");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--code -") && stderr.contains("enrolment code"),
+        "{stderr}"
+    );
+    assert_eq!(card_files(&env), 0);
+    // The code on the first line, the PIN on the second: enrolled.
+    let out = args("GOOD-CODE");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(card_files(&env), 1);
+}
+
+#[test]
 fn an_unreachable_ca_is_retried_then_reported() {
     let mut env = TestEnv::new();
     env.start();

@@ -202,8 +202,9 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("lanyard status --json printed invalid JSON ({e})\n{out}"))
     }
 
-    /// `lanyard enroll --ca URL --ca-cert root.pem --code CODE --key K --pin-stdin`
-    /// with `pin` on stdin; returns the output whatever happened.
+    /// `lanyard enroll --ca URL --ca-cert root.pem --code - --key K --pin-stdin`
+    /// with the code and `pin` on stdin (so neither is in the command line);
+    /// returns the output whatever happened.
     pub fn try_enroll(
         &self,
         ca_url: &str,
@@ -221,12 +222,12 @@ impl Daemon {
                 "--ca-cert",
                 &ca_cert,
                 "--code",
-                code,
+                "-",
                 "--key",
                 key.arg(),
                 "--pin-stdin",
             ],
-            Some(&format!("{pin}\n")),
+            Some(&format!("{code}\n{pin}\n")),
         )
     }
 
@@ -255,8 +256,8 @@ impl Daemon {
         self.lanyard(&args, pin.map(|p| format!("{p}\n")).as_deref())
     }
 
-    /// `lanyard reset-pin --card ID --code CODE --pin-stdin --json` with
-    /// `new_pin` on stdin; returns the output whatever happened.
+    /// `lanyard reset-pin --card ID --code - --pin-stdin --json` with the
+    /// code and `new_pin` on stdin; returns the output whatever happened.
     pub fn reset_pin(&self, card_id: &str, code: &str, new_pin: &str) -> CmdOutput {
         self.lanyard(
             &[
@@ -264,11 +265,11 @@ impl Daemon {
                 "--card",
                 card_id,
                 "--code",
-                code,
+                "-",
                 "--pin-stdin",
                 "--json",
             ],
-            Some(&format!("{new_pin}\n")),
+            Some(&format!("{code}\n{new_pin}\n")),
         )
     }
 

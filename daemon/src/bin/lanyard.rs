@@ -48,7 +48,9 @@ enum Command {
         /// certificate must chain to it.
         #[arg(long, value_name = "FILE")]
         ca_cert: PathBuf,
-        /// The one-time enrolment code from your IT desk.
+        /// The one-time enrolment code from your IT desk; `-` reads it from
+        /// the first line of standard input (before the PIN's line with
+        /// --pin-stdin), which keeps it out of the command line others see in `ps`.
         #[arg(
             long,
             value_name = "CODE",
@@ -112,7 +114,9 @@ enum Command {
     ///
     /// The new PIN is asked twice (or the first line of standard input with --pin-stdin).
     ResetPin {
-        /// The reset code from your IT desk.
+        /// The reset code from your IT desk; `-` reads it from the first line
+        /// of standard input (before the PIN's line with --pin-stdin), which
+        /// keeps it out of the command line others see in `ps`.
         #[arg(long, value_name = "CODE")]
         code: String,
         /// The card, if more than one is enrolled (see `lanyard status`).

@@ -23,11 +23,14 @@ pub fn run(socket: &Path, card: Option<&str>, pin_stdin: bool) -> Result<(), Cli
         (old, pin_input::prompt_new("New PIN")?)
     };
     client.set_timeout(Duration::from_secs(60))?;
-    match client.call(request::Body::ChangePin(ChangePin {
+    let body = request::Body::ChangePin(ChangePin {
         card_id: card_id.clone(),
         old_pin: old.to_string(),
         new_pin: new.to_string(),
-    }))? {
+    });
+    // Wiped now; the request's copies are wiped once sent (`AgentClient::call`).
+    drop((old, new));
+    match client.call(body)? {
         response::Body::ChangePin(_) => print_out(&format!("PIN of card {card_id} changed\n")),
         _ => Err(CliError::Other(
             "lanyardd answered ChangePin with something else".into(),

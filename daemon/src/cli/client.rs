@@ -1,7 +1,7 @@
 //! A blocking agent client for the CLI: connect, Hello, then one request
 //! and one response at a time, with `lanyard_proto::frame`.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +9,8 @@ use std::time::Duration;
 use lanyard_proto::agent::{
     request, response, ErrorCode, Hello, ProtocolVersion, Request, Response,
 };
-use lanyard_proto::frame::{read_frame, write_frame};
+use lanyard_proto::frame::{encode, read_frame};
+use zeroize::Zeroizing;
 
 use super::CliError;
 
@@ -83,7 +84,17 @@ impl AgentClient {
             app_id: self.app_id.clone(),
             body: Some(body),
         };
-        let written = write_frame(&mut self.stream, &req);
+        // The encoded frame holds the request's PIN or code: wiped after the write.
+        let frame = Zeroizing::new(encode(&req));
+        let written = if frame.len() - 4 > lanyard_proto::MAX_FRAME_LEN {
+            Err(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                "agent frame larger than 1 MiB",
+            ))
+        } else {
+            self.stream.write_all(&frame)
+        };
+        drop(frame);
         wipe_secrets(req);
         if let Err(e) = written {
             // The daemon may have answered and closed (e.g. refusing this uid):

@@ -22,7 +22,7 @@ pub struct EnrollArgs<'a> {
     pub ca_url: &'a str,
     /// PEM file the CA's TLS certificate must chain to.
     pub ca_cert: &'a Path,
-    /// Enrolment code from the IT desk (without `derive_from`).
+    /// Enrolment code from the IT desk (without `derive_from`; `-`: the first line of stdin).
     pub code: Option<&'a str>,
     /// RFC 7512 URI of the physical card's certificate (derived enrolment).
     pub derive_from: Option<&'a str>,
@@ -76,6 +76,7 @@ fn enroll_with_code(
     key_type: KeyType,
     pem: Vec<u8>,
 ) -> Result<CardInfo, CliError> {
+    let code = pin_input::code_arg(code, "enrolment code")?;
     let pin = if args.pin_stdin {
         pin_input::read_stdin_lines(1)?.remove(0)
     } else {

@@ -1,6 +1,7 @@
 //! `lanyard reset-pin`: redeems the IT desk's one-time reset code. The new
 //! PIN is asked twice on a terminal (or one line on stdin with
-//! `--pin-stdin`); the daemon re-keys the card and gets a new certificate.
+//! `--pin-stdin`, after the code's line with `--code -`); the daemon re-keys
+//! the card and gets a new certificate.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use super::{choose_card, pin_input, print_out, rfc3339, CliError};
 
 /// What `lanyard reset-pin` was asked to do.
 pub struct ResetArgs<'a> {
-    /// The reset code from the IT desk.
+    /// The reset code from the IT desk (`-`: the first line of stdin).
     pub code: &'a str,
     /// The card, if more than one.
     pub card: Option<&'a str>,
@@ -38,6 +39,7 @@ pub fn run(socket: &Path, args: ResetArgs<'_>) -> Result<(), CliError> {
     let mut client = AgentClient::connect(socket)?;
     let cards = fetch(&mut client)?.cards;
     let card_id = choose_card(&cards, args.card)?;
+    let code = pin_input::code_arg(args.code, "reset code")?;
     let pin = if args.pin_stdin {
         pin_input::read_stdin_lines(1)?.remove(0)
     } else {
@@ -49,7 +51,7 @@ pub fn run(socket: &Path, args: ResetArgs<'_>) -> Result<(), CliError> {
         card_id: card_id.clone(),
         ca_url: args.ca_url.unwrap_or_default().to_string(),
         ca_cert_pem: pem,
-        code: args.code.to_string(),
+        code: code.to_string(),
         new_pin: pin.to_string(),
     });
     drop(pin);

@@ -51,11 +51,13 @@ pub fn run(socket: &Path, args: UnlockArgs<'_>) -> Result<(), CliError> {
     };
     // The PIN check runs Argon2id.
     client.set_timeout(Duration::from_secs(60))?;
-    let reply = match client.call(request::Body::Unlock(Unlock {
+    let body = request::Body::Unlock(Unlock {
         card_id: card_id.clone(),
         pin: pin.to_string(),
         idle_timeout_secs,
-    }))? {
+    });
+    drop(pin);
+    let reply = match client.call(body)? {
         response::Body::Unlock(r) => r,
         _ => {
             return Err(CliError::Other(
