@@ -299,13 +299,10 @@ impl Certifier {
                 unused = unused && registry.serial_is_free(&serial).await?;
             }
             if unused {
-                lanyard_fault::hit("ca.issue.after_sign");
                 return Ok(p.certs);
             }
         }
-        let certs = self.certify_card(registry, requests, card, now).await?;
-        lanyard_fault::hit("ca.issue.after_sign");
-        Ok(certs)
+        self.certify_card(registry, requests, card, now).await
     }
 
     /// The chain above a card certificate: issuing CA first, root last.

@@ -190,7 +190,6 @@ impl Renewer {
             }),
         );
         tx.commit(&[event]).await?;
-        lanyard_fault::hit("ca.renew.after_commit");
         info!(
             peer = %peer.ip,
             card_id = %requested,

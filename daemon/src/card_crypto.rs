@@ -69,9 +69,22 @@ impl DeviceSecret {
         }
     }
 
-    /// A secret from bytes (tests).
+    /// A secret from bytes (tests, and the TPM-sealed secret once unsealed).
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         DeviceSecret(Zeroizing::new(bytes))
+    }
+
+    /// The secret for a KEK that also needs a card's TPM share:
+    /// SHA-256(label, device secret, share).
+    pub fn combined_with(&self, share: &[u8]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"lanyard/v1/kek-secret+tpm-share\0");
+        h.update(self.0.as_slice());
+        h.update(share);
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        out.copy_from_slice(&h.finalize());
+        DeviceSecret(out)
     }
 }
 
@@ -141,6 +154,10 @@ pub struct WrappedKey {
     pub params: KdfParams,
     /// The card key sealed under the KEK.
     pub card_key: Sealed,
+    /// With `device_secret = "tpm"`: the card's share sealed to the TPM under
+    /// a PIN-derived authValue, mixed into the KEK's secret (see `tpm::share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_share: Option<crate::tpm::share::TpmShare>,
 }
 
 /// Data sealed with AES-256-GCM, exactly as stored in a card file.
@@ -260,6 +277,7 @@ pub fn wrap_card_key(
         salt: salt.to_vec(),
         params,
         card_key: sealed,
+        tpm_share: None,
     })
 }
 

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::card_crypto::{self, random_bytes, CardKey, DeviceSecret, KdfParams, Sealed};
+use crate::card_crypto::{
+    self, random_bytes, CardKey, DeviceSecret, KdfParams, Sealed, WrappedKey,
+};
 use crate::error::{Error, Result};
 use crate::keys::SigningKey;
 use crate::paths::{check_private_store_path, create_private_dir, current_uid};
@@ -99,14 +101,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        lanyard_fault::hit("card.write.before_rename");
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(ctx(), e));
     }
-    lanyard_fault::hit("card.write.after_rename");
     fsync_dir(dir)
 }
 
@@ -278,7 +278,12 @@ impl CardStore {
             Some(tpm) if card.status != CardState::Revoked => {
                 card.pin_failures = retry::failures(tpm, &card, path)?;
             }
-            None if card.tpm_counter.is_some() => {
+            None if card.tpm_counter.is_some()
+                || card
+                    .wrapped_card_key
+                    .as_ref()
+                    .is_some_and(|w| w.tpm_share.is_some()) =>
+            {
                 return bad(
                     "the card counts its PIN attempts in a TPM, but device_secret is not \"tpm\"",
                 );
@@ -378,8 +383,7 @@ impl CardStore {
             .as_ref()
             .map(|s| self.seal_signing(&card_key, &new.card_id, s))
             .transpose()?;
-        let wrapped =
-            card_crypto::wrap_card_key(&card_key, &new.card_id, pin, &self.secret, self.kdf)?;
+        let wrapped = self.wrap(&card_key, &new.card_id, pin)?;
         Ok(CardFile {
             version: CARD_FORMAT_VERSION,
             card_id: new.card_id.clone(),
@@ -463,14 +467,45 @@ impl CardStore {
         card_crypto::seal_private_key(card_key, card_id, &pkcs8)
     }
 
+    /// Wraps `card_key` under `pin`; with a TPM, a new TPM share (sealed
+    /// under the PIN, DA-protected) is mixed into the KEK.
+    fn wrap(&self, card_key: &CardKey, card_id: &str, pin: &Pin) -> Result<WrappedKey> {
+        let Some(tpm) = &self.tpm else {
+            return card_crypto::wrap_card_key(card_key, card_id, pin, &self.secret, self.kdf);
+        };
+        let (sealed, share) = crate::tpm::share::create(tpm, card_id, pin)?;
+        let secret = self.secret.combined_with(share.as_slice());
+        let mut wrapped = card_crypto::wrap_card_key(card_key, card_id, pin, &secret, self.kdf)?;
+        wrapped.tpm_share = Some(sealed);
+        Ok(wrapped)
+    }
+
     fn unwrap(&self, card: &CardFile, pin: &Pin) -> Result<Option<CardKey>> {
         let m = card.key_material().ok_or_else(|| destroyed(card))?;
+        let path = self.card_path(&card.card_id);
+        let w = m.wrapped_card_key;
+        let secret = match (&w.tpm_share, &self.tpm) {
+            (None, _) => None,
+            (Some(share), Some(tpm)) => {
+                // A wrong PIN is refused (and counted) by the TPM itself.
+                match crate::tpm::share::open(tpm, &card.card_id, pin, share)? {
+                    Some(bytes) => Some(self.secret.combined_with(bytes.as_slice())),
+                    None => return Ok(None),
+                }
+            }
+            (Some(_), None) => {
+                return Err(Error::corrupt(
+                    &path,
+                    "the card needs its TPM share, but no TPM is configured",
+                ))
+            }
+        };
         card_crypto::unwrap_card_key(
-            m.wrapped_card_key,
+            w,
             &card.card_id,
             pin,
-            &self.secret,
-            &self.card_path(&card.card_id),
+            secret.as_ref().unwrap_or(&self.secret),
+            &path,
         )
     }
 
@@ -519,8 +554,7 @@ impl CardStore {
         // A new PIN for a card whose key no longer opens would only hide the
         // damage until the next login: report it now, and write nothing.
         self.open_key(card, &card_key)?;
-        let wrapped =
-            card_crypto::wrap_card_key(&card_key, &card.card_id, new_pin, &self.secret, self.kdf)?;
+        let wrapped = self.wrap(&card_key, &card.card_id, new_pin)?;
         let mut updated = card.clone();
         updated.wrapped_card_key = Some(wrapped);
         updated.pin_failures = 0;

@@ -6,6 +6,7 @@ pub mod counter;
 pub mod retry;
 pub mod seal;
 pub mod sealed_file;
+pub mod share;
 
 use std::sync::Mutex;
 

@@ -54,13 +54,15 @@ fn primary_template() -> tss_esapi::Result<Public> {
         .build()
 }
 
-/// The template of the sealed object: data only, bound to this TPM and parent.
-fn sealed_template() -> tss_esapi::Result<Public> {
+/// The template of a sealed object: data only, bound to this TPM and
+/// parent; `da_protected`: a wrong authValue counts towards the TPM's
+/// dictionary-attack lockout.
+pub(super) fn sealed_template(da_protected: bool) -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_user_with_auth(true)
-        .with_no_da(true)
+        .with_no_da(!da_protected)
         .build()?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::KeyedHash)
@@ -71,7 +73,8 @@ fn sealed_template() -> tss_esapi::Result<Public> {
         .build()
 }
 
-fn primary(ctx: &mut Context) -> tss_esapi::Result<KeyHandle> {
+/// Creates the parent (the same key each time on the same TPM).
+pub(super) fn primary(ctx: &mut Context) -> tss_esapi::Result<KeyHandle> {
     let template = primary_template()?;
     ctx.execute_with_nullauth_session(|ctx| {
         ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
@@ -86,7 +89,14 @@ pub fn seal(tpm: &Tpm, secret: &[u8]) -> Result<SealedBlob> {
     let (public, private) = tpm.run("seal the device secret", |ctx| {
         let parent = primary(ctx)?;
         let created = ctx.execute_with_nullauth_session(|ctx| {
-            ctx.create(parent, sealed_template()?, None, Some(data), None, None)
+            ctx.create(
+                parent,
+                sealed_template(false)?,
+                None,
+                Some(data),
+                None,
+                None,
+            )
         });
         ctx.flush_context(parent.into())?;
         let created = created?;

@@ -30,7 +30,8 @@ fn security_md_states_the_threat_model() {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for claim in [
         "Offline guessing of a 6-digit PIN is prevented only when the device secret is sealed in a TPM with dictionary-attack lockout.",
-        "is **not built yet**",
+        "the device secret without the share opens nothing",
+        "the TPM's lockout authorisation must be set",
         "sign **while the card is unlocked**",
         "SO_PEERCRED",
         "PR_SET_DUMPABLE=0",
