@@ -158,6 +158,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError>
         f.write_all(bytes)
             .map_err(|e| CaError::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| CaError::io("sync", &tmp, e))?;
+        lanyard_fault::hit("ca.file.before_rename");
         fs::rename(&tmp, path).map_err(|e| CaError::io("rename into", path, e))?;
         File::open(dir)
             .and_then(|d| d.sync_all())

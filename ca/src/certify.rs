@@ -299,10 +299,13 @@ impl Certifier {
                 unused = unused && registry.serial_is_free(&serial).await?;
             }
             if unused {
+                lanyard_fault::hit("ca.issue.after_sign");
                 return Ok(p.certs);
             }
         }
-        self.certify_card(registry, requests, card, now).await
+        let certs = self.certify_card(registry, requests, card, now).await?;
+        lanyard_fault::hit("ca.issue.after_sign");
+        Ok(certs)
     }
 
     /// The chain above a card certificate: issuing CA first, root last.

@@ -190,6 +190,7 @@ impl Renewer {
             }),
         );
         tx.commit(&[event]).await?;
+        lanyard_fault::hit("ca.renew.after_commit");
         info!(
             peer = %peer.ip,
             card_id = %requested,

@@ -101,12 +101,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        lanyard_fault::hit("card.write.before_rename");
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(ctx(), e));
     }
+    lanyard_fault::hit("card.write.after_rename");
     fsync_dir(dir)
 }
 

@@ -555,6 +555,8 @@ impl Daemon {
             return Err(Error::PinLocked);
         }
         let file = self.persist_failures(card_id, failures + 1).await?;
+        // The attempt is counted on disk before the PIN is looked at.
+        lanyard_fault::hit("pin.check.after_count");
         let outcome = match tokio::task::spawn_blocking(move || check(file, unlocked))
             .await
             .map_err(blocking_failed)

@@ -310,6 +310,7 @@ impl PendingEnrolment {
             // Cannot happen under BEGIN IMMEDIATE; refuse rather than issue twice.
             return Err(CaError::CodeRejected);
         }
+        lanyard_fault::hit("ca.code.after_use");
         for cert in certs {
             super::lifecycle::insert_certificate_on(
                 &mut self.tx,
@@ -325,6 +326,7 @@ impl PendingEnrolment {
             .await?;
         audit::append(&mut self.tx, event, now).await?;
         self.tx.commit().await?;
+        lanyard_fault::hit("ca.code.after_commit");
         Ok(())
     }
 }
