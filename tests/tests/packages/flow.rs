@@ -1,6 +1,6 @@
 //! The demo flow from the installed paths: /usr/bin/lanyard-ca made and served as the
-//! package's lanyard-ca user in /var/lib/lanyard-ca, /usr/bin/lanyardd on its default
-//! socket, a card enrolled with /usr/bin/lanyard, a signature through p11-kit-proxy.
+//! package's lanyard-ca user in /var/lib/lanyard-ca, /usr/bin/lanyardd socket-activated
+//! by a module call, a card enrolled with /usr/bin/lanyard, a signature through p11-kit-proxy.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -150,33 +150,57 @@ impl Session {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The installed lanyardd on the socket lanyardd.socket would give it
-    /// (%t/lanyard/agent.sock), answering `lanyard status`.
-    fn start_daemon(&self) -> Running {
+    /// `systemd-socket-activate` holding %t/lanyard/agent.sock as lanyardd.socket
+    /// would: the installed lanyardd starts only when `first_client` connects, and
+    /// takes the socket over (LISTEN_FDS) in the same process.
+    fn start_daemon_on_demand(&self, first_client: impl FnOnce() -> CmdOutput) -> Running {
         let log = std::fs::File::create(&self.log).expect("cannot create the daemon log");
+        let socket = self.socket.to_str().expect("a UTF-8 socket path");
         let mut cmd = self.command("setpriv");
-        cmd.args(["--pdeathsig", "KILL", "--", "/usr/bin/lanyardd"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cannot share the log file"))
-            .stderr(log);
+        cmd.args([
+            "--pdeathsig",
+            "KILL",
+            "--",
+            "systemd-socket-activate",
+            "-l",
+            socket,
+        ])
+        .arg("/usr/bin/lanyardd")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("cannot share the log file"))
+        .stderr(log);
         let mut daemon = Running {
-            child: spawn_owned(cmd).expect("cannot start /usr/bin/lanyardd"),
-            what: "/usr/bin/lanyardd",
+            child: spawn_owned(cmd).expect("cannot start systemd-socket-activate"),
+            what: "systemd-socket-activate /usr/bin/lanyardd",
         };
         let deadline = Instant::now() + START_TIMEOUT;
-        while !self.lanyard(&["status", "--json"], None).success() {
+        while !self.socket.exists() {
             daemon.assert_alive(&self.log());
             assert!(
                 Instant::now() < deadline,
-                "lanyardd did not answer\n{}",
+                "no socket at {socket}\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(
-            self.socket.exists(),
-            "lanyardd is not on {}",
-            self.socket.display()
+        // comm is cut to 15 bytes; the same process becomes lanyardd on exec.
+        let comm = || {
+            std::fs::read_to_string(format!("/proc/{}/comm", daemon.child.id()))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(
+            comm(),
+            "systemd-socket-",
+            "lanyardd started before any client"
+        );
+        first_client().assert_success("the first client of the socket");
+        assert_eq!(
+            comm(),
+            "lanyardd",
+            "the first client did not start lanyardd\n{}",
+            self.log()
         );
         daemon
     }
@@ -211,7 +235,10 @@ pub fn run_demo() {
     let (_ca, url) = start_ca();
     let (code, card_id) = issue_card();
     let session = Session::new();
-    let _daemon = session.start_daemon();
+    // No module path of ours: p11-kit-proxy finds the token through lanyard.module,
+    // and its first call starts the daemon.
+    let p11 = Pkcs11Tool::new(PathBuf::from(P11_KIT_PROXY), session.env.clone());
+    let _daemon = session.start_daemon_on_demand(|| p11.run(&["-L"]));
     let root_pem = Path::new(CA_STATE).join("root.pem");
     let root_pem = root_pem.to_str().expect("a UTF-8 path");
     session
@@ -236,8 +263,6 @@ pub fn run_demo() {
         "status does not show the card\n{status}"
     );
 
-    // No module path of ours: p11-kit-proxy finds the token through lanyard.module.
-    let p11 = Pkcs11Tool::new(PathBuf::from(P11_KIT_PROXY), session.env.clone());
     let slots = p11.slots();
     let slot = slots
         .iter()
