@@ -2,7 +2,8 @@
 # The project's test command (README, and .ci/run calls exactly this): installs what
 # the tests need, builds the workspace once in the release profile, starts PostgreSQL,
 # runs every test, then the Debian packages test (alone: it installs them), then the
-# CA's tests again on PostgreSQL instead of SQLite.
+# CA's tests again on PostgreSQL instead of SQLite; then checks the dependency policy
+# (cargo deny) and runs each fuzz target for 30 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,9 @@ cargo test --release --locked -p lanyard-system-tests --test packages -- --ignor
 
 echo "test.sh: running the CA's tests again with LANYARD_TEST_DB=postgres…"
 LANYARD_TEST_DB=postgres cargo test --release --locked -p lanyard-ca
+
+echo "test.sh: dependency policy: cargo deny check licenses bans sources…"
+scripts/deny.sh
+
+echo "test.sh: fuzz smoke run, 30 s per target (a saved crash fails the run)…"
+scripts/fuzz.sh all 30

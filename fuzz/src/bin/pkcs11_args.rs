@@ -1,14 +1,18 @@
 //! Fuzz target: the PKCS#11 argument layer. The module is initialised in
-//! this process (no daemon: every slot is empty) and the bytes drive a
-//! sequence of C_* calls with arbitrary handles, templates (types, lengths,
-//! NULL values), mechanisms and parameters, data and output lengths, and
-//! the mechanism parsers behind them. Panics abort (afl's hook), so one
-//! caught by the module's guard is still a crash here.
+//! this process against the fuzzing agent (`lanyard_fuzz::agent`), whose
+//! answers (cards, logins, signatures, errors) come from the first part of
+//! the input; the rest drives a sequence of C_* calls with arbitrary
+//! handles, templates (types, lengths, NULL values), mechanisms and
+//! parameters, data and output lengths, and the mechanism parsers behind
+//! them. Panics abort (afl's hook), so one caught by the module's guard is
+//! still a crash here.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
+use std::sync::{Arc, OnceLock};
 
 use cryptoki_sys::*;
+use lanyard_fuzz::agent::{Agent, Material};
 use lanyard_pkcs11::ffi::*;
 use lanyard_pkcs11::mechanism::{KeyKind, Mechanism, PssParams, SignScheme};
 
@@ -55,7 +59,7 @@ fn template(input: &mut Input<'_>) -> Template {
         .iter_mut()
         .map(|v| {
             let attr_type = input.ulong();
-            if input.byte() % 4 == 0 {
+            if input.byte().is_multiple_of(4) {
                 // NULL value with an announced length: a length query.
                 CK_ATTRIBUTE {
                     type_: attr_type,
@@ -80,7 +84,7 @@ fn template(input: &mut Input<'_>) -> Template {
 fn mechanism(input: &mut Input<'_>, param: &mut Vec<u8>) -> CK_MECHANISM {
     let mechanism = input.ulong();
     *param = input.bytes();
-    if input.byte() % 4 == 0 {
+    if input.byte().is_multiple_of(4) {
         CK_MECHANISM {
             mechanism,
             pParameter: null_mut(),
@@ -103,7 +107,7 @@ fn step(input: &mut Input<'_>) {
     // SAFETY (fuzz harness): every pointer passed is NULL or points at a
     // live buffer at least as long as the length given with it.
     unsafe {
-        match input.byte() % 12 {
+        match input.byte() % 16 {
             0 => {
                 let mut t = template(input);
                 C_GetAttributeValue(
@@ -166,6 +170,48 @@ fn step(input: &mut Input<'_>) {
                 let mut out = vec![0u8; usize::from(input.byte())];
                 C_GenerateRandom(session, out.as_mut_ptr(), out.len() as CK_ULONG);
             }
+            12 => {
+                let mut slots = vec![0; usize::from(input.byte() % 8)];
+                let mut count = if input.byte().is_multiple_of(2) {
+                    slots.len() as CK_ULONG
+                } else {
+                    input.ulong()
+                };
+                let list = if slots.is_empty() {
+                    null_mut()
+                } else {
+                    slots.as_mut_ptr()
+                };
+                C_GetSlotList(CK_BBOOL::from(input.byte() % 2), list, &mut count);
+            }
+            13 => {
+                let mut info: CK_TOKEN_INFO = std::mem::zeroed();
+                C_GetTokenInfo(object, &mut info);
+                let mut session_info: CK_SESSION_INFO = std::mem::zeroed();
+                C_GetSessionInfo(session, &mut session_info);
+            }
+            14 => {
+                let mut found = vec![0; usize::from(input.byte() % 8)];
+                let mut count = 0;
+                C_FindObjects(
+                    session,
+                    found.as_mut_ptr(),
+                    found.len() as CK_ULONG,
+                    &mut count,
+                );
+                C_FindObjectsFinal(session);
+            }
+            15 => match input.byte() % 3 {
+                0 => {
+                    C_Logout(session);
+                }
+                1 => {
+                    C_CloseSession(session);
+                }
+                _ => {
+                    C_CloseAllSessions(object);
+                }
+            },
             10 => {
                 let bits = usize::try_from(input.ulong()).unwrap_or(usize::MAX);
                 let _ = PssParams::parse(&input.bytes(), bits);
@@ -173,7 +219,7 @@ fn step(input: &mut Input<'_>) {
             _ => {
                 let mut mech = Mechanism::new(input.ulong());
                 mech.param = input.bytes();
-                let kind = if input.byte() % 2 == 0 {
+                let kind = if input.byte().is_multiple_of(2) {
                     KeyKind::Rsa
                 } else {
                     KeyKind::Ec
@@ -189,16 +235,46 @@ fn step(input: &mut Input<'_>) {
     }
 }
 
+/// The card material, made before the fork server starts (children share it).
+static MATERIAL: OnceLock<Arc<Material>> = OnceLock::new();
+/// The agent, started in each forked child on its first input (threads do
+/// not survive a fork).
+static AGENT: OnceLock<Agent> = OnceLock::new();
+
 fn main() {
-    // No daemon: the module starts with empty slots and never waits.
-    std::env::set_var("LANYARD_AGENT_SOCK", "/nonexistent/lanyard-fuzz/agent.sock");
-    // SAFETY (fuzz harness): NULL arguments are valid for C_Initialize.
-    let rv = unsafe { C_Initialize(null_mut()) };
-    assert_eq!(rv, CKR_OK, "C_Initialize");
+    let material = match Material::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => panic!("cannot make the fuzzing agent's cards: {e}"),
+    };
+    let _ = MATERIAL.set(material);
     afl::fuzz!(|data: &[u8]| {
-        let mut input = Input(data);
+        let agent = AGENT.get_or_init(|| {
+            let material = MATERIAL.get().map(Arc::clone);
+            let agent = material
+                .ok_or_else(|| std::io::Error::other("no card material"))
+                .and_then(Agent::start);
+            match agent {
+                Ok(agent) => {
+                    std::env::set_var("LANYARD_AGENT_SOCK", agent.path());
+                    agent
+                }
+                Err(e) => panic!("cannot start the fuzzing agent: {e}"),
+            }
+        });
+        // First byte: how much of the rest (4 bytes a unit) scripts the agent.
+        let (head, rest) = data.split_first().map_or((0, data), |(h, r)| (*h, r));
+        let (script, calls) = rest.split_at((usize::from(head) * 4).min(rest.len()));
+        agent.set_script(script);
+        // SAFETY (fuzz harness): NULL arguments are valid for C_Initialize
+        // and C_Finalize; each input starts from a fresh module state.
+        if unsafe { C_Initialize(null_mut()) } != CKR_OK {
+            return;
+        }
+        let mut input = Input(calls);
         while input.more() {
             step(&mut input);
         }
+        // SAFETY: as above.
+        unsafe { C_Finalize(null_mut()) };
     });
 }
