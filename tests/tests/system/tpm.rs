@@ -1,6 +1,7 @@
 //! `device_secret = "tpm"` through the whole system, against a real swtpm: the
 //! real lanyardd, the PKCS#11 module (pkcs11-tool) and the `lanyard` CLI. The
-//! exact threat: wrong PINs counted, the card file restored from an older copy,
+//! exact threat: wrong PINs counted (and seen by the TPM's dictionary-attack
+//! counter, read with tpm2_getcap), the card file restored from an older copy,
 //! and the count is still there (the TPM's NV counter holds it); the store
 //! copied next to another TPM, or the TPM gone, is refused at start with a clear message.
 
@@ -45,6 +46,21 @@ fn refused_start(daemon: &Daemon, toml: &str) -> String {
     out.combined()
 }
 
+/// The TPM's dictionary-attack counter, as tpm2-tools' `tpm2_getcap` reads it.
+fn lockout_counter(tpm: &Swtpm) -> u64 {
+    let mut cmd = Command::new("tpm2_getcap");
+    cmd.args(["-T", &tpm.tcti(), "properties-variable"]);
+    let out = run(cmd, None, Duration::from_secs(30));
+    out.assert_success("tpm2_getcap properties-variable");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("TPM2_PT_LOCKOUT_COUNTER:"))
+        .unwrap_or_else(|| panic!("no TPM2_PT_LOCKOUT_COUNTER\n{out}"));
+    let hex = line.rsplit("0x").next().unwrap_or("");
+    u64::from_str_radix(hex.trim(), 16).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -64,7 +80,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_restored_card_file_cannot_roll_back_the_tpm_retry_counter() {
-    if !tools_present() || !require_tool("swtpm") {
+    if !tools_present() || !require_tool("swtpm") || !require_tool("tpm2_getcap") {
         return;
     }
     let tpm = Swtpm::start();
@@ -102,6 +118,12 @@ fn a_restored_card_file_cannot_roll_back_the_tpm_retry_counter() {
         assert!(out.combined().contains("CKR_PIN_INCORRECT"), "{out}");
     }
     assert_eq!(failures(&daemon), 2);
+    // Each went through the TPM: its dictionary-attack counter says so.
+    assert_eq!(
+        lockout_counter(&tpm),
+        2,
+        "wrong PINs reach the TPM's DA counter"
+    );
 
     // The attack: put the older file back and restart the daemon.
     daemon.stop();
