@@ -17,6 +17,14 @@ export LANYARD_TEST_PG_URL
 echo "test.sh: building the workspace (release profile, shared by all tests)…"
 cargo build --release --workspace --locked
 
+# The crash harness's daemon and CA: the same sources with the LANYARD_FAULT points
+# compiled in, as separate binaries (target/release/lanyardd and lanyard-ca stay the
+# shipped, feature-free builds; the system test `crash` checks that).
+echo "test.sh: building the fault-injection test builds (lanyardd-fault, lanyard-ca-fault)…"
+cargo build --release --locked -p lanyard-daemon -p lanyard-ca \
+    --features lanyard-daemon/fault-injection,lanyard-ca/fault-injection \
+    --bin lanyardd-fault --bin lanyard-ca-fault
+
 echo "test.sh: running the tests…"
 cargo test --release --workspace --locked
 

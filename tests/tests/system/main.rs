@@ -7,6 +7,7 @@ mod ca_cli;
 mod chromium;
 mod cms_signing;
 mod corrupt_store;
+mod crash;
 mod daemon_config;
 mod demo;
 mod derived_enrolment;
