@@ -35,6 +35,7 @@ PACKAGES=(
     pcsc-tools               # pcsc_scan: looking at readers by hand (README)
     dpkg-dev                 # dpkg-deb, dpkg-shlibdeps: packaging/build-debs.sh builds the .debs
     lintian                  # the .debs are checked with lintian (no errors) in the package test
+    adduser                  # lanyard-ca's postinst creates its system user (dpkg -i in the package test)
     systemd                  # systemd-analyze verify (units) and systemd-socket-activate (socket activation test)
     swtpm                    # a software TPM 2.0: device_secret = "tpm" is tested against it
     swtpm-tools              # swtpm_setup: manufactures the software TPM's state
