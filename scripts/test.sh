@@ -2,8 +2,9 @@
 # The project's test command (README, and .ci/run calls exactly this): installs what
 # the tests need, builds the workspace once in the release profile, starts PostgreSQL,
 # runs every test, then the Debian packages test (alone: it installs them), then the
-# CA's tests again on PostgreSQL instead of SQLite; then checks the dependency policy
-# (cargo deny) and runs each fuzz target for 30 s.
+# CA's tests again on PostgreSQL instead of SQLite; then greps the fixtures' kept logs
+# for the secrets they handled, checks the dependency policy (cargo deny) and runs
+# each fuzz target for 30 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,12 @@ cd "$(dirname "$0")/.."
 echo "test.sh: installing packages and starting PostgreSQL for the CA's tests…"
 LANYARD_TEST_PG_URL=$(scripts/postgres.sh)
 export LANYARD_TEST_PG_URL
+
+# The CA and daemon fixtures keep their logs here, with the list of secrets they
+# handled, for scripts/check-test-logs.sh after the tests.
+LANYARD_TEST_LOG_DIR=$PWD/target/test-logs
+rm -rf "$LANYARD_TEST_LOG_DIR"
+export LANYARD_TEST_LOG_DIR
 
 echo "test.sh: building the workspace (release profile, shared by all tests)…"
 cargo build --release --workspace --locked
@@ -36,6 +43,9 @@ cargo test --release --locked -p lanyard-system-tests --test packages -- --ignor
 
 echo "test.sh: running the CA's tests again with LANYARD_TEST_DB=postgres…"
 LANYARD_TEST_DB=postgres cargo test --release --locked -p lanyard-ca
+
+echo "test.sh: grepping the kept test logs for the PINs and codes the fixtures handled…"
+scripts/check-test-logs.sh "$LANYARD_TEST_LOG_DIR"
 
 echo "test.sh: dependency policy: cargo deny check licenses bans sources…"
 scripts/deny.sh

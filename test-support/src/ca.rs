@@ -43,6 +43,9 @@ pub struct Ca {
     /// `http://IP:PORT/issuing.crl` when `serve` announced a CRL listener.
     crl_url: Option<String>,
     child: Option<Child>,
+    /// Where `serve` writes stdout and stderr (see `kept_logs`).
+    stdout_log: PathBuf,
+    stderr_log: PathBuf,
 }
 
 impl Ca {
@@ -75,7 +78,6 @@ impl Ca {
         );
         let mut ca = Ca {
             _tmp: tmp,
-            base,
             dir,
             url: String::new(),
             envs: envs
@@ -85,6 +87,9 @@ impl Ca {
             serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
             crl_url: None,
             child: None,
+            stdout_log: crate::kept_logs::log_path(&base, "ca-serve.stdout"),
+            stderr_log: crate::kept_logs::log_path(&base, "ca-serve.stderr"),
+            base,
         };
         ca.serve();
         ca
@@ -102,7 +107,7 @@ impl Ca {
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(open_append(&self.base.join("ca-serve.stderr")));
+            .stderr(open_append(&self.stderr_log));
         let mut child = spawn_owned(cmd).expect("cannot start lanyard-ca serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
@@ -203,6 +208,7 @@ impl Ca {
             serde_json::Value::Null => panic!("issue-card --json has no `{k}`\n{out}"),
             other => other.to_string(),
         };
+        crate::kept_logs::record_secret(&field("code"));
         IssuedCard {
             code: field("code"),
             card_id: field("card_id"),
@@ -242,7 +248,7 @@ impl Ca {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.base.join("ca-serve.stdout")
+        self.stdout_log.clone()
     }
 
     /// Everything `serve` printed so far (stdout and stderr).
@@ -251,7 +257,7 @@ impl Ca {
         format!(
             "{}\n{}",
             read(self.log_path()),
-            read(self.base.join("ca-serve.stderr"))
+            read(self.stderr_log.clone())
         )
     }
 

@@ -99,7 +99,7 @@ impl DaemonBuilder {
         let mut daemon = Daemon {
             _tmp: tmp,
             socket: run_dir.join("agent.sock"),
-            log: base.join("lanyardd.log"),
+            log: crate::kept_logs::log_path(&base, "lanyardd.log"),
             base,
             data_home,
             config_home,
@@ -213,6 +213,8 @@ impl Daemon {
         key: KeyType,
         pin: &str,
     ) -> CmdOutput {
+        crate::kept_logs::record_secret(code);
+        crate::kept_logs::record_secret(pin);
         let ca_cert = ca_cert.to_string_lossy();
         self.lanyard(
             &[
@@ -259,6 +261,8 @@ impl Daemon {
     /// `lanyard reset-pin --card ID --code - --pin-stdin --json` with the
     /// code and `new_pin` on stdin; returns the output whatever happened.
     pub fn reset_pin(&self, card_id: &str, code: &str, new_pin: &str) -> CmdOutput {
+        crate::kept_logs::record_secret(code);
+        crate::kept_logs::record_secret(new_pin);
         self.lanyard(
             &[
                 "reset-pin",

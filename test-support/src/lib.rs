@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod daemon;
+pub mod kept_logs;
 pub mod operator;
 pub mod paths;
 pub mod pcscd;
