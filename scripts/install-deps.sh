@@ -41,6 +41,7 @@ PACKAGES=(
     swtpm-tools              # swtpm_setup: manufactures the software TPM's state
     tpm2-tools               # tpm2_* commands: inspecting the TPM in tests and by hand
     libtss2-dev              # tpm2-tss ESAPI (and its swtpm TCTI) for the tss-esapi crate
+    afl++                    # afl-fuzz and afl-compiler-rt.o: scripts/fuzz.sh (the fuzz smoke in the test command)
 )
 
 missing=()
