@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use lanyard_ca::cli::Cli;
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     lanyard_ca::cli::init_logging_for(&cli.command);
     match lanyard_ca::cli::run(cli) {

@@ -59,7 +59,7 @@ struct Args {
     idle_exit: Option<String>,
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
