@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use lanyard_test_support::process::{owned_command, spawn_owned, stop_child};
 use lanyard_test_support::{bin_path, require_tool, run, Daemon, KeyType};
 
-use crate::lifecycle_world::lifecycle_ca;
+use crate::lifecycle_world::{lifecycle_ca, wait_for};
 use crate::pkcs11_app::{
     Pkcs11App, CKR_DEVICE_REMOVED, CKR_OK, CKR_SESSION_HANDLE_INVALID, CKR_TOKEN_NOT_PRESENT,
 };
@@ -264,6 +264,18 @@ fn a_descriptor_that_is_not_a_listening_unix_stream_socket_is_refused() {
         "{out}"
     );
 
+    // A bad idle period is refused before anything starts.
+    let mut cmd = Command::new(bin_path("lanyardd"));
+    cmd.args(["--idle-exit", "soon"]).envs(daemon.env());
+    let out = run(cmd, None, PATIENCE);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("idle_exit = \"soon\" is not a duration"),
+        "{out}"
+    );
+    assert!(!daemon.socket().exists(), "nothing may be bound");
+
     // A TCP socket.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -365,12 +377,22 @@ fn a_card_revoked_while_the_daemon_was_down_never_signs_after_activation() {
     assert!(std::fs::metadata(&sig)
         .map(|m| m.len() == 0)
         .unwrap_or(true));
-    let status = daemon.status_json();
-    let listed = status["cards"].as_array().cloned().unwrap_or_default();
-    let this = listed.iter().find(|c| c["card_id"] == card_id.as_str());
-    assert_eq!(
-        this.map(|c| c["status"].clone()),
-        Some("revoked".into()),
-        "{status}"
+    // The start-up check-in ends with the card revoked (keys destroyed).
+    let card_status = || {
+        let status = daemon.status_json();
+        let listed = status["cards"].as_array().cloned().unwrap_or_default();
+        listed
+            .iter()
+            .find(|c| c["card_id"] == card_id.as_str())
+            .map(|c| c["status"].clone())
+    };
+    wait_for("the start-up check-in to revoke the card", || {
+        (card_status() == Some("revoked".into())).then_some(())
+    });
+    assert!(
+        act.log()
+            .contains("card revoked; its keys were destroyed on this device"),
+        "{}",
+        act.log()
     );
 }
