@@ -8,127 +8,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rand::rngs::StdRng;
-use rand::Rng;
 
 use crate::checks;
 use crate::model::{new_pin, Card, PendingEnrolment};
 use crate::ops::{self, Outcome};
+use crate::plan::{fault_of, plan, Call, Kill, Op};
 use crate::procs::{sigkill, CaProc, DaemonProc, Death};
 use crate::report::Report;
-
-/// Cards the harness keeps enrolled at most.
-const MAX_CARDS: usize = 4;
-
-/// What a cycle does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Sign,
-    WrongPin,
-    ChangePin,
-    Renew,
-    CheckIn,
-    Enroll,
-}
-
-impl Op {
-    fn name(self) -> &'static str {
-        match self {
-            Op::Sign => "sign",
-            Op::WrongPin => "wrong-pin",
-            Op::ChangePin => "change-pin",
-            Op::Renew => "renew",
-            Op::CheckIn => "check-in",
-            Op::Enroll => "enroll",
-        }
-    }
-
-    /// Daemon fault points the operation passes, with how many hits it can reach.
-    fn daemon_points(self) -> &'static [(&'static str, u64)] {
-        match self {
-            Op::Sign | Op::ChangePin => &[
-                ("pin.check.after_count", 1),
-                ("card.write.before_rename", 2),
-                ("card.write.after_rename", 2),
-            ],
-            Op::WrongPin => &[
-                ("pin.check.after_count", 1),
-                ("card.write.before_rename", 1),
-                ("card.write.after_rename", 1),
-            ],
-            Op::Renew => &[
-                ("pin.check.after_count", 1),
-                ("card.write.before_rename", 3),
-                ("card.write.after_rename", 3),
-            ],
-            Op::CheckIn | Op::Enroll => &[
-                ("card.write.before_rename", 1),
-                ("card.write.after_rename", 1),
-            ],
-        }
-    }
-
-    /// CA fault points the operation passes.
-    fn ca_points(self) -> &'static [&'static str] {
-        match self {
-            Op::Renew => &["ca.issue.after_sign", "ca.renew.after_commit"],
-            Op::Enroll => &[
-                "ca.issue.after_sign",
-                "ca.code.after_use",
-                "ca.code.after_commit",
-            ],
-            _ => &[],
-        }
-    }
-}
-
-/// An operation ready to run.
-enum Call {
-    Sign {
-        holder: String,
-        pin: String,
-    },
-    ChangePin {
-        card_id: String,
-        old: String,
-        new: String,
-    },
-    Renew {
-        card_id: String,
-        pin: String,
-    },
-    CheckIn,
-    Enroll {
-        code: String,
-        pin: String,
-    },
-}
-
-impl Call {
-    fn execute(
-        &self,
-        daemon: &DaemonProc,
-        ca: &(String, std::path::PathBuf),
-        scratch: &Path,
-    ) -> Result<Outcome> {
-        Ok(match self {
-            Call::Sign { holder, pin } => ops::sign(daemon, holder, pin, scratch)?,
-            Call::ChangePin { card_id, old, new } => ops::change_pin(daemon, card_id, old, new),
-            Call::Renew { card_id, pin } => ops::renew(daemon, card_id, pin),
-            Call::CheckIn => ops::check_in(daemon),
-            Call::Enroll { code, pin } => ops::enroll(daemon, &ca.0, &ca.1, code, pin),
-        })
-    }
-}
-
-/// How the cycle tries to die.
-#[derive(Debug, Clone)]
-enum Kill {
-    None,
-    DaemonRandom(u64),
-    DaemonFault(String),
-    CaRandom(u64),
-    CaFault(String),
-}
 
 /// The state a run carries from cycle to cycle.
 pub struct World<'a> {
@@ -143,50 +29,9 @@ pub struct World<'a> {
 }
 
 impl World<'_> {
-    fn plan(&mut self) -> (Op, Kill, usize) {
-        let card = self.rng.gen_range(0..self.cards.len());
-        let room = self.cards.len() < MAX_CARDS;
-        let target_ca = self.rng.gen_bool(0.3);
-        let op = if target_ca {
-            match self.rng.gen_range(0..10) {
-                0..=1 if room => Op::Enroll,
-                0..=5 => Op::Renew,
-                _ => Op::CheckIn,
-            }
-        } else {
-            match self.rng.gen_range(0..100) {
-                0..=4 if room => Op::Enroll,
-                0..=29 => Op::Sign,
-                30..=49 if self.cards[card].acked_failures == 0 => Op::WrongPin,
-                30..=49 => Op::Sign,
-                50..=69 => Op::ChangePin,
-                70..=84 => Op::Renew,
-                _ => Op::CheckIn,
-            }
-        };
-        let mode = self.rng.gen_range(0..100);
-        let kill = if mode < 15 {
-            Kill::None
-        } else if target_ca {
-            let points = op.ca_points();
-            if points.is_empty() || mode < 55 {
-                Kill::CaRandom(self.rng.gen_range(0..=800))
-            } else {
-                Kill::CaFault(format!("{}:1", points[self.rng.gen_range(0..points.len())]))
-            }
-        } else if mode < 55 {
-            Kill::DaemonRandom(self.rng.gen_range(0..=800))
-        } else {
-            let points = op.daemon_points();
-            let (name, max) = points[self.rng.gen_range(0..points.len())];
-            Kill::DaemonFault(format!("{name}:{}", self.rng.gen_range(1..=max)))
-        };
-        (op, kill, card)
-    }
-
     /// Runs one cycle.
     pub fn cycle(&mut self) -> Result<()> {
-        let (op, kill, idx) = self.plan();
+        let (op, kill, idx) = plan(&mut self.rng, &self.cards);
         if self.verbose {
             eprintln!(
                 "lanyard-crash: cycle {}: {} on card {idx}, kill {kill:?}",
@@ -521,12 +366,4 @@ impl World<'_> {
         }
         Ok(())
     }
-}
-
-fn fault_of(kill: &Kill, daemon: bool) -> Option<String> {
-    let spec = match (kill, daemon) {
-        (Kill::DaemonFault(s), true) | (Kill::CaFault(s), false) => s,
-        _ => return None,
-    };
-    Some(spec.split(':').next().unwrap_or(spec).to_string())
 }

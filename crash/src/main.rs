@@ -13,6 +13,7 @@ mod checks;
 mod cycle;
 mod model;
 mod ops;
+mod plan;
 mod procs;
 mod report;
 
