@@ -171,16 +171,15 @@ fn step(input: &mut Input<'_>) {
                 C_GenerateRandom(session, out.as_mut_ptr(), out.len() as CK_ULONG);
             }
             12 => {
+                // A buffer of `count` entries, or NULL with any count (a
+                // size query); a count above the buffer would be the
+                // caller's overflow, not the module's.
                 let mut slots = vec![0; usize::from(input.byte() % 8)];
-                let mut count = if input.byte().is_multiple_of(2) {
-                    slots.len() as CK_ULONG
+                let (list, mut count) = if slots.is_empty() {
+                    (null_mut(), input.ulong())
                 } else {
-                    input.ulong()
-                };
-                let list = if slots.is_empty() {
-                    null_mut()
-                } else {
-                    slots.as_mut_ptr()
+                    let n = (slots.len() as CK_ULONG).min(input.ulong());
+                    (slots.as_mut_ptr(), n)
                 };
                 C_GetSlotList(CK_BBOOL::from(input.byte() % 2), list, &mut count);
             }
