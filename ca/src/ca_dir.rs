@@ -1,5 +1,6 @@
 //! The layout of a CA directory (keys, certificates, ca.toml, ca.db) and the
-//! atomic, fsynced writes every file in it gets.
+//! atomic, fsynced writes every file in it gets (and the removal of the
+//! temporary files a crash left behind).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -120,6 +121,38 @@ impl CaDir {
             .is_some())
     }
 
+    /// Removes the `.NAME.tmp.PID` files [`write_atomic`] left when a process
+    /// died between write and rename (never acknowledged, so nothing is lost);
+    /// a file whose PID is still running is another command's write in
+    /// progress and stays. Returns the files removed; one that cannot be
+    /// removed is logged and kept.
+    pub fn remove_leftover_temp_files(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return removed;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = temp_file_pid(&name.to_string_lossy()) else {
+                continue;
+            };
+            if Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(file = %path.display(), "removed an unfinished write");
+                    removed.push(path);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove an unfinished write")
+                }
+            }
+        }
+        removed
+    }
+
     /// Reads a whole file.
     pub fn read(&self, path: &Path) -> Result<Vec<u8>, CaError> {
         fs::read(path).map_err(|e| CaError::io("read", path, e))
@@ -131,6 +164,15 @@ pub fn create_private_dir(dir: &Path) -> Result<(), CaError> {
     fs::create_dir_all(dir).map_err(|e| CaError::io("create directory", dir, e))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
         .map_err(|e| CaError::io("set permissions on", dir, e))
+}
+
+/// The PID of a `.NAME.tmp.PID` name [`write_atomic`] gives its temporary files.
+fn temp_file_pid(name: &str) -> Option<u32> {
+    let (stem, pid) = name.strip_prefix('.')?.rsplit_once(".tmp.")?;
+    if stem.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file with `mode` in the same
@@ -185,6 +227,33 @@ mod tests {
         assert_eq!(mode, 0o600);
         let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn leftover_temp_files_of_dead_processes_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CaDir::new(tmp.path());
+        write_atomic(&dir.config(), b"kept", PUBLIC_MODE).unwrap();
+        // A PID above the kernel's maximum (4194304) never runs.
+        let dead = tmp.path().join(".issuing.key.tmp.99999999");
+        let live = tmp
+            .path()
+            .join(format!(".ca.toml.tmp.{}", std::process::id()));
+        let others = [".tmp.1", ".x.tmp.", ".x.tmp.12a", "x.tmp.1", ".x.tmp"];
+        for f in [&dead, &live] {
+            fs::write(f, b"half").unwrap();
+        }
+        for f in others {
+            fs::write(tmp.path().join(f), b"not ours").unwrap();
+        }
+        assert_eq!(dir.remove_leftover_temp_files(), vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(live.exists(), "a running process's write stays");
+        for f in others {
+            assert!(tmp.path().join(f).exists(), "{f} is not a temporary file");
+        }
+        assert_eq!(fs::read(dir.config()).unwrap(), b"kept");
+        assert!(dir.remove_leftover_temp_files().is_empty());
     }
 
     #[test]

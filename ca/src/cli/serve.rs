@@ -85,6 +85,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CaError> {
 
     let dir = CaDir::new(&args.dir);
     dir.require_initialised()?;
+    dir.remove_leftover_temp_files();
     let mut config = CaConfig::load(&dir.config())?;
     if let Some(url) = args.database {
         config.database = Some(url);

@@ -27,6 +27,7 @@ impl Host {
     pub async fn open(dir: &Path, database: Option<&str>) -> Result<Self, CaError> {
         let dir = CaDir::new(dir);
         dir.require_initialised()?;
+        dir.remove_leftover_temp_files();
         let mut config = CaConfig::load(&dir.config())?;
         if let Some(url) = database {
             config.database = Some(url.to_string());
