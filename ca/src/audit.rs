@@ -26,6 +26,8 @@ pub enum AuditAction {
     EnrolFailed,
     /// A valid code came with a request that was refused; the code stays usable.
     EnrolBadRequest,
+    /// An enrolment retried after a lost answer got the certificates already issued.
+    EnrolRepeated,
     // --- IT-desk administration ---
     /// A caller without a valid operator certificate was refused by the Admin service.
     AdminAuthFailed,
@@ -63,6 +65,8 @@ pub enum AuditAction {
     RenewalDenied,
     /// A renewal was refused because of the card's or certificate's state.
     RenewalRefused,
+    /// A renewal retried after a lost answer got the certificates already issued.
+    RenewalRepeated,
     /// A reset code was redeemed: new certificate, old ones revoked (superseded).
     PinReset,
     /// A reset code was wrong, expired, used or absent.
@@ -87,6 +91,7 @@ impl AuditAction {
             AuditAction::Enrolled => "enrolled",
             AuditAction::EnrolFailed => "enrol_failed",
             AuditAction::EnrolBadRequest => "enrol_bad_request",
+            AuditAction::EnrolRepeated => "enrol_repeated",
             // --- IT-desk administration ---
             AuditAction::AdminAuthFailed => "admin_auth_failed",
             AuditAction::AdminRefused => "admin_refused",
@@ -107,6 +112,7 @@ impl AuditAction {
             AuditAction::Renewed => "renewed",
             AuditAction::RenewalDenied => "renewal_denied",
             AuditAction::RenewalRefused => "renewal_refused",
+            AuditAction::RenewalRepeated => "renewal_repeated",
             AuditAction::PinReset => "pin_reset",
             AuditAction::PinResetFailed => "pin_reset_failed",
             AuditAction::ResetCodeExhausted => "reset_code_exhausted",

@@ -1,7 +1,8 @@
 //! The enrolment use case, free of gRPC types: rate limit, issuance permit,
 //! code check, CSR checks, then issuance (the authentication certificate and,
 //! when requested, the document-signing one) and bookkeeping in one database
-//! transaction.
+//! transaction. A retry with a used code and the keys its enrolment
+//! certified (the answer was lost) gets those certificates again.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::audit::{AuditAction, AuditEvent};
+use crate::card_id::CardId;
 use crate::certify::{CardRequests, Certifier, Presigned};
 use crate::enrolment_code::EnrolmentCode;
 use crate::error::CaError;
+use crate::lost_answer::earlier_issuance;
 use crate::rate_limit::FailureLimiter;
-use crate::store::{CardRecord, CodeLookup, Store};
+use crate::store::{CardLifecycle, CardRecord, CodeLookup, Store};
 
 /// A successful enrolment.
 #[derive(Debug)]
@@ -106,8 +109,16 @@ impl Enroller {
             CodeLookup::Expired { card_id } => {
                 return Err(self.refuse(ip, Refusal::Expired, Some(card_id)).await)
             }
-            CodeLookup::Used { card_id } => {
-                return Err(self.refuse(ip, Refusal::Used, Some(card_id)).await)
+            CodeLookup::Used { card_id, retryable } => {
+                if retryable {
+                    if let Some(done) = self
+                        .repeat(ip, &card_id, csr_der, signing_csr_der, now)
+                        .await?
+                    {
+                        return Ok(done);
+                    }
+                }
+                return Err(self.refuse(ip, Refusal::Used, Some(card_id)).await);
             }
             CodeLookup::CardRevoked { card_id } => {
                 return Err(self.refuse(ip, Refusal::CardRevoked, Some(card_id)).await)
@@ -175,6 +186,57 @@ impl Enroller {
             signing_certificate_der: certs.signing.map(|s| s.der),
             chain_der: self.certifier.chain_der(),
         })
+    }
+
+    /// The certificates the enrolment that used the code issued, when the
+    /// card's current certificates are exactly for the keys of this request
+    /// (the same enrolment retried after its answer was lost), audited as a
+    /// repeat; `None` (refused as a used code) otherwise.
+    async fn repeat(
+        &self,
+        ip: IpAddr,
+        card_id: &str,
+        csr_der: &[u8],
+        signing_csr_der: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<Enrolled>, CaError> {
+        let Ok(requests) = CardRequests::check(csr_der, signing_csr_der) else {
+            return Ok(None);
+        };
+        let card_id = CardId::parse(card_id)?;
+        let mut tx = self.store.begin_lifecycle().await?;
+        let state = tx.card_state(&card_id).await?;
+        let certs = tx.card_certificates(&card_id).await?;
+        let earlier = earlier_issuance(&certs, &requests, None, now.unix_timestamp());
+        let (Some(state), Some(earlier)) = (state, earlier) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        if !matches!(state.lifecycle, CardLifecycle::Active) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let signing_serial = earlier.signing.as_ref().map(|s| s.serial.clone());
+        let event = AuditEvent {
+            actor: format!("peer:{ip}"),
+            action: AuditAction::EnrolRepeated,
+            card_id: Some(card_id.to_string()),
+            peer: Some(ip.to_string()),
+            detail: json!({ "serial": earlier.auth.serial, "signing_serial": signing_serial }),
+        };
+        tx.commit(&[event]).await?;
+        info!(
+            peer = %ip,
+            card_id = %card_id,
+            serial = %earlier.auth.serial,
+            "enrolment repeated: answered with the certificates already issued"
+        );
+        Ok(Some(Enrolled {
+            card: state.card,
+            certificate_der: earlier.auth.der,
+            signing_certificate_der: earlier.signing.map(|s| s.der),
+            chain_der: self.certifier.chain_der(),
+        }))
     }
 
     /// Checks the requests and signs ahead, outside the write lock, when the

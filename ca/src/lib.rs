@@ -19,6 +19,7 @@ pub mod enrolment_code;
 pub mod error;
 pub mod issuance_limit;
 pub mod issuer;
+mod lost_answer;
 pub mod peer;
 pub mod pin_reset;
 pub mod pkcs11_key;

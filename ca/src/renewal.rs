@@ -3,7 +3,8 @@
 //! unexpired certificate of the card asked for, the card active and not
 //! suspended, and the requests' keys new. The new certificates
 //! (authentication, and document signing when requested) are recorded and
-//! the card's older ones marked superseded in one transaction.
+//! the card's older ones marked superseded in one transaction. A retry
+//! after a lost answer gets the certificates already issued (lost_answer).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::card_id::CardId;
 use crate::certify::{CardRequests, Certifier, Presigned};
 use crate::enrolment::Enrolled;
 use crate::error::CaError;
+use crate::lost_answer::earlier_issuance;
 use crate::peer::Peer;
 use crate::store::{CardLifecycle, LifecycleTx, Store};
 
@@ -159,6 +161,35 @@ impl Renewer {
             return Err(CaError::CardNotUsable(message));
         }
         if let Some(serial) = certified_key(&mut tx, &requested, &requests).await? {
+            let certs = tx.card_certificates(&requested).await?;
+            let at = now.unix_timestamp();
+            if let Some(earlier) = earlier_issuance(&certs, &requests, Some(&presented.serial), at)
+            {
+                let signing_serial = earlier.signing.as_ref().map(|s| s.serial.clone());
+                let event = self.event(
+                    peer,
+                    &requested,
+                    AuditAction::RenewalRepeated,
+                    json!({
+                        "old_serial": presented.serial,
+                        "serial": earlier.auth.serial,
+                        "signing_serial": signing_serial,
+                    }),
+                );
+                tx.commit(&[event]).await?;
+                info!(
+                    peer = %peer.ip,
+                    card_id = %requested,
+                    serial = %earlier.auth.serial,
+                    "renewal repeated: answered with the certificates already issued"
+                );
+                return Ok(Enrolled {
+                    card: state.card,
+                    certificate_der: earlier.auth.der,
+                    signing_certificate_der: earlier.signing.map(|s| s.der),
+                    chain_der: self.certifier.chain_der(),
+                });
+            }
             tx.rollback().await?;
             warn!(peer = %peer.ip, card_id = %requested, "renewal refused: the key is not new");
             return Err(CaError::KeyReused { serial });

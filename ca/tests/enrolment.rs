@@ -309,6 +309,43 @@ async fn enrol_issues_a_verifiable_certificate_once() {
         .message()
         .contains("not recognised, expired or already used"));
     assert!(!err.message().contains(&code));
+    // The same code with the same request (the enrolment retried after its
+    // answer was lost) gets the same certificate, no new serial, audited.
+    let retry = enroll(&mut client, &code, csr.clone()).await.unwrap();
+    assert_eq!(retry.certificate_der, resp.certificate_der);
+    assert_eq!(retry.chain_der, resp.chain_der);
+    assert_eq!(retry.card_id, resp.card_id);
+    // The same key with a signing key it did not certify stays refused.
+    let err = client
+        .enroll(EnrollRequest {
+            signing_csr_der: p256_csr(),
+            code: code.clone(),
+            csr_der: csr.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let store = ca.store().await;
+    let certs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM certificates")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(certs, 1);
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+    assert_eq!(
+        (
+            count("enrolled"),
+            count("enrol_repeated"),
+            count("enrol_failed")
+        ),
+        (1, 1, 2),
+        "{actions:?}"
+    );
 
     // Graceful stop (serve waits for the open connection); the log never shows the code.
     let status = ca.stop().await;

@@ -264,3 +264,110 @@ async fn renewal_and_reset_rekey_both_certificates() {
     );
     assert_eq!(ca.count(&live).await, 2);
 }
+
+/// Renews `card` (as its own certificate) for the keys of `csr` and `signing_csr`.
+async fn renew_both(
+    ca: &TestCa,
+    card: &Card,
+    csr: Vec<u8>,
+    signing_csr: Vec<u8>,
+) -> Result<lanyard_proto::ca::EnrollResponse, tonic::Status> {
+    ca.renewal_as(card)
+        .await
+        .renew(RenewRequest {
+            card_id: card.card_id.clone(),
+            csr_der: csr,
+            signing_csr_der: signing_csr,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_renewal_retried_after_a_lost_answer_gets_the_same_certificates() {
+    let ca = TestCa::start(&[]);
+    let (card_id, code) = ca.issue_card().await;
+    let key = p256();
+    let resp = enroll_both(&ca, &code, csr_for(&key), csr_for(&p256()))
+        .await
+        .unwrap();
+    let card = Card {
+        card_id: card_id.clone(),
+        key,
+        cert_der: resp.certificate_der.clone(),
+    };
+    let (new_key, new_signing_key) = (p256(), p256());
+    // The CA committed this renewal but its answer never reached the card.
+    let lost = renew_both(&ca, &card, csr_for(&new_key), csr_for(&new_signing_key))
+        .await
+        .unwrap();
+    let all = format!("SELECT COUNT(*) FROM certificates WHERE card_id = '{card_id}'");
+    assert_eq!(ca.count(&all).await, 4);
+
+    // The card retries with what it still holds and the same requests: the
+    // same certificates, no new serial, audited as a repeat.
+    let retry = renew_both(&ca, &card, csr_for(&new_key), csr_for(&new_signing_key))
+        .await
+        .unwrap();
+    assert_eq!(retry.certificate_der, lost.certificate_der);
+    assert_eq!(retry.signing_certificate_der, lost.signing_certificate_der);
+    assert_eq!(retry.chain_der.len(), 2);
+    assert_eq!(ca.count(&all).await, 4);
+    let audit = ca.audit_actions(&card_id).await;
+    let repeated: Vec<_> = audit
+        .iter()
+        .filter(|(a, _)| a == "renewal_repeated")
+        .collect();
+    assert_eq!(repeated.len(), 1, "{audit:?}");
+    assert!(
+        repeated[0].1.contains(&serial_of(&lost.certificate_der))
+            && repeated[0]
+                .1
+                .contains(&serial_of(&lost.signing_certificate_der)),
+        "{repeated:?}"
+    );
+
+    // Any other reuse stays refused and changes nothing: the new key with
+    // another signing key, the new key alone, the old key.
+    for (csr, signing_csr) in [
+        (csr_for(&new_key), csr_for(&p256())),
+        (csr_for(&new_key), Vec::new()),
+        (csr_for(&card.key), csr_for(&p256())),
+    ] {
+        let err = renew_both(&ca, &card, csr, signing_csr).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("new key pair"), "{err:?}");
+    }
+    // The renewed certificate asking for its own keys again is not a lost answer.
+    let renewed = Card {
+        card_id: card_id.clone(),
+        key: new_key,
+        cert_der: lost.certificate_der.clone(),
+    };
+    let err = renew_both(
+        &ca,
+        &renewed,
+        csr_for(&renewed.key),
+        csr_for(&new_signing_key),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Once a later renewal superseded them, the lost answer's keys are refused too.
+    renew_both(&ca, &renewed, csr_for(&p256()), csr_for(&p256()))
+        .await
+        .unwrap();
+    let err = renew_both(&ca, &card, csr_for(&renewed.key), csr_for(&new_signing_key))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(ca.count(&all).await, 6);
+    let audit = ca.audit_actions(&card_id).await;
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|(a, _)| a == "renewal_repeated")
+            .count(),
+        1
+    );
+}

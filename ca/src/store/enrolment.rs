@@ -63,6 +63,10 @@ pub enum CodeLookup {
     Used {
         /// Its card.
         card_id: String,
+        /// Whether the code is still within its validity, the newest of its
+        /// card and the card neither revoked nor suspended: a retry of the
+        /// enrolment whose answer was lost may get its certificates again.
+        retryable: bool,
     },
     /// The card was revoked or suspended after the code was released.
     CardRevoked {
@@ -172,21 +176,26 @@ impl Store {
         let card = CardRecord::from_row(&row)?;
         let expires_at: i64 = row.try_get("expires_at")?;
         let used_at: Option<i64> = row.try_get("used_at")?;
-        if used_at.is_some() {
-            tx.rollback().await?;
-            return Ok(CodeLookup::Used {
-                card_id: card.card_id,
-            });
-        }
         let state: String = row.try_get("state")?;
         let suspended_at: Option<i64> = row.try_get("suspended_at")?;
+        let newer: i64 = row.try_get("newer")?;
+        if used_at.is_some() {
+            tx.rollback().await?;
+            let retryable = state != "revoked"
+                && suspended_at.is_none()
+                && newer == 0
+                && expires_at > now.unix_timestamp();
+            return Ok(CodeLookup::Used {
+                card_id: card.card_id,
+                retryable,
+            });
+        }
         if state == "revoked" || suspended_at.is_some() {
             tx.rollback().await?;
             return Ok(CodeLookup::CardRevoked {
                 card_id: card.card_id,
             });
         }
-        let newer: i64 = row.try_get("newer")?;
         if newer > 0 {
             tx.rollback().await?;
             return Ok(CodeLookup::Superseded {
@@ -407,7 +416,10 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.begin_enrolment(&code.hash(), now).await.unwrap(),
-            CodeLookup::Used { .. }
+            CodeLookup::Used {
+                retryable: true,
+                ..
+            }
         ));
         let cards = store.cards().await.unwrap();
         assert_eq!(cards[0].1, "active");
