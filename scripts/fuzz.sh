@@ -51,6 +51,10 @@ unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 # Plain output, no CPU-governor or core-pattern checks (shared CI machine),
 # stop on time, no wait for a terminal.
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
+# pkcs11_args's agent socket (one per fork server) goes here, not in /tmp.
+export TMPDIR=$CARGO_TARGET_DIR/tmp
+rm -rf "$TMPDIR"
+mkdir -p "$TMPDIR"
 total_execs=0
 total_crashes=0
 for t in "${TARGETS[@]}"; do
