@@ -302,11 +302,6 @@ impl World<'_> {
                 card.acked_failures = 0;
             }
             (Op::Enroll, Outcome::Acked) => {}
-            // The CA committed a renewal and died before answering; the daemon's
-            // retry with the same key is refused (reported, not an invariant).
-            (Op::Renew, Outcome::Refused(why)) if killed && why.contains("reuses the key") => {
-                self.report.renewal_retries_refused_after_lost_answer += 1
-            }
             (_, Outcome::Unknown(_)) | (Op::CheckIn, Outcome::Acked) => {}
             (_, other) => self
                 .report

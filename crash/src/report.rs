@@ -44,10 +44,6 @@ pub struct Report {
     pub temp_files_left_by_kills: u64,
     /// Enrolments killed after the CA used the code but before the card was stored.
     pub enrolments_spent_by_kills: u64,
-    /// Renewals whose answer a CA kill lost after the commit: the daemon's retry
-    /// with the same new key is refused as a reused key (the card keeps its old
-    /// certificate and the next renewal works).
-    pub renewal_retries_refused_after_lost_answer: u64,
     /// Operations that failed while nothing was killed (should be none).
     pub unexpected_failures: Vec<String>,
     /// Broken invariants (must be none).
