@@ -9,8 +9,9 @@ use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::structures::{
-    Digest, EccPoint, KeyedHashScheme, Private, Public, PublicBuilder, PublicEccParametersBuilder,
-    PublicKeyedHashParameters, SensitiveData, SymmetricDefinitionObject,
+    Auth, Digest, EccPoint, KeyedHashScheme, Private, Public, PublicBuilder,
+    PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
+    SymmetricDefinitionObject,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
@@ -57,7 +58,7 @@ fn primary_template() -> tss_esapi::Result<Public> {
 /// The template of a sealed object: data only, bound to this TPM and
 /// parent; `da_protected`: a wrong authValue counts towards the TPM's
 /// dictionary-attack lockout.
-pub(super) fn sealed_template(da_protected: bool) -> tss_esapi::Result<Public> {
+fn sealed_template(da_protected: bool) -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
@@ -74,7 +75,7 @@ pub(super) fn sealed_template(da_protected: bool) -> tss_esapi::Result<Public> {
 }
 
 /// Creates the parent (the same key each time on the same TPM).
-pub(super) fn primary(ctx: &mut Context) -> tss_esapi::Result<KeyHandle> {
+fn primary(ctx: &mut Context) -> tss_esapi::Result<KeyHandle> {
     let template = primary_template()?;
     ctx.execute_with_nullauth_session(|ctx| {
         ctx.create_primary(Hierarchy::Owner, template, None, None, None, None)
@@ -86,13 +87,26 @@ pub(super) fn primary(ctx: &mut Context) -> tss_esapi::Result<KeyHandle> {
 pub fn seal(tpm: &Tpm, secret: &[u8]) -> Result<SealedBlob> {
     let data = SensitiveData::try_from(secret.to_vec())
         .map_err(|e| Error::Tpm(format!("secret too long to seal: {e}")))?;
-    let (public, private) = tpm.run("seal the device secret", |ctx| {
+    create_sealed(tpm, "seal the device secret", data, None)
+}
+
+/// Creates a sealed-data object holding `data` under the fixed parent. With an
+/// `auth`, unsealing needs it and the object counts toward the TPM's
+/// dictionary-attack lockout; without, it needs none and does not.
+pub(super) fn create_sealed(
+    tpm: &Tpm,
+    what: &str,
+    data: SensitiveData,
+    auth: Option<Auth>,
+) -> Result<SealedBlob> {
+    let da_protected = auth.is_some();
+    let (public, private) = tpm.run(what, |ctx| {
         let parent = primary(ctx)?;
         let created = ctx.execute_with_nullauth_session(|ctx| {
             ctx.create(
                 parent,
-                sealed_template(false)?,
-                None,
+                sealed_template(da_protected)?,
+                auth,
                 Some(data),
                 None,
                 None,
@@ -108,21 +122,34 @@ pub fn seal(tpm: &Tpm, secret: &[u8]) -> Result<SealedBlob> {
     })
 }
 
+/// Loads a sealed object under the fixed parent and unseals it, with `auth`
+/// when it has one; every handle is flushed whatever happens.
+pub(super) fn load_and_unseal(
+    ctx: &mut Context,
+    public: Public,
+    private: Private,
+    auth: Option<Auth>,
+) -> tss_esapi::Result<SensitiveData> {
+    let parent = primary(ctx)?;
+    let loaded = ctx.execute_with_nullauth_session(|ctx| ctx.load(parent, private, public));
+    ctx.flush_context(parent.into())?;
+    let loaded = loaded?;
+    let data = match auth {
+        Some(auth) => ctx.tr_set_auth(loaded.into(), auth),
+        None => Ok(()),
+    }
+    .and_then(|()| ctx.execute_with_nullauth_session(|ctx| ctx.unseal(loaded.into())));
+    ctx.flush_context(loaded.into())?;
+    data
+}
+
 /// Unseals a blob made by [`seal`] on this TPM. A blob from another TPM (or
 /// changed) cannot be loaded: the error says so.
 pub fn unseal(tpm: &Tpm, blob: &SealedBlob) -> Result<Zeroizing<Vec<u8>>> {
     let bad = |why: String| Error::Tpm(format!("the sealed device secret is unusable: {why}"));
     let public = Public::unmarshall(&blob.public).map_err(|e| bad(e.to_string()))?;
     let private = Private::try_from(blob.private.clone()).map_err(|e| bad(e.to_string()))?;
-    let result = tpm.try_run(|ctx| {
-        let parent = primary(ctx)?;
-        let loaded = ctx.execute_with_nullauth_session(|ctx| ctx.load(parent, private, public));
-        ctx.flush_context(parent.into())?;
-        let loaded = loaded?;
-        let data = ctx.execute_with_nullauth_session(|ctx| ctx.unseal(loaded.into()));
-        ctx.flush_context(loaded.into())?;
-        data
-    });
+    let result = tpm.try_run(|ctx| load_and_unseal(ctx, public, private, None));
     match result {
         Ok(data) => Ok(Zeroizing::new(data.value().to_vec())),
         Err(e) if is_foreign(&e) => Err(Error::Tpm(format!(

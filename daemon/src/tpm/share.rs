@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tss_esapi::constants::response_code::Tss2ResponseCodeKind;
 use tss_esapi::structures::{Auth, Private, Public, SensitiveData};
-use tss_esapi::traits::{Marshall, UnMarshall};
+use tss_esapi::traits::UnMarshall;
 use zeroize::Zeroizing;
 
-use super::seal::{primary, sealed_template};
+use super::seal::{create_sealed, load_and_unseal};
 use super::{rc_kind, Tpm};
 use crate::card_crypto::{random_bytes, KEY_LEN};
 use crate::error::{Error, Result};
@@ -46,26 +46,11 @@ pub fn create(tpm: &Tpm, card_id: &str, pin: &Pin) -> Result<(TpmShare, Zeroizin
     let data =
         SensitiveData::try_from(share.to_vec()).map_err(|e| Error::Tpm(format!("share: {e}")))?;
     let auth = auth_for(card_id, pin)?;
-    let (public, private) = tpm.run("seal the card's TPM share", |ctx| {
-        let parent = primary(ctx)?;
-        let created = ctx.execute_with_nullauth_session(|ctx| {
-            ctx.create(
-                parent,
-                sealed_template(true)?,
-                Some(auth),
-                Some(data),
-                None,
-                None,
-            )
-        });
-        ctx.flush_context(parent.into())?;
-        let created = created?;
-        Ok((created.out_public.marshall()?, created.out_private))
-    })?;
+    let blob = create_sealed(tpm, "seal the card's TPM share", data, Some(auth))?;
     Ok((
         TpmShare {
-            public,
-            private: private.value().to_vec(),
+            public: blob.public,
+            private: blob.private,
         },
         share,
     ))
@@ -83,17 +68,7 @@ pub fn open(
     let public = Public::unmarshall(&share.public).map_err(|e| bad(e.to_string()))?;
     let private = Private::try_from(share.private.clone()).map_err(|e| bad(e.to_string()))?;
     let auth = auth_for(card_id, pin)?;
-    let result = tpm.try_run(|ctx| {
-        let parent = primary(ctx)?;
-        let loaded = ctx.execute_with_nullauth_session(|ctx| ctx.load(parent, private, public));
-        ctx.flush_context(parent.into())?;
-        let loaded = loaded?;
-        let data = ctx
-            .tr_set_auth(loaded.into(), auth)
-            .and_then(|()| ctx.execute_with_nullauth_session(|ctx| ctx.unseal(loaded.into())));
-        ctx.flush_context(loaded.into())?;
-        data
-    });
+    let result = tpm.try_run(|ctx| load_and_unseal(ctx, public, private, Some(auth)));
     match result {
         Ok(data) => {
             let bytes = Zeroizing::new(data.value().to_vec());
