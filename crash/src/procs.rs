@@ -66,6 +66,36 @@ fn settle(child: &mut Child, grace: Duration) -> Death {
     }
 }
 
+/// A supervised child process: its pid, how it died, stopping it. A dead
+/// child is reaped and forgotten.
+#[derive(Default)]
+struct Supervised(Option<Child>);
+
+impl Supervised {
+    fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
+    /// Whether it died (waiting up to `grace`).
+    fn check_death(&mut self, grace: Duration) -> Death {
+        let Some(child) = self.0.as_mut() else {
+            return Death::Killed;
+        };
+        let d = settle(child, grace);
+        if d != Death::Alive {
+            self.0 = None;
+        }
+        d
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            stop_child(&mut child, Duration::from_secs(10));
+        }
+    }
+}
+
 /// SIGKILL of a child that is not yet reaped (so its pid cannot be reused).
 pub fn sigkill(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
@@ -83,7 +113,7 @@ pub struct DaemonProc {
     config_home: PathBuf,
     socket: PathBuf,
     log: PathBuf,
-    child: Option<Child>,
+    child: Supervised,
 }
 
 impl DaemonProc {
@@ -111,7 +141,7 @@ impl DaemonProc {
             config_home,
             socket: run_dir.join("agent.sock"),
             log: base.join("lanyardd.log"),
-            child: None,
+            child: Supervised::default(),
         })
     }
 
@@ -141,13 +171,15 @@ impl DaemonProc {
         if let Some(f) = fault {
             cmd.env("LANYARD_FAULT", f);
         }
-        self.child = Some(spawn_owned(cmd).context("cannot start lanyardd-fault")?);
+        self.child = Supervised(Some(
+            spawn_owned(cmd).context("cannot start lanyardd-fault")?,
+        ));
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
+            if let Some(child) = self.child.0.as_mut() {
                 let d = death_of(child);
                 if d == Death::Killed && fault.is_some() {
-                    self.child = None;
+                    self.child = Supervised::default();
                     return Ok(false);
                 }
                 if d != Death::Alive {
@@ -177,26 +209,17 @@ impl DaemonProc {
 
     /// Its pid while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.pid()
     }
 
     /// Whether it died (waiting up to `grace`); a dead daemon is reaped and forgotten.
     pub fn check_death(&mut self, grace: Duration) -> Death {
-        let Some(child) = self.child.as_mut() else {
-            return Death::Killed;
-        };
-        let d = settle(child, grace);
-        if d != Death::Alive {
-            self.child = None;
-        }
-        d
+        self.child.check_death(grace)
     }
 
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, Duration::from_secs(10));
-        }
+        self.child.stop()
     }
 
     /// The daemon's log so far.
@@ -212,7 +235,7 @@ pub struct CaProc {
     base: PathBuf,
     listen: String,
     url: String,
-    child: Option<Child>,
+    child: Supervised,
 }
 
 impl CaProc {
@@ -232,7 +255,7 @@ impl CaProc {
             base: base.to_path_buf(),
             listen: "127.0.0.1:0".into(),
             url: String::new(),
-            child: None,
+            child: Supervised::default(),
         })
     }
 
@@ -300,7 +323,7 @@ impl CaProc {
                     self.listen = addr.to_string();
                 }
                 self.url = url;
-                self.child = Some(child);
+                self.child = Supervised(Some(child));
                 Ok(())
             }
             Err(_) => {
@@ -325,26 +348,17 @@ impl CaProc {
 
     /// Its pid while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.pid()
     }
 
     /// Whether it died (waiting up to `grace`); a dead CA is reaped and forgotten.
     pub fn check_death(&mut self, grace: Duration) -> Death {
-        let Some(child) = self.child.as_mut() else {
-            return Death::Killed;
-        };
-        let d = settle(child, grace);
-        if d != Death::Alive {
-            self.child = None;
-        }
-        d
+        self.child.check_death(grace)
     }
 
     /// SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, Duration::from_secs(10));
-        }
+        self.child.stop()
     }
 }
 
